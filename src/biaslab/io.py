@@ -28,8 +28,9 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                                    dir=path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+        )
         os.close(fd)
         tmp = Path(name)
     try:

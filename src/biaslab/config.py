@@ -1,0 +1,87 @@
+"""Semantic checks of a (schema-validated) workflow config.
+
+The JSON schema (workflow/schemas/config.schema.yaml) checks types, ranges and unknown keys
+and fills defaults. What a schema cannot say is checked here, before any job runs; every
+error names the offending key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .data import MNIST_FILES
+from .models import TABLE_A, check_resolution
+
+DEFAULT_ETA = {"ddpm": 1.0, "ddim": 0.0}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def resolve_sampling_grid(grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill each grid row's ``eta`` with its sampler's default; reject duplicates."""
+    rows = []
+    for i, row in enumerate(grid):
+        row = dict(row)
+        row.setdefault("eta", DEFAULT_ETA[row["sampler"]])
+        row["eta"] = float(row["eta"])
+        row["steps"] = int(row["steps"])
+        if row["sampler"] == "ddpm" and row["eta"] != 1.0:
+            raise ConfigError(
+                f"sampling.grid[{i}].eta: ddpm has no eta knob (leave it out or "
+                "use 1.0); use sampler ddim for eta sweeps"
+            )
+        rows.append(row)
+    keys = [(r["sampler"], r["steps"], r["eta"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("sampling.grid: duplicate rows")
+    return rows
+
+
+def lpips_weights_file(net: str) -> Path:
+    """Where torchvision's hub cache keeps the ImageNet weights of ``net``."""
+    import torch
+
+    name = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}[net]
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def check_config(config: dict[str, Any]) -> None:
+    data = config["data"]
+    if data["majority_class"] == data["minority_class"]:
+        raise ConfigError("data.minority_class: must differ from data.majority_class")
+    for d in config["model"]["depths"]:
+        if d not in TABLE_A:
+            raise ConfigError(f"model.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}")
+        try:
+            check_resolution(d, data["resolution"])
+        except ValueError as e:
+            raise ConfigError(f"model.depths / data.resolution: {e}") from None
+    if data["source"] == "mnist":
+        root = data.get("root")
+        if not root:
+            raise ConfigError("data.root: required when data.source is 'mnist'")
+        raw = Path(root) / "MNIST" / "raw"
+        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+        if missing and not data["download"]:
+            raise ConfigError(
+                f"data.root: {root!r} lacks the MNIST IDX files {missing} under {raw}; "
+                "add them or set data.download: true (needs internet)"
+            )
+    metrics = config["metrics"]
+    if metrics["backbone"] in ("alex", "vgg"):
+        path = metrics.get("backbone_weights")
+        path = Path(path) if path else lpips_weights_file(metrics["backbone"])
+        if not path.is_file():
+            raise ConfigError(
+                f"metrics.backbone_weights: the {metrics['backbone']} ImageNet weights file "
+                f"{str(path)!r} does not exist; download it once on an online machine "
+                "(see README, 'Weights files') or use metrics.backbone: classifier"
+            )
+    elif metrics.get("backbone_weights"):
+        raise ConfigError("metrics.backbone_weights: only used with backbone alex or vgg")
+    resolve_sampling_grid(config["sampling"]["grid"])
+    if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
+        raise ConfigError("figures.grid_samples: larger than sampling.n_samples")

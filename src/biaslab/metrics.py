@@ -1,0 +1,424 @@
+"""Statistics and distances used by the evaluation: exact binomial intervals, exact LPIPS
+diversity from cached per-image features, and exact k-nearest-neighbour search.
+
+Pure numpy / scipy / torch; nothing here reads or writes files.
+
+LPIPS as a squared Euclidean distance
+-------------------------------------
+Zhang et al. (2018), "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric",
+define (as implemented by the ``lpips`` package, ``lpips.LPIPS.forward``)
+
+    d(x_i, x_j) = sum_l  1/(H_l W_l)  sum_{h,w}  sum_c  w_{l,c} (n_{i,l,c,h,w} - n_{j,l,c,h,w})^2
+
+where ``n_{i,l} = f_l(x_i) / (sqrt(sum_c f_l(x_i)_c^2) + 1e-10)`` is the layer-``l`` feature map
+unit-normalised over channels at every position (``lpips.normalize_tensor``) and ``w_{l,c} >= 0``
+are the weights of the 1x1 convolutions ``lin{l}``. With
+
+    u_{i,l} = flatten( sqrt(w_l) * n_{i,l} ) / sqrt(H_l W_l),     u_i = concat_l u_{i,l}
+
+the distance is a plain squared Euclidean distance ``d(x_i, x_j) = |u_i - u_j|^2
+= |u_i|^2 + |u_j|^2 - 2 u_i.u_j``. All N x N distances therefore need only N network passes and
+one Gram matrix ``U U^T`` (computed here in float64), instead of N(N-1)/2 paired passes.
+The mean over unordered pairs also follows in O(N F) from
+
+    sum_{i<j} |u_i - u_j|^2 = N sum_i |u_i|^2 - |sum_i u_i|^2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+__all__ = [
+    "clopper_pearson",
+    "cross_sq_lpips_from_features",
+    "knn_search",
+    "knn_similarity",
+    "lpips_flat_features",
+    "mean_pairwise_lpips",
+    "pairwise_sq_lpips_from_features",
+]
+
+LPIPS_EPS = 1e-10  # the eps of ``lpips.normalize_tensor``
+
+# --------------------------------------------------------------------------------------------
+# Binomial interval
+# --------------------------------------------------------------------------------------------
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper & Pearson, 1934) two-sided ``1 - alpha`` interval for a binomial proportion.
+
+    With ``k`` successes out of ``n`` trials and ``B(q; a, b)`` the Beta quantile function:
+
+        low  = B(alpha/2;     k,     n - k + 1)     (0 when k = 0)
+        high = B(1 - alpha/2; k + 1, n - k)         (1 when k = n)
+
+    Returns ``(nan, nan)`` when ``n == 0``.
+    """
+    k, n = int(k), int(n)
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    if n == 0:
+        return (math.nan, math.nan)
+    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2.0, k, n - k + 1))
+    high = 1.0 if k == n else float(stats.beta.ppf(1.0 - alpha / 2.0, k + 1, n - k))
+    return (low, high)
+
+
+# --------------------------------------------------------------------------------------------
+# LPIPS from cached features
+# --------------------------------------------------------------------------------------------
+
+
+def lpips_flat_features(
+    feature_maps: Sequence[torch.Tensor],
+    weights: Sequence[torch.Tensor | None] | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Turn per-layer feature maps of a batch into the scaled flat LPIPS rows ``u`` [N, F].
+
+    For each layer ``l`` with map ``f_l`` [N, C_l, H_l, W_l] and channel weights ``w_l`` [C_l]
+    (``None`` means ``w_l = 1``, i.e. the un-learned "baseline" LPIPS):
+
+        n_l = f_l / (sqrt(sum_c f_l^2) + 1e-10)             (lpips.normalize_tensor)
+        u_l = flatten(sqrt(w_l)[:, None, None] * n_l) / sqrt(H_l W_l)
+
+    and ``u = concat_l u_l``, so that ``|u_i - u_j|^2`` is the LPIPS distance (module docstring).
+    The normalisation is done in ``dtype`` (float64 by default). Weights must be nonnegative
+    (true for the shipped ``lpips`` v0.1 linear layers, which are trained with clamping).
+    """
+    if weights is None:
+        weights = [None] * len(feature_maps)
+    if len(weights) != len(feature_maps):
+        raise ValueError(f"{len(feature_maps)} feature maps but {len(weights)} weight vectors")
+    rows = []
+    for f, w in zip(feature_maps, weights, strict=True):
+        if f.ndim != 4:
+            raise ValueError(f"feature maps must be N x C x H x W, got shape {tuple(f.shape)}")
+        f = f.detach().to(dtype)
+        n = f / (torch.sqrt((f * f).sum(dim=1, keepdim=True)) + LPIPS_EPS)
+        _, c, h, wd = n.shape
+        if w is not None:
+            w = w.detach().reshape(-1).to(device=f.device, dtype=dtype)
+            if w.numel() != c:
+                raise ValueError(f"layer has {c} channels but {w.numel()} weights")
+            if bool((w < 0).any()):
+                raise ValueError("LPIPS channel weights must be nonnegative for the Gram form")
+            n = n * torch.sqrt(w)[None, :, None, None]
+        rows.append((n / math.sqrt(h * wd)).reshape(n.shape[0], -1))
+    return torch.cat(rows, dim=1)
+
+
+def _as_rows(feats: torch.Tensor | np.ndarray | Sequence[torch.Tensor]) -> torch.Tensor:
+    """A [N, F] float64 tensor from a tensor/array or a list of per-layer [N, F_l] blocks."""
+    if isinstance(feats, np.ndarray):
+        feats = torch.from_numpy(feats)
+    if isinstance(feats, torch.Tensor):
+        u = feats
+    else:
+        blocks = [torch.as_tensor(b).reshape(b.shape[0], -1) for b in feats]
+        if not blocks:
+            raise ValueError("empty feature list")
+        u = torch.cat(blocks, dim=1)
+    if u.ndim != 2:
+        raise ValueError(f"features must be N x F, got shape {tuple(u.shape)}")
+    return u.detach().to(torch.float64)
+
+
+def cross_sq_lpips_from_features(
+    a: torch.Tensor | Sequence[torch.Tensor],
+    b: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    """LPIPS between every row of ``a`` [N, F] and every row of ``b`` [M, F] as an N x M float64
+    tensor: ``D_ij = |a_i|^2 + |b_j|^2 - 2 a_i.b_j`` (clamped at 0), in row blocks of ``chunk``.
+
+    Inputs are scaled flat LPIPS rows (see :func:`lpips_flat_features`), either one [N, F]
+    tensor or a list of per-layer [N, F_l] blocks (concatenated along the feature axis).
+    """
+    ua, ub = _as_rows(a), _as_rows(b)
+    if ua.shape[1] != ub.shape[1]:
+        raise ValueError(f"feature widths differ: {ua.shape[1]} vs {ub.shape[1]}")
+    sa = (ua * ua).sum(dim=1)
+    sb = (ub * ub).sum(dim=1)
+    out = torch.empty(ua.shape[0], ub.shape[0], dtype=torch.float64)
+    for s in range(0, ua.shape[0], max(1, chunk)):
+        e = min(s + chunk, ua.shape[0])
+        g = ua[s:e] @ ub.T
+        out[s:e] = (sa[s:e, None] + sb[None, :] - 2.0 * g).clamp_min_(0.0).cpu()
+    return out
+
+
+def pairwise_sq_lpips_from_features(
+    feats: torch.Tensor | Sequence[torch.Tensor], *, chunk: int = 1024
+) -> torch.Tensor:
+    """All pairwise LPIPS distances of one set as an N x N float64 tensor.
+
+    ``feats`` holds the scaled flat LPIPS rows ``u`` (one [N, F] tensor, or a list of per-layer
+    [N, F_l] blocks). ``D_ij = |u_i|^2 + |u_j|^2 - 2 (U U^T)_ij`` from a float64 Gram matrix built
+    in row blocks of ``chunk``; the result is symmetrised, clamped at 0 and has an exact zero
+    diagonal. Each entry equals ``lpips.LPIPS()(x_i, x_j)`` (module docstring).
+    """
+    u = _as_rows(feats)
+    d = cross_sq_lpips_from_features(u, u, chunk=chunk)
+    d = 0.5 * (d + d.T)
+    d.fill_diagonal_(0.0)
+    return d
+
+
+def mean_pairwise_lpips(
+    feats: torch.Tensor | Sequence[torch.Tensor], *, method: str = "identity", chunk: int = 1024
+) -> float:
+    """Mean LPIPS over the N(N-1)/2 unordered pairs ``i < j`` (the usual diversity score).
+
+    ``method="identity"`` (default) uses, in float64,
+
+        sum_{i<j} |u_i - u_j|^2 = N sum_i |u_i|^2 - |sum_i u_i|^2,
+
+    which is O(N F). ``method="gram"`` averages the upper triangle of
+    :func:`pairwise_sq_lpips_from_features`. Returns nan for N < 2.
+    """
+    u = _as_rows(feats)
+    n = u.shape[0]
+    if n < 2:
+        return math.nan
+    n_pairs = n * (n - 1) / 2.0
+    if method == "identity":
+        s = u.sum(dim=0)
+        total = n * float((u * u).sum()) - float(s @ s)
+        return max(total, 0.0) / n_pairs
+    if method == "gram":
+        d = pairwise_sq_lpips_from_features(u, chunk=chunk)
+        iu = torch.triu_indices(n, n, offset=1)
+        return float(d[iu[0], iu[1]].sum()) / n_pairs
+    raise ValueError(f"method must be 'identity' or 'gram', got {method!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Exact k-nearest-neighbour search
+# --------------------------------------------------------------------------------------------
+
+
+def _to_f64(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    t = t.detach().cpu().to(torch.float64)
+    if t.ndim != 2:
+        raise ValueError(f"expected a 2-D [rows, D] array, got shape {tuple(t.shape)}")
+    return t
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their Euclidean norm (all-zero rows stay zero)."""
+    nrm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return x / torch.where(nrm > 0, nrm, torch.ones_like(nrm))
+
+
+def _scores(q: torch.Tensor, t: torch.Tensor, tsq: torch.Tensor | None) -> torch.Tensor:
+    """Ranking scores (smaller = nearer): ``|t|^2 - 2 q.t`` (l2) or ``-q.t`` (unit rows)."""
+    g = q @ t.T
+    return tsq[None, :] - 2.0 * g if tsq is not None else -g
+
+
+def _candidates(
+    q: torch.Tensor, t: torch.Tensor, tsq: torch.Tensor | None, c: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``c`` smallest scores of each query row over all train rows (train in blocks)."""
+    best_v = torch.full((q.shape[0], 0), math.inf, dtype=q.dtype)
+    best_i = torch.zeros((q.shape[0], 0), dtype=torch.long)
+    for s in range(0, t.shape[0], chunk):
+        e = min(s + chunk, t.shape[0])
+        sc = _scores(q, t[s:e], None if tsq is None else tsq[s:e])
+        v = torch.cat([best_v, sc], dim=1)
+        i = torch.cat([best_i, torch.arange(s, e).expand(q.shape[0], -1)], dim=1)
+        kk = min(c, v.shape[1])
+        v, pos = torch.topk(v, kk, dim=1, largest=False, sorted=False)
+        best_v, best_i = v, torch.gather(i, 1, pos)
+    return best_v, best_i
+
+
+def _exact_values(
+    q64: torch.Tensor, t64: torch.Tensor, idx: torch.Tensor, metric: str
+) -> torch.Tensor:
+    """float64 values for the candidate pairs: squared distance (l2) or dot of unit rows."""
+    out = torch.empty(idx.shape, dtype=torch.float64)
+    d = q64.shape[1]
+    rows = max(1, int(2**23 // max(1, idx.shape[1] * d)))  # ~64 MiB of float64 per block
+    for s in range(0, q64.shape[0], rows):
+        e = min(s + rows, q64.shape[0])
+        cand = t64[idx[s:e]]  # [b, C, D]
+        if metric == "l2":
+            diff = cand - q64[s:e, None, :]
+            out[s:e] = (diff * diff).sum(dim=2)
+        else:
+            out[s:e] = (cand * q64[s:e, None, :]).sum(dim=2)
+    return out
+
+
+def _rank(values: torch.Tensor, idx: torch.Tensor, k: int, metric: str):
+    """Sort candidates best-first (ascending distance / descending similarity), ties broken by
+    the smaller train index, and keep the first ``k``."""
+    order = torch.argsort(idx, dim=1)
+    values, idx = torch.gather(values, 1, order), torch.gather(idx, 1, order)
+    key = values if metric == "l2" else -values
+    order = torch.argsort(key, dim=1, stable=True)[:, :k]
+    return torch.gather(values, 1, order), torch.gather(idx, 1, order)
+
+
+def _search_block(
+    q64: torch.Tensor,
+    t64: torch.Tensor,
+    k: int,
+    metric: str,
+    c: int,
+    chunk: int,
+    dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One search pass for the query rows ``q64`` (already unit rows for cosine).
+
+    ``dtype`` float32/float64: candidates from ``dtype`` matrix products, exact float64
+    re-ranking and the certificate; returns ``(values, indices, certified)`` with values the
+    float64 squared distance (l2) or dot product (cosine). ``dtype=None``: every train row is
+    a candidate (direct float64 evaluation, always certified).
+    """
+    m, dim = t64.shape
+    if dtype is None or c >= m:
+        # best k so far, merged over train blocks (_exact_values bounds its own memory)
+        block = max(k, 4096)
+        best_v = torch.empty(q64.shape[0], 0, dtype=torch.float64)
+        best_i = torch.empty(q64.shape[0], 0, dtype=torch.long)
+        for s in range(0, m, block):
+            e = min(s + block, m)
+            idx = torch.arange(s, e).expand(q64.shape[0], -1)
+            ex = _exact_values(q64, t64, idx, metric)
+            best_v, best_i = _rank(
+                torch.cat([best_v, ex], dim=1), torch.cat([best_i, idx], dim=1), k, metric
+            )
+        return best_v, best_i, torch.ones(q64.shape[0], dtype=torch.bool)
+
+    q, t = q64.to(dtype), t64.to(dtype)
+    tsq = (t * t).sum(dim=1) if metric == "l2" else None
+    cv, ci = _candidates(q, t, tsq, c, chunk)
+    v, i = _rank(_exact_values(q64, t64, ci, metric), ci, k, metric)
+
+    # Certificate. Every non-candidate has a ``dtype`` score >= cutoff (the worst candidate
+    # score), hence a true score >= cutoff - eps; the row is exact if the k-th exact score is
+    # strictly below that. Forward error bound (Higham, Accuracy and Stability of Numerical
+    # Algorithms, 2nd ed., eq. 3.5): |fl(q.t) - q.t| <= gamma_n |q||t|, gamma_n = n u / (1 - n u),
+    # with n = D + 2 covering the rounding of float64 inputs to ``dtype`` and the length-D dot
+    # product in any summation order; the l2 score |t|^2 - 2 q.t adds the same bound for |t|^2
+    # plus one rounding of the subtraction. A factor 2 is kept as headroom.
+    u = float(torch.finfo(dtype).eps) / 2.0
+    nu = (dim + 4) * u
+    gamma = 2.0 * nu / (1.0 - nu) if nu < 0.5 else math.inf
+    cutoff = cv.to(torch.float64).max(dim=1).values
+    qnorm = torch.linalg.vector_norm(q64, dim=1)
+    tmax = float(torch.linalg.vector_norm(t64, dim=1).max())
+    if metric == "l2":
+        eps = gamma * (tmax**2 + 2.0 * qnorm * tmax)
+        kth = v[:, -1] - (q64 * q64).sum(dim=1)  # score = |q - t|^2 - |q|^2
+    else:
+        eps = gamma * qnorm * tmax
+        kth = -v[:, -1]
+    slack = 1e-13 * (1.0 + kth.abs() + cutoff.abs())  # float64 rounding of this test itself
+    ok = kth + slack < cutoff - eps
+    return v, i, ok
+
+
+def _knn_certified(
+    gen: np.ndarray | torch.Tensor,
+    train: np.ndarray | torch.Tensor,
+    k: int,
+    metric: str = "l2",
+    *,
+    chunk: int = 1024,
+    margin: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`knn_search` plus, per row, the pass that certified it (0: float32 candidates,
+    1: float64 candidates, 2: direct float64 scan of all train rows)."""
+    if metric not in ("l2", "cosine"):
+        raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}")
+    g64, t64 = _to_f64(gen), _to_f64(train)
+    n, m, dim = g64.shape[0], t64.shape[0], g64.shape[1]
+    if t64.shape[1] != dim:
+        raise ValueError(f"feature widths differ: gen {dim} vs train {t64.shape[1]}")
+    if not 1 <= k <= m:
+        raise ValueError(f"need 1 <= k <= number of train rows ({m}), got k={k}")
+    if metric == "cosine":
+        g64, t64 = _unit_rows(g64), _unit_rows(t64)
+    chunk = max(1, int(chunk))
+    c = min(m, k + max(0, int(margin)))
+
+    values = torch.empty(n, k, dtype=torch.float64)
+    indices = torch.empty(n, k, dtype=torch.long)
+    stage = torch.full((n,), -1, dtype=torch.long)
+    for s in range(0, n, chunk):
+        rows = torch.arange(s, min(s + chunk, n))
+        for level, dtype in enumerate((torch.float32, torch.float64, None)):
+            v, i, ok = _search_block(g64[rows], t64, k, metric, c, chunk, dtype)
+            values[rows[ok]], indices[rows[ok]], stage[rows[ok]] = v[ok], i[ok], level
+            rows = rows[~ok]
+            if rows.numel() == 0:
+                break
+    if metric == "l2":
+        values = values.clamp_min(0.0).sqrt()
+    return values, indices, stage
+
+
+def knn_search(
+    gen: np.ndarray | torch.Tensor,
+    train: np.ndarray | torch.Tensor,
+    k: int,
+    metric: str = "l2",
+    *,
+    chunk: int = 1024,
+    margin: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest training rows of every generated row.
+
+    ``metric="l2"``: Euclidean distance ``|g - t|``, nearest = smallest. ``metric="cosine"``:
+    cosine similarity ``g.t / (|g||t|)``, nearest = largest (an all-zero row has similarity 0 to
+    everything).
+
+    Algorithm: (1) float32 matrix products in blocks of ``chunk`` rows give, for each generated
+    row, a candidate set of the ``k + margin`` best float32 scores (``|t|^2 - 2 g.t`` resp.
+    ``-g.t`` of unit rows); (2) the candidates are re-ranked with float64 values computed from
+    differences (``sum (g - t)^2``) resp. float64 dot products; ties are broken by the smaller
+    training index. (3) A row is accepted only if its k-th exact score is below the candidate
+    cut-off minus a rigorous float32 error bound (so no non-candidate can be nearer); otherwise
+    the row is searched again with float64 candidates and the same certificate, and failing
+    that by a direct float64 evaluation against every training row. The result is therefore
+    the float64 brute-force answer.
+
+    Returns ``(values [N, k] float64, indices [N, k] int64)``, best first.
+    """
+    v, i, _ = _knn_certified(gen, train, k, metric, chunk=chunk, margin=margin)
+    return v.numpy(), i.numpy()
+
+
+def knn_similarity(
+    gen: np.ndarray | torch.Tensor,
+    train: np.ndarray | torch.Tensor,
+    ks: Sequence[int] = (1, 2, 5, 10),
+    metric: str = "l2",
+    *,
+    chunk: int = 1024,
+    margin: int = 16,
+) -> dict[int, float]:
+    """Memorisation score per ``k``: ``mean_i mean_{r <= k} v_{i,r}`` where ``v_{i,r}`` is the
+    distance (``l2``) or cosine similarity (``cosine``) of generated row ``i`` to its ``r``-th
+    nearest training row (exact, see :func:`knn_search`, run once with ``max(ks)``).
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    v, _ = knn_search(gen, train, ks[-1], metric, chunk=chunk, margin=margin)
+    return {k: float(v[:, :k].mean(axis=1).mean()) for k in ks}

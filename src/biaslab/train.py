@@ -1,0 +1,238 @@
+"""Diffusion training: DDPM noise schedule, epsilon prediction, AdamW, EMA.
+
+Resumable: every ``checkpoint_every`` steps the model, optimizer, LR schedule, EMA, the random
+generator and the log are written atomically to ``<checkpoint_dir>/last.pt``. A rerun after a
+crash (even SIGKILL) resumes from it, and on CPU ends with exactly the weights of an
+uninterrupted run: every random draw (batch indices, noise, timesteps) comes from one
+``torch.Generator`` whose state is part of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+from .data import to_model_range
+from .io import atomic_path, save_torch
+from .models import build_unet
+
+#: Test hook: the process SIGKILLs itself right after finishing this step (after any
+#: checkpoint of that step), to prove resumption after a hard crash.
+KILL_AT_STEP_ENV = "BIASLAB_KILL_AT_STEP"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    depth: str = "2"
+    width: float = 1.0
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    precision: str = "fp32"  # or "bf16" (autocast)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"training: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def make_noise_scheduler(cfg: TrainConfig) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=True,
+    )
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    raise ValueError(f"training.precision: {precision!r} is not fp32 or bf16")
+
+
+def _set_rng_state(gen: torch.Generator, state: torch.Tensor) -> None:
+    gen.set_state(state.cpu() if gen.device.type == "cpu" else state)
+
+
+def train_diffusion(
+    images: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    checkpoint_dir: str | Path,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[UNet2DModel, pd.DataFrame]:
+    """Train the Table-A U-Net of ``cfg.depth`` on uint8 ``images`` ([N, H, W] or [N, C, H, W]).
+
+    Returns the EMA model (on CPU) and the per-step log (step, loss, lr, images_per_s).
+    """
+    device = torch.device(device)
+    x0_all = to_model_range(images).to(device)
+    n, c, h, _ = x0_all.shape
+    checkpoint_dir = Path(checkpoint_dir)
+    ckpt_path = checkpoint_dir / "last.pt"
+
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(cfg.depth, resolution=h, in_channels=c, width=cfg.width).to(device)
+    noise_scheduler = make_noise_scheduler(cfg)
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr_sched = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    log: list[dict[str, float]] = []
+    step = 0
+
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["config"] != dataclasses.asdict(cfg):
+            raise RuntimeError(
+                f"checkpoint {ckpt_path} was written with a different training config; "
+                "delete it to start over"
+            )
+        unet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        ema.load_state_dict(state["ema"])
+        _set_rng_state(gen, state["generator"])
+        log = state["log"]
+        step = state["step"]
+        print(f"resuming from {ckpt_path} at step {step}", file=sys.stderr)
+
+    def checkpoint() -> None:
+        save_torch(
+            {
+                "config": dataclasses.asdict(cfg),
+                "step": step,
+                "model": unet.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": lr_sched.state_dict(),
+                "ema": ema.state_dict(),
+                "generator": gen.get_state(),
+                "log": log,
+            },
+            ckpt_path,
+        )
+
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
+    unet.train()
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=5.0,
+        desc=f"train depth {cfg.depth}",
+    )
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
+        x0 = x0_all[idx]
+        noise = torch.randn(x0.shape, generator=gen, device=device)
+        t = torch.randint(
+            0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device
+        )
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        with _autocast(cfg.precision, device):
+            pred = unet(noisy, t).sample
+        loss = F.mse_loss(pred.float(), noise)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {step + 1} (depth {cfg.depth}, "
+                f"lr {cfg.lr}); lower training.lr or use training.precision: fp32"
+            )
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
+        optimizer.step()
+        lr_now = lr_sched.get_last_lr()[0]
+        lr_sched.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(unet.parameters())
+        step += 1
+        dt = time.perf_counter() - t0
+        log.append(
+            {
+                "step": step,
+                "loss": float(loss.item()),
+                "lr": float(lr_now),
+                "images_per_s": cfg.batch_size / dt,
+            }
+        )
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in log[-50:]]):.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    return unet.cpu(), pd.DataFrame(log)
+
+
+def checkpoint_dir_for(base: str | Path, cfg: TrainConfig, images: np.ndarray) -> Path:
+    """``base/<hash>``: the hash covers the training config and the training images, so a
+    changed config or dataset never resumes from a stale checkpoint."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return Path(base) / h.hexdigest()[:16]
+
+
+def save_model(
+    unet: UNet2DModel, cfg: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``train_config.yaml``,
+    atomically (the whole directory appears at once)."""
+    with atomic_path(out_dir, directory=True) as tmp:
+        unet.save_pretrained(tmp / "unet")
+        make_noise_scheduler(cfg).save_pretrained(tmp / "scheduler")
+        resolved = {"training": dataclasses.asdict(cfg), **(extra or {})}
+        (tmp / "train_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def load_model(model_dir: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
+    model_dir = Path(model_dir)
+    unet = UNet2DModel.from_pretrained(model_dir / "unet")
+    sched = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+    return unet.eval(), sched

@@ -1,0 +1,296 @@
+"""Fast tests of the figure functions (biaslab.figures) and the Fig. 3 toy (biaslab.toy)."""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
+
+from biaslab import figures, toy
+from biaslab.grid import GRID_COLUMNS
+from biaslab.io import save_figure
+
+matplotlib.use("Agg")
+
+FRACTIONS = (0.1, 0.3)
+DEPTHS = ("4", "2", "2L")  # deliberately unsorted: figures must order them 2, 2L, 4
+SEEDS = (0, 1)
+SETTINGS = (("ddpm", 1000, 1.0), ("ddim", 50, 0.0))
+KS = (1, 2, 5, 10)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _grid_rows():
+    for frac, depth, seed, (sampler, steps, eta) in itertools.product(
+        FRACTIONS, DEPTHS, SEEDS, SETTINGS
+    ):
+        yield {
+            "dataset": "mnist",
+            "source": "torchvision",
+            "resolution": 28,
+            "minority_fraction": frac,
+            "depth": depth,
+            "width": 1.0,
+            "train_seed": seed,
+            "train_steps": 1000,
+            "sampler": sampler,
+            "steps": steps,
+            "eta": eta,
+            "n_samples": 500,
+            "sample_seed": 0,
+        }
+
+
+def make_metrics(low_conf_depth: str | None = "4") -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(grid, metric, value, *, backbone=None, k=None, ci=(np.nan, np.nan), n=500):
+        rows.append({**grid, "metric": metric, "backbone": backbone, "k": k, "value": value,
+                     "ci_low": ci[0], "ci_high": ci[1], "n": n})
+
+    for g in _grid_rows():
+        d = DEPTHS.index(g["depth"])
+        share = max(g["minority_fraction"] * (1 - 0.2 * d) + rng.normal(0, 0.01), 0.0)
+        add(g, "minority_share", share, ci=(max(share - 0.03, 0), share + 0.03))
+        train_share = g["minority_fraction"] + 0.002
+        add(g, "training_minority_share", train_share)
+        add(g, "amplification", share - train_share)
+        conf = 0.8 if g["depth"] == low_conf_depth else 0.97
+        add(g, "confident_share", conf, ci=(conf - 0.02, conf + 0.02))
+        add(g, "mean_confidence", conf)
+        add(g, "diversity_lpips", 0.3 - 0.02 * d + rng.normal(0, 0.005), backbone="alex")
+        for k in KS:
+            add(g, "knn_cosine", 0.8 + 0.02 * d - 0.01 * k, backbone="dinov2", k=k)
+            add(g, "knn_l2", 5.0 - 0.3 * d + 0.1 * k, k=k)
+    df = pd.DataFrame(rows)
+    df["k"] = df["k"].astype("Int64")
+    return df
+
+
+def make_log() -> pd.DataFrame:
+    rows = []
+    for frac, depth, seed in itertools.product(FRACTIONS, DEPTHS, SEEDS):
+        for step in range(0, 200, 5):
+            rows.append({"dataset": "mnist", "minority_fraction": frac, "depth": depth,
+                         "width": 1.0, "train_seed": seed, "step": step,
+                         "loss": 1.0 / (1 + step) + 0.01 * (seed + 1), "lr": 1e-4,
+                         "images_per_s": 100.0})
+    return pd.DataFrame(rows)
+
+
+def _check_saves(fig: Figure, tmp_path) -> None:
+    paths = [tmp_path / "out" / "fig.png", tmp_path / "out" / "fig.pdf"]
+    save_figure(fig, paths)
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_synthetic_table_has_grid_columns():
+    assert set(GRID_COLUMNS) <= set(make_metrics().columns)
+
+
+# ---------------------------------------------------------------- Fig. 4
+def test_fig_minority_vs_depth_structure(tmp_path):
+    fig = figures.fig_minority_vs_depth(make_metrics())
+    assert isinstance(fig, Figure)
+    axes = fig.get_axes()
+    assert len(axes) == 2 * len(SETTINGS)
+    for r in range(len(SETTINGS)):
+        left, right = axes[2 * r], axes[2 * r + 1]
+        assert sum(isinstance(c, ErrorbarContainer) for c in left.containers) == len(FRACTIONS)
+        assert sum(isinstance(c, ErrorbarContainer) for c in right.containers) == len(FRACTIONS)
+        dashed = [ln for ln in left.get_lines() if ln.get_linestyle() == "--"]
+        assert len(dashed) == len(FRACTIONS)
+        # reference lines at the actual training share, in percent
+        refs = sorted(ln.get_ydata()[0] for ln in dashed)
+        assert refs == pytest.approx([100 * (f + 0.002) for f in FRACTIONS])
+        assert [t.get_text() for t in left.get_xticklabels()] == ["2", "2L", "4"]
+        labels = [t.get_text() for t in left.get_legend().get_texts()]
+        assert "10% minority in training" in labels
+        assert "30% minority in training" in labels
+        assert any(lab.startswith("hollow") for lab in labels)
+        assert "alex" in right.get_ylabel()
+    titles = {ax.get_title() for ax in axes}
+    assert any("ddim, 50 steps, η=0" in t for t in titles)
+    assert any("ddpm, 1000 steps, η=1" in t for t in titles)
+    _check_saves(fig, tmp_path)
+
+
+def test_fig_minority_vs_depth_mean_over_seeds_and_single_seed_ci():
+    m = make_metrics()
+    fig = figures.fig_minority_vs_depth(m)
+    left = fig.get_axes()[0]  # first setting sorted: ddim
+    sub = m[(m.metric == "minority_share") & (m.sampler == "ddim") & (m.minority_fraction == 0.1)]
+    expected = 100 * sub.groupby("depth")["value"].mean().loc[["2", "2L", "4"]].to_numpy()
+    line = next(c for c in left.containers if isinstance(c, ErrorbarContainer))[0]
+    np.testing.assert_allclose(line.get_ydata(), expected)
+    # one seed only: no faint points needed, and the bars are the CI of that run
+    one = m[m.train_seed == 0]
+    fig1 = figures.fig_minority_vs_depth(one, confidence_threshold=0.0)
+    left1 = fig1.get_axes()[0]
+    labels = [t.get_text() for t in left1.get_legend().get_texts()]
+    assert not any(lab.startswith("hollow") for lab in labels)
+    assert not any("individual seeds" in lab for lab in labels)
+
+
+def test_fig_minority_vs_depth_without_lpips_and_conf():
+    m = make_metrics()
+    m = m[m.metric.isin(["minority_share"]) & (m.sampler == "ddpm")]
+    fig = figures.fig_minority_vs_depth(m)
+    assert len(fig.get_axes()) == 2
+    # configured fraction used as reference when training_minority_share is absent
+    dashed = [ln for ln in fig.get_axes()[0].get_lines() if ln.get_linestyle() == "--"]
+    assert sorted(ln.get_ydata()[0] for ln in dashed) == pytest.approx([10, 30])
+
+
+# ---------------------------------------------------------------- Table 3
+def test_fig_knn_vs_k(tmp_path):
+    fig = figures.fig_knn_vs_k(make_metrics())
+    axes = fig.get_axes()
+    assert len(axes) == 2 * len(FRACTIONS)
+    for ax in axes:
+        assert len(ax.get_lines()) == len(DEPTHS)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+            "depth 2", "depth 2L", "depth 4"]
+        assert "ddim, 50 steps" in ax.get_title()
+    assert "dinov2" in axes[0].get_ylabel()
+    _check_saves(fig, tmp_path)
+
+
+def test_knn_table():
+    m = make_metrics()
+    t = figures.knn_table(m)
+    assert list(t.columns) == ["minority_fraction", "depth",
+                               *[f"cos@k{k}" for k in KS], *[f"l2@k{k}" for k in KS],
+                               "n_replicates"]
+    assert len(t) == len(FRACTIONS) * len(DEPTHS)
+    assert list(t["depth"][:3]) == ["2", "2L", "4"]
+    assert (t["n_replicates"] == len(SEEDS)).all()
+    row = t[(t.minority_fraction == 0.1) & (t.depth == "2L")].iloc[0]
+    assert row["cos@k5"] == pytest.approx(0.8 + 0.02 * DEPTHS.index("2L") - 0.05)
+    assert row["l2@k10"] == pytest.approx(5.0 - 0.3 * DEPTHS.index("2L") + 1.0)
+    t2 = figures.knn_table(m, setting=("ddpm", 1000, 1.0))
+    assert len(t2) == len(t)
+    md = figures.markdown_table(t)
+    assert md.count("\n") == len(t) + 2 and "cos@k1" in md
+
+
+# ---------------------------------------------------------------- Fig. 5
+@pytest.mark.parametrize("shape", [(12, 8, 8), (12, 1, 8, 8), (12, 3, 8, 8)])
+def test_fig_same_seed_grid(tmp_path, shape):
+    rng = np.random.default_rng(0)
+    samples = {d: rng.integers(0, 256, size=shape, dtype=np.uint8) for d in DEPTHS}
+    preds = {d: rng.integers(0, 2, size=shape[0]) for d in DEPTHS}
+    fig = figures.fig_same_seed_grid(samples, preds, {0: "zero", 1: "one"}, n=5, title="t")
+    axes = fig.get_axes()
+    assert len(axes) == len(DEPTHS) * 5
+    assert [axes[5 * r].get_ylabel() for r in range(3)] == ["depth 2", "depth 2L", "depth 4"]
+    assert [ax.get_title() for ax in axes[:5]] == [f"seed {i}" for i in range(5)]
+    assert all(ax.texts and ax.texts[0].get_text() in ("zero", "one") for ax in axes)
+    _check_saves(fig, tmp_path)
+
+
+def test_fig_same_seed_grid_no_predictions_and_short():
+    samples = {"2": np.zeros((3, 4, 4), np.uint8), "6": np.zeros((3, 4, 4), np.uint8)}
+    fig = figures.fig_same_seed_grid(samples, None, None, n=10)
+    assert len(fig.get_axes()) == 2 * 3
+    assert all(not ax.texts for ax in fig.get_axes())
+
+
+# ---------------------------------------------------------------- loss curves
+def test_fig_loss_curves(tmp_path):
+    fig = figures.fig_loss_curves(make_log())
+    axes = fig.get_axes()
+    assert len(axes) == len(FRACTIONS)
+    for ax in axes:
+        assert ax.get_yscale() == "log"
+        # raw faint line per run + one smoothed line per depth
+        assert len(ax.get_lines()) == len(DEPTHS) * len(SEEDS) + len(DEPTHS)
+        assert len(ax.get_legend().get_texts()) == len(DEPTHS)
+    _check_saves(fig, tmp_path)
+
+
+# ---------------------------------------------------------------- toy (Fig. 3)
+def test_random_class_map_exact_share():
+    rng = np.random.default_rng(1)
+    for size, share in [(64, 0.5), (64, 0.9), (8, 0.7), (5, 0.33), (4, 0.0), (4, 1.0)]:
+        m = toy.random_class_map(size, share, rng)
+        assert m.dtype == bool and m.shape == (size, size)
+        assert m.sum() == round(share * size * size)
+    # positions are random
+    a, b = (toy.random_class_map(16, 0.5, np.random.default_rng(s)) for s in (0, 1))
+    assert not np.array_equal(a, b)
+
+
+def test_majority_pool_deterministic_cases():
+    rng = np.random.default_rng(0)
+    assert toy.majority_pool(np.ones((2, 2), bool), rng).tolist() == [[True]]
+    assert toy.majority_pool(np.zeros((2, 2), bool), rng).tolist() == [[False]]
+    assert toy.majority_pool(np.array([[1, 1], [1, 0]], bool), rng).tolist() == [[True]]
+    assert toy.majority_pool(np.array([[0, 0], [1, 0]], bool), rng).tolist() == [[False]]
+    m = np.array([[1, 1, 0, 0],
+                  [1, 0, 0, 1],
+                  [0, 1, 1, 1],
+                  [0, 0, 1, 1]], bool)
+    assert toy.majority_pool(m, rng).tolist() == [[True, False], [False, True]]
+    with pytest.raises(ValueError):
+        toy.majority_pool(np.ones((3, 4), bool), rng)
+
+
+def test_majority_pool_ties_are_fair():
+    tie = np.array([[1, 0], [0, 1]], bool)
+    wins = sum(bool(toy.majority_pool(tie, np.random.default_rng(s))[0, 0]) for s in range(2000))
+    assert 0.45 < wins / 2000 < 0.55
+    # many ties in one map: roughly half of them go each way
+    big = np.tile(tie, (32, 32))
+    assert 0.45 < toy.majority_pool(big, np.random.default_rng(0)).mean() < 0.55
+
+
+def test_abstraction_curve():
+    res = toy.abstraction_curve(size=32, shares=(0.5, 0.7, 0.9), n_maps=40, seed=0)
+    assert {"initial_share", "level", "map_index", "majority_share"} <= set(res.columns)
+    assert sorted(res["level"].unique()) == list(range(6))  # 32 -> 1
+    assert res.groupby("level")["map_size"].first().tolist() == [32, 16, 8, 4, 2, 1]
+    level0 = res[res.level == 0]
+    for s in (0.5, 0.7, 0.9):
+        assert np.allclose(level0[level0.initial_share == s]["majority_share"],
+                           round(s * 32 * 32) / (32 * 32))
+    last = res[res.level == 5]["majority_share"]
+    assert set(last.unique()) <= {0.0, 1.0}
+    mean = res.groupby(["initial_share", "level"])["majority_share"].mean()
+    curve = mean.loc[0.9].to_numpy()
+    assert np.all(np.diff(curve) >= 0)  # non-decreasing, strictly until it saturates at 1
+    assert np.all(np.diff(curve[:3]) > 0)
+    assert curve[-1] == 1.0
+    assert np.all(np.diff(mean.loc[0.7].to_numpy()[:4]) > 0)
+    assert abs(mean.loc[0.5].loc[3] - 0.5) < 0.05
+    # reproducible
+    pd.testing.assert_frame_equal(res, toy.abstraction_curve(32, (0.5, 0.7, 0.9), n_maps=40))
+    assert len(toy.abstraction_curve(16, (0.6,), levels=2, n_maps=3)["level"].unique()) == 3
+
+
+def test_fig_toy(tmp_path):
+    res = toy.abstraction_curve(size=16, shares=(0.5, 0.7, 0.9), n_maps=10)
+    fig = figures.fig_toy(res)
+    axes = fig.get_axes()
+    assert len(axes) == 1 + 5  # curve + levels 0..4 (16 -> 1)
+    assert len(axes[0].get_lines()) == 3
+    ex = toy.example_pyramid(16, 0.8, seed=3)
+    assert [m.shape[0] for m in ex] == [16, 8, 4, 2, 1]
+    assert len(figures.fig_toy(res, ex[:3]).get_axes()) == 4
+    _check_saves(fig, tmp_path)

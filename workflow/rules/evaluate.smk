@@ -1,0 +1,41 @@
+rule evaluate:
+    input:
+        samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
+        train="results/data/{dataset}/minority~{fraction}/train.npz",
+        classifier="results/classifier/{dataset}/classifier.pt",
+    output:
+        predictions=f"results/eval/{MODEL}/{SAMPLER}/predictions.parquet",
+        metrics=f"results/eval/{MODEL}/{SAMPLER}/metrics.parquet",
+    log:
+        f"logs/evaluate/{MODEL}/{SAMPLER}.log",
+    conda:
+        ENV
+    threads: config["resources"]["eval_threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        grid=grid_params,
+        metrics=lambda wc: config["metrics"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule gather_metrics:
+    input:
+        metrics=eval_files("metrics.parquet"),
+        predictions=eval_files("predictions.parquet"),
+        logs=expand("results/models/{model}/train_log.parquet", model=model_paths()),
+    output:
+        metrics="results/metrics.parquet",
+        predictions="results/predictions.parquet",
+        train_log="results/train_log.parquet",
+    log:
+        "logs/gather_metrics.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/gather_metrics.py"

@@ -1,0 +1,148 @@
+rule fig4_minority_vs_depth:
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        png=report(
+            "results/figures/fig4_minority_vs_depth.png",
+            caption="../report/fig4.rst",
+            category="Bias vs depth",
+        ),
+        pdf="results/figures/fig4_minority_vs_depth.pdf",
+    log:
+        "logs/figures/fig4.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        kind="minority_vs_depth",
+    script:
+        "../scripts/figure.py"
+
+
+rule fig_knn_vs_k:
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        png=report(
+            "results/figures/fig_knn_vs_k.png",
+            caption="../report/knn.rst",
+            category="Memorization",
+        ),
+        pdf="results/figures/fig_knn_vs_k.pdf",
+    log:
+        "logs/figures/knn.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        kind="knn_vs_k",
+    script:
+        "../scripts/figure.py"
+
+
+rule fig_loss_curves:
+    input:
+        train_log="results/train_log.parquet",
+    output:
+        png=report(
+            "results/figures/fig_loss_curves.png",
+            caption="../report/loss.rst",
+            category="Training",
+        ),
+        pdf="results/figures/fig_loss_curves.pdf",
+    log:
+        "logs/figures/loss.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        kind="loss_curves",
+    script:
+        "../scripts/figure.py"
+
+
+rule fig5_same_seed:
+    input:
+        samples=lambda wc: expand(
+            "results/samples/{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/samples.npz",
+            dataset=DATASET,
+            fraction=wc.fraction,
+            depth=DEPTHS,
+            seed=wc.seed,
+            cell=same_seed_cell(),
+        ),
+        predictions=lambda wc: expand(
+            "results/eval/{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/predictions.parquet",
+            dataset=DATASET,
+            fraction=wc.fraction,
+            depth=DEPTHS,
+            seed=wc.seed,
+            cell=same_seed_cell(),
+        ),
+    output:
+        png=report(
+            "results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.png",
+            caption="../report/fig5.rst",
+            category="Same-seed samples",
+            labels={"minority fraction": "{fraction}", "training seed": "{seed}"},
+        ),
+        pdf="results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.pdf",
+    log:
+        "logs/figures/fig5/minority~{fraction}_seed~{seed}.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        depths=DEPTHS,
+        n=config["figures"]["grid_samples"],
+        cell=same_seed_cell(),
+        classes=[config["data"]["majority_class"], config["data"]["minority_class"]],
+    script:
+        "../scripts/fig_same_seed.py"
+
+
+rule fig3_toy:
+    output:
+        png=report(
+            "results/figures/fig3_toy.png",
+            caption="../report/fig3.rst",
+            category="Toy (Fig. 3)",
+        ),
+        pdf="results/figures/fig3_toy.pdf",
+        table="results/tables/fig3_toy.parquet",
+    log:
+        "logs/figures/fig3_toy.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    script:
+        "../scripts/fig3_toy.py"
+
+
+rule tables:
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        knn=report(
+            "results/tables/table3_knn.csv",
+            caption="../report/table3.rst",
+            category="Memorization",
+        ),
+        summary=report(
+            "results/tables/summary.md",
+            caption="../report/summary.rst",
+            category="Bias vs depth",
+        ),
+    log:
+        "logs/figures/tables.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    script:
+        "../scripts/tables.py"

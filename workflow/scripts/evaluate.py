@@ -1,0 +1,22 @@
+"""Classify one cell's samples and measure bias, diversity and memorization."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import torch
+from biaslab.evaluate import evaluate_cell
+
+from biaslab.io import load_npz, write_parquet
+
+torch.set_num_threads(snakemake.threads)
+predictions, metrics = evaluate_cell(
+    samples=load_npz(snakemake.input.samples),
+    train=load_npz(snakemake.input.train),
+    classifier_path=snakemake.input.classifier,
+    grid=snakemake.params.grid,
+    **snakemake.params.metrics,
+)
+print(metrics.to_string(), file=sys.stderr)
+write_parquet(predictions, snakemake.output.predictions)
+write_parquet(metrics, snakemake.output.metrics)

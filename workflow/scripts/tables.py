@@ -1,0 +1,17 @@
+"""Table 3 analogue (kNN similarity by depth and k) and a Markdown summary of the metrics."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import pandas as pd
+from biaslab.evaluate import summary_table
+
+from biaslab.figures import knn_table
+from biaslab.io import atomic_path
+
+metrics = pd.read_parquet(snakemake.input.metrics)
+with atomic_path(snakemake.output.knn) as tmp:
+    knn_table(metrics).to_csv(tmp, index=False)
+with atomic_path(snakemake.output.summary) as tmp:
+    tmp.write_text(summary_table(metrics).to_markdown(index=False) + "\n")

@@ -1,0 +1,17 @@
+"""The evaluation classifier; fails if its held-out accuracy is below the configured floor."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import torch
+
+from biaslab.classifier import ClassifierConfig, save_classifier, train_classifier
+from biaslab.io import load_npz, write_parquet
+
+torch.set_num_threads(snakemake.threads)
+base = load_npz(snakemake.input.base)
+model, accuracy = train_classifier(base, ClassifierConfig(**snakemake.params.classifier))
+print(accuracy.to_string(), file=sys.stderr)
+save_classifier(model, base["classes"], snakemake.output.model)
+write_parquet(accuracy.assign(**snakemake.params.grid), snakemake.output.accuracy)

@@ -1,0 +1,21 @@
+"""Train one diffusion model; resumes from its last checkpoint after a crash."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "a")
+
+import torch
+
+from biaslab.io import load_npz, write_parquet
+from biaslab.train import TrainConfig, checkpoint_dir_for, save_model, train_diffusion
+
+torch.set_num_threads(snakemake.threads)
+cfg = TrainConfig.from_dict(snakemake.params.training)
+images = load_npz(snakemake.input.data)["x"]
+ckpt = checkpoint_dir_for(snakemake.params.checkpoint_dir, cfg, images)
+unet, log = train_diffusion(
+    images, cfg, checkpoint_dir=ckpt, device="cuda" if torch.cuda.is_available() else "cpu"
+)
+grid = snakemake.params.grid
+save_model(unet, cfg, snakemake.output.model, extra={"grid": grid})
+write_parquet(log.assign(**grid), snakemake.output.log)
