@@ -69,7 +69,9 @@ def test_lpips_equals_package(net, n, size):
     bb = LpipsBackbone(net, resize=None, random_backbone=True)
     assert not all(
         torch.equal(a, b)
-        for a, b in zip(bb.model.net.state_dict().values(), ref.net.state_dict().values())
+        for a, b in zip(
+            bb.model.net.state_dict().values(), ref.net.state_dict().values(), strict=True
+        )
     )  # different seeds -> different trunks, so the comparison below can fail
     torch.manual_seed(1)
     bb = LpipsBackbone(net, resize=None, random_backbone=True)
@@ -213,7 +215,7 @@ def test_classifier_backbone_lpips_bruteforce():
             na = a / (a.pow(2).sum(0, keepdim=True).sqrt() + 1e-10)
             nb = b / (b.pow(2).sum(0, keepdim=True).sqrt() + 1e-10)
             ref += float((na - nb).pow(2).sum(0).mean())
-        assert float(d[i, j]) == pytest.approx(ref, abs=1e-12)
+        assert float(d[i, j]) == pytest.approx(ref, abs=1e-6)  # float32 maps: batch-size noise
     e = bb.embed(x)
     assert e.shape == (7, 6)
     assert torch.allclose(e, model.embed(x).detach())

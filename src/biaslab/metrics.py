@@ -355,7 +355,7 @@ def _knn_certified(
     if metric == "cosine":
         g64, t64 = _unit_rows(g64), _unit_rows(t64)
     chunk = max(1, int(chunk))
-    c = min(m, k + max(0, int(margin)))
+    c = min(m, k + max(1, int(margin)))  # >= 1 extra: the certificate needs a gap
 
     values = torch.empty(n, k, dtype=torch.float64)
     indices = torch.empty(n, k, dtype=torch.long)

@@ -52,7 +52,7 @@ def eval_files(name):
     return expand(
         "results/eval/{model}/{cell}/" + name,
         model=model_paths(),
-        cell=sampler_space.instance_patterns,
+        cell=list(sampler_space.instance_patterns),
     )
 
 
@@ -92,7 +92,7 @@ def train_params(wildcards):
 
 def same_seed_cell():
     """The sampler cell drawn in the same-seed grids: the first row of the grid."""
-    return sampler_space.instance_patterns[0]
+    return next(iter(sampler_space.instance_patterns))
 
 
 def all_targets():

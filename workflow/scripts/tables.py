@@ -6,6 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 from biaslab.evaluate import summary_table
+from biaslab.figures import markdown_table
 
 from biaslab.figures import knn_table
 from biaslab.io import atomic_path
@@ -14,4 +15,4 @@ metrics = pd.read_parquet(snakemake.input.metrics)
 with atomic_path(snakemake.output.knn) as tmp:
     knn_table(metrics).to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
-    tmp.write_text(summary_table(metrics).to_markdown(index=False) + "\n")
+    tmp.write_text(markdown_table(summary_table(metrics)) + "\n")
