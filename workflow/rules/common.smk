@@ -7,8 +7,11 @@ from snakemake.utils import Paramspace, min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from biaslab.config import ConfigError, check_config, resolve_sampling_grid  # noqa: E402
-
+from biaslab.config import (
+    ConfigError,
+    check_config,
+    resolve_sampling_grid,
+)  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -43,14 +46,12 @@ wildcard_constraints:
 
 
 def model_paths():
-    return expand(
-        MODEL, dataset=DATASET, fraction=FRACTIONS, depth=DEPTHS, seed=SEEDS
-    )
+    return expand(MODEL, dataset=DATASET, fraction=FRACTIONS, depth=DEPTHS, seed=SEEDS)
 
 
 def eval_files(name):
     return expand(
-        "results/eval/{model}/{cell}/" + name,
+        f"results/eval/{{model}}/{{cell}}/{name}",
         model=model_paths(),
         cell=list(sampler_space.instance_patterns),
     )
@@ -97,23 +98,23 @@ def same_seed_cell():
 
 def all_targets():
     figs = [
-        "results/figures/fig4_minority_vs_depth",
-        "results/figures/fig_knn_vs_k",
-        "results/figures/fig_loss_curves",
-        "results/figures/fig3_toy",
-    ] + expand(
-        "results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}",
+        "fig4_minority_vs_depth",
+        "fig_knn_vs_k",
+        "fig_loss_curves",
+        "fig3_toy",
+    ]
+    same_seed = expand(
+        "fig5_same_seed/minority~{fraction}_seed~{seed}",
         fraction=FRACTIONS,
         seed=SEEDS,
     )
-    return (
-        [
-            "results/metrics.parquet",
-            "results/predictions.parquet",
-            "results/train_log.parquet",
-            "results/tables/table3_knn.csv",
-            "results/tables/summary.md",
-        ]
-        + [f + ".png" for f in figs]
-        + [f + ".pdf" for f in figs]
+    tables = [
+        "results/metrics.parquet",
+        "results/predictions.parquet",
+        "results/train_log.parquet",
+        "results/tables/table3_knn.csv",
+        "results/tables/summary.md",
+    ]
+    return tables + expand(
+        "results/figures/{fig}.{ext}", fig=figs + same_seed, ext=["png", "pdf"]
     )

@@ -3,7 +3,7 @@ rule train_diffusion:
         data="results/data/{dataset}/minority~{fraction}/train.npz",
     output:
         model=directory(f"results/models/{MODEL}/model"),
-        log="results/models/" + MODEL + "/train_log.parquet",
+        log=f"results/models/{MODEL}/train_log.parquet",
     log:
         f"logs/train/{MODEL}.log",
     conda:
