@@ -10,8 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data import MNIST_FILES
 from .models import TABLE_A, check_resolution
+
+#: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 DEFAULT_ETA = {"ddpm": 1.0, "ddim": 0.0}
 

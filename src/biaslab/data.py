@@ -21,12 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+from .config import MNIST_FILES
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ count). ``2L`` is the parameter-count control: as many parameters as depth 5, de
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from diffusers import UNet2DModel
+if TYPE_CHECKING:  # diffusers is imported lazily: the Snakefile imports this module
+    from diffusers import UNet2DModel
 
 _DOWN = {"Down": "DownBlock2D", "AttnDown": "AttnDownBlock2D"}
 _UP = {"Down": "UpBlock2D", "AttnDown": "AttnUpBlock2D"}
@@ -72,6 +74,8 @@ def build_unet(
     num_class_embeds: int | None = None,
 ) -> UNet2DModel:
     """Build the Table-A U-Net for ``depth`` ("2", "2L", "3", ..., "6")."""
+    from diffusers import UNet2DModel
+
     depth = str(depth)
     check_resolution(depth, resolution)
     spec = TABLE_A[depth]

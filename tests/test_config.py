@@ -1,0 +1,54 @@
+"""Malformed configs are rejected before any job runs, with a message naming the key."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests.helpers import ROOT, snakemake
+
+BAD_CONFIGS = {
+    "wrong type": ("training:\n  steps: many\n", "['training']['steps']"),
+    "float for int": ("training:\n  batch_size: 2.5\n", "['training']['batch_size']"),
+    "fraction zero": ("minority_fractions: [0.0]\n", "['minority_fractions']"),
+    "fraction above one": ("minority_fractions: [1.5]\n", "['minority_fractions']"),
+    "unknown depth": ("model:\n  depths: ['7']\n", "['model']['depths']"),
+    "unknown top-level key": ("trainig:\n  steps: 3\n", "'trainig' was unexpected"),
+    "unknown nested key": ("training:\n  lr_rate: 0.1\n", "'lr_rate' was unexpected"),
+    "missing data path": ("data:\n  source: mnist\n  root: /nonexistent/mnist\n", "data.root"),
+    "mnist without root": ("data:\n  source: mnist\n", "data.root"),
+    "depth too deep for resolution": (
+        "data:\n  resolution: 16\nmodel:\n  depths: ['2', '6']\n",
+        "data.resolution",
+    ),
+    "ddpm with eta": (
+        "sampling:\n  grid:\n    - {sampler: ddpm, steps: 10, eta: 0.5}\n",
+        "sampling.grid[0].eta",
+    ),
+    "missing weights file": (
+        "metrics:\n  backbone: alex\n  backbone_weights: /nonexistent/alexnet.pth\n",
+        "metrics.backbone_weights",
+    ),
+    "same classes": ("data:\n  majority_class: 6\n  minority_class: 6\n", "data.minority_class"),
+    "negative samples": ("sampling:\n  n_samples: -3\n", "['sampling']['n_samples']"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_malformed_config_rejected_naming_key(name, tmp_path):
+    text, key = BAD_CONFIGS[name]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(textwrap.dedent(text))
+    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert key in out, out
+    assert "Building DAG" not in out  # rejected before the DAG (and any job) exists
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_is_valid(tmp_path):
+    proc = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "train_diffusion" in proc.stdout

@@ -1,0 +1,163 @@
+"""End-to-end: the whole DAG on the tiny config, crash-resume of the workflow, paper dry run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from biaslab.grid import GRID_COLUMNS
+from tests.helpers import ROOT, SNAKEMAKE, snakemake, write_idx_fixture
+
+TINY = ROOT / "tests" / "config" / "tiny.yaml"
+FIGURES = [
+    "fig4_minority_vs_depth",
+    "fig_knn_vs_k",
+    "fig_loss_curves",
+    "fig3_toy",
+    "fig5_same_seed/minority~0.2_seed~0",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny")
+    snakemake("--cores", "2", "--configfile", str(TINY), cwd=work, timeout=900, check=True)
+    return work
+
+
+def test_tiny_run_writes_tidy_metrics(tiny_run):
+    m = pd.read_parquet(tiny_run / "results" / "metrics.parquet")
+    assert set(GRID_COLUMNS) <= set(m.columns)
+    assert set(m["depth"]) == {"2", "3"}
+    assert set(m["sampler"]) == {"ddim", "ddpm"}
+    assert set(m["minority_fraction"]) == {0.2}
+    expected = {
+        "minority_share",
+        "confident_share",
+        "training_minority_share",
+        "amplification",
+        "diversity_lpips",
+        "knn_cosine",
+        "knn_l2",
+    }
+    assert expected <= set(m["metric"])
+    share = m[m.metric == "minority_share"]
+    assert len(share) == 4  # 2 depths x 2 sampler cells
+    assert ((share.value >= share.ci_low) & (share.value <= share.ci_high)).all()
+    assert set(m.loc[m.metric == "knn_l2", "k"].astype(int)) == {1, 2, 5, 10}
+    train_share = m.loc[m.metric == "training_minority_share", "value"]
+    assert (train_share.round(3) == 0.2).all()
+    p = pd.read_parquet(tiny_run / "results" / "predictions.parquet")
+    assert len(p) == 4 * 12 and set(GRID_COLUMNS) <= set(p.columns)
+    log = pd.read_parquet(tiny_run / "results" / "train_log.parquet")
+    assert log.groupby("depth")["step"].max().tolist() == [200, 200]
+
+
+def test_tiny_run_writes_figures_models_and_report(tiny_run):
+    for fig in FIGURES:
+        for ext in ("png", "pdf"):
+            path = tiny_run / "results" / "figures" / f"{fig}.{ext}"
+            assert path.stat().st_size > 1000, path
+    model = tiny_run / "results/models/mnist69/minority~0.2/depth~3/seed~0/model"
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel.from_pretrained(model / "unet")
+    assert len(unet.config.down_block_types) == 3
+    assert (model / "train_config.yaml").exists()
+    assert not list((tiny_run / "results").rglob("*.tmp*"))
+    snakemake(
+        "--report",
+        "results/report.html",
+        "--configfile",
+        str(TINY),
+        cwd=tiny_run,
+        timeout=300,
+        check=True,
+    )
+    assert (tiny_run / "results" / "report.html").stat().st_size > 10_000
+
+
+def test_sigkill_during_training_then_rerun_gives_same_metrics(tiny_run, tmp_path):
+    """SIGKILL the whole workflow mid-training; the rerun resumes and matches."""
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        "900",
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ckpts = tmp_path / "results" / "checkpoints"
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(ckpts.rglob("last.pt")):
+        assert proc.poll() is None, "workflow ended before any checkpoint was written"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(ckpts.rglob("last.pt"))
+    assert not (tmp_path / "results" / "metrics.parquet").exists()
+
+    snakemake("--unlock", "--configfile", str(TINY), cwd=tmp_path, timeout=120, check=True)
+    snakemake("--cores", "2", "--configfile", str(TINY), cwd=tmp_path, timeout=900, check=True)
+    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "train").rglob("*.log"))
+    assert "resuming from" in logs
+    got = pd.read_parquet(tmp_path / "results" / "metrics.parquet")
+    want = pd.read_parquet(tiny_run / "results" / "metrics.parquet")
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_paper_config_dry_run_lists_full_grid(tmp_path):
+    write_idx_fixture(tmp_path / "data" / "mnist")
+    weights = tmp_path / "data" / "weights" / "alexnet-owt-7be5be79.pth"
+    weights.parent.mkdir(parents=True)
+    weights.touch()
+    t0 = time.perf_counter()
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        str(ROOT / "config" / "paper.yaml"),
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    elapsed = time.perf_counter() - t0
+    counts = {}
+    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    # 6 depth variants x 4 skews x 3 training seeds; 3 sampler settings each
+    assert counts["train_diffusion"] == 72
+    assert counts["skewed_dataset"] == 4
+    assert counts["sample"] == counts["evaluate"] == 216
+    print(f"paper dry run: {elapsed:.1f} s")
+
+
+def test_paper_config_without_data_is_rejected(tmp_path):
+    proc = snakemake(
+        "-n", "--configfile", str(ROOT / "config" / "paper.yaml"), cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode != 0
+    assert "data.root" in proc.stdout + proc.stderr
+    assert shutil.which("timeout")
