@@ -5,10 +5,9 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
-from biaslab.evaluate import summary_table
-from biaslab.figures import markdown_table
 
-from biaslab.figures import knn_table
+from biaslab.evaluate import summary_table
+from biaslab.figures import knn_table, markdown_table
 from biaslab.io import atomic_path
 
 metrics = pd.read_parquet(snakemake.input.metrics)
