@@ -300,7 +300,7 @@ def mnist_root(tmp_path):
 
 
 def test_idx_fixture_headers_are_big_endian(mnist_root):
-    root, x, _ = mnist_root
+    root = mnist_root[0]
     head = (root / "MNIST" / "raw" / "train-images-idx3-ubyte").read_bytes()[:16]
     assert head[:4] == b"\x00\x00\x08\x03"
     assert struct.unpack(">iii", head[4:]) == (12, 28, 28)

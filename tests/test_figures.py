@@ -57,8 +57,18 @@ def make_metrics(low_conf_depth: str | None = "4") -> pd.DataFrame:
     rows = []
 
     def add(grid, metric, value, *, backbone=None, k=None, ci=(np.nan, np.nan), n=500):
-        rows.append({**grid, "metric": metric, "backbone": backbone, "k": k, "value": value,
-                     "ci_low": ci[0], "ci_high": ci[1], "n": n})
+        rows.append(
+            {
+                **grid,
+                "metric": metric,
+                "backbone": backbone,
+                "k": k,
+                "value": value,
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "n": n,
+            }
+        )
 
     for g in _grid_rows():
         d = DEPTHS.index(g["depth"])
@@ -83,10 +93,19 @@ def make_log() -> pd.DataFrame:
     rows = []
     for frac, depth, seed in itertools.product(FRACTIONS, DEPTHS, SEEDS):
         for step in range(0, 200, 5):
-            rows.append({"dataset": "mnist", "minority_fraction": frac, "depth": depth,
-                         "width": 1.0, "train_seed": seed, "step": step,
-                         "loss": 1.0 / (1 + step) + 0.01 * (seed + 1), "lr": 1e-4,
-                         "images_per_s": 100.0})
+            rows.append(
+                {
+                    "dataset": "mnist",
+                    "minority_fraction": frac,
+                    "depth": depth,
+                    "width": 1.0,
+                    "train_seed": seed,
+                    "step": step,
+                    "loss": 1.0 / (1 + step) + 0.01 * (seed + 1),
+                    "lr": 1e-4,
+                    "images_per_s": 100.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -166,7 +185,10 @@ def test_fig_knn_vs_k(tmp_path):
     for ax in axes:
         assert len(ax.get_lines()) == len(DEPTHS)
         assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-            "depth 2", "depth 2L", "depth 4"]
+            "depth 2",
+            "depth 2L",
+            "depth 4",
+        ]
         assert "ddim, 50 steps" in ax.get_title()
     assert "dinov2" in axes[0].get_ylabel()
     _check_saves(fig, tmp_path)
@@ -175,9 +197,13 @@ def test_fig_knn_vs_k(tmp_path):
 def test_knn_table():
     m = make_metrics()
     t = figures.knn_table(m)
-    assert list(t.columns) == ["minority_fraction", "depth",
-                               *[f"cos@k{k}" for k in KS], *[f"l2@k{k}" for k in KS],
-                               "n_replicates"]
+    assert list(t.columns) == [
+        "minority_fraction",
+        "depth",
+        *[f"cos@k{k}" for k in KS],
+        *[f"l2@k{k}" for k in KS],
+        "n_replicates",
+    ]
     assert len(t) == len(FRACTIONS) * len(DEPTHS)
     assert list(t["depth"][:3]) == ["2", "2L", "4"]
     assert (t["n_replicates"] == len(SEEDS)).all()
@@ -243,10 +269,7 @@ def test_majority_pool_deterministic_cases():
     assert toy.majority_pool(np.zeros((2, 2), bool), rng).tolist() == [[False]]
     assert toy.majority_pool(np.array([[1, 1], [1, 0]], bool), rng).tolist() == [[True]]
     assert toy.majority_pool(np.array([[0, 0], [1, 0]], bool), rng).tolist() == [[False]]
-    m = np.array([[1, 1, 0, 0],
-                  [1, 0, 0, 1],
-                  [0, 1, 1, 1],
-                  [0, 0, 1, 1]], bool)
+    m = np.array([[1, 1, 0, 0], [1, 0, 0, 1], [0, 1, 1, 1], [0, 0, 1, 1]], bool)
     assert toy.majority_pool(m, rng).tolist() == [[True, False], [False, True]]
     with pytest.raises(ValueError):
         toy.majority_pool(np.ones((3, 4), bool), rng)
@@ -268,8 +291,9 @@ def test_abstraction_curve():
     assert res.groupby("level")["map_size"].first().tolist() == [32, 16, 8, 4, 2, 1]
     level0 = res[res.level == 0]
     for s in (0.5, 0.7, 0.9):
-        assert np.allclose(level0[level0.initial_share == s]["majority_share"],
-                           round(s * 32 * 32) / (32 * 32))
+        assert np.allclose(
+            level0[level0.initial_share == s]["majority_share"], round(s * 32 * 32) / (32 * 32)
+        )
     last = res[res.level == 5]["majority_share"]
     assert set(last.unique()) <= {0.0, 1.0}
     mean = res.groupby(["initial_share", "level"])["majority_share"].mean()

@@ -47,6 +47,15 @@ PAPER_DOWN_BLOCKS = {
 DEPTHS = list(PAPER_PARAMS_3CH)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: faster for these tiny models on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _mirror(down: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(b.replace("Down", "Up") for b in reversed(down))
 
@@ -139,9 +148,7 @@ def test_half_width_keeps_structure_with_fewer_parameters(depth):
     assert tuple(half.config.down_block_types) == tuple(full.config.down_block_types)
     assert tuple(half.config.up_block_types) == tuple(full.config.up_block_types)
     assert half.config.layers_per_block == 2
-    assert tuple(half.config.block_out_channels) == tuple(
-        c // 2 for c in TABLE_A[depth].channels
-    )
+    assert tuple(half.config.block_out_channels) == tuple(c // 2 for c in TABLE_A[depth].channels)
     n_full, n_half = count_parameters(full), count_parameters(half)
     # Conv weights scale with width squared: roughly a quarter of the parameters.
     assert 0.2 * n_full < n_half < 0.3 * n_full
@@ -172,3 +179,13 @@ def test_forward_pass_three_channels_and_class_embeds():
         b = unet(x, torch.tensor([10, 10]), class_labels=torch.tensor([1, 1])).sample
     assert a.shape == (2, 3, 16, 16)
     assert not torch.allclose(a, b)
+
+
+def test_full_width_uses_32_groups():
+    assert {build_unet(d, resolution=32).config.norm_num_groups for d in DEPTHS} == {32}
+
+
+@pytest.mark.parametrize("width", [0.5, 0.25])
+def test_narrow_copies_use_8_groups_for_every_depth(width):
+    groups = {d: build_unet(d, resolution=32, width=width).config.norm_num_groups for d in DEPTHS}
+    assert set(groups.values()) == {8}, groups

@@ -31,6 +31,15 @@ TINY = TrainConfig(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: faster for these tiny models on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _images(n: int = 24, res: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, res, res), dtype=np.uint8)
 
@@ -119,9 +128,7 @@ def test_rerun_of_finished_training_returns_same_model(tmp_path):
     second, log2 = train_diffusion(images, cfg, checkpoint_dir=tmp_path, progress=False)
     assert log1["loss"].tolist() == log2["loss"].tolist()
     assert len(log2) == 3
-    for (k, v), (_, w) in zip(
-        first.state_dict().items(), second.state_dict().items(), strict=True
-    ):
+    for (k, v), (_, w) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
 
 
@@ -320,11 +327,6 @@ def test_save_torch_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
-@pytest.mark.xfail(
-    reason="io.atomic_path creates its temporary via tempfile.mkstemp/mkdtemp (mode 0600/0700) "
-    "and renames it as is, so every artifact ignores the umask and is owner-only",
-    strict=True,
-)
 def test_atomic_path_respects_umask(tmp_path):
     old = os.umask(0o022)
     try:

@@ -80,7 +80,7 @@ def build_unet(
     check_resolution(depth, resolution)
     spec = TABLE_A[depth]
     channels = scaled_channels(spec.channels, width)
-    norm_groups = 32 if all(c % 32 == 0 for c in channels) else 8
+    norm_groups = 32 if width == 1.0 else 8  # same normalisation for every narrow depth
     return UNet2DModel(
         sample_size=resolution,
         in_channels=in_channels,
