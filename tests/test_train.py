@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +340,51 @@ def test_atomic_path_respects_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+# --------------------------------------------------------------------------- preemption
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_stop_signal_checkpoints_exits_nonzero_and_resume_matches(tmp_path, sig):
+    """SLURM's --signal / preemption: the job checkpoints, fails, and the retry resumes."""
+    import dataclasses
+
+    cfg = dataclasses.replace(TINY, steps=1000, checkpoint_every=10)
+    code = _CHILD.format(cfg=dataclasses.asdict(cfg))
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT_STEP_ENV}
+    ckpt_dir = tmp_path / "preempted"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(ckpt_dir), str(tmp_path / "never.pt")],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (ckpt_dir / "last.pt").exists():
+        assert child.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    child.send_signal(sig)
+    _, err = child.communicate(timeout=240)
+    assert child.returncode != 0
+    assert f"received {signal.Signals(sig).name}" in err and "Preempted" in err
+    step = torch.load(ckpt_dir / "last.pt", weights_only=False)["step"]
+    assert 10 <= step < 1000
+    assert not (tmp_path / "never.pt").exists()
+
+    def finish(ckpt: Path, out: Path) -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(ckpt), str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return torch.load(out, weights_only=False)
+
+    resumed = finish(ckpt_dir, tmp_path / "resumed.pt")
+    fresh = finish(tmp_path / "fresh", tmp_path / "fresh.pt")
+    assert resumed["log"]["loss"] == fresh["log"]["loss"]
+    for k in fresh["ema"]:
+        assert torch.equal(resumed["ema"][k], fresh["ema"][k]), k

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,32 @@ class TrainConfig:
 
 class NonFiniteLossError(FloatingPointError):
     pass
+
+
+class Preempted(RuntimeError):
+    """Raised after SIGTERM/SIGUSR1 (SLURM preemption, time limit or ``sbatch --signal``): the
+    checkpoint of the last finished step is on disk and the next attempt resumes from it."""
+
+
+#: Signals that make training checkpoint at the next step boundary and stop.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _catch_stop_signals():
+    """Record stop signals instead of dying, so the loop can checkpoint between steps."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def make_noise_scheduler(cfg: TrainConfig) -> DDPMScheduler:
@@ -161,49 +188,58 @@ def train_diffusion(
         mininterval=5.0,
         desc=f"train depth {cfg.depth}",
     )
-    while step < cfg.steps:
-        t0 = time.perf_counter()
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
-        x0 = x0_all[idx]
-        noise = torch.randn(x0.shape, generator=gen, device=device)
-        t = torch.randint(
-            0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device
-        )
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with _autocast(cfg.precision, device):
-            pred = unet(noisy, t).sample
-        loss = F.mse_loss(pred.float(), noise)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {step + 1} (depth {cfg.depth}, "
-                f"lr {cfg.lr}); lower training.lr or use training.precision: fp32"
+    with _catch_stop_signals() as received:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
+            x0 = x0_all[idx]
+            noise = torch.randn(x0.shape, generator=gen, device=device)
+            t = torch.randint(
+                0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device
             )
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
-        optimizer.step()
-        lr_now = lr_sched.get_last_lr()[0]
-        lr_sched.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(unet.parameters())
-        step += 1
-        dt = time.perf_counter() - t0
-        log.append(
-            {
-                "step": step,
-                "loss": float(loss.item()),
-                "lr": float(lr_now),
-                "images_per_s": cfg.batch_size / dt,
-            }
-        )
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in log[-50:]]):.4f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint()
-        if step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            a = alphas[t].view(-1, 1, 1, 1)
+            noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            with _autocast(cfg.precision, device):
+                pred = unet(noisy, t).sample
+            loss = F.mse_loss(pred.float(), noise)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) at step {step + 1} (depth {cfg.depth}, "
+                    f"lr {cfg.lr}); lower training.lr or use training.precision: fp32"
+                )
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
+            optimizer.step()
+            lr_now = lr_sched.get_last_lr()[0]
+            lr_sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(unet.parameters())
+            step += 1
+            dt = time.perf_counter() - t0
+            log.append(
+                {
+                    "step": step,
+                    "loss": float(loss.item()),
+                    "lr": float(lr_now),
+                    "images_per_s": cfg.batch_size / dt,
+                }
+            )
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean([r['loss'] for r in log[-50:]]):.4f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint()
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if received:
+                if step % cfg.checkpoint_every != 0 and step != cfg.steps:
+                    checkpoint()
+                bar.close()
+                raise Preempted(
+                    f"received {signal.Signals(received[0]).name} at step {step}/{cfg.steps}; "
+                    f"checkpoint written to {ckpt_path}; rerunning the job resumes from it"
+                )
     bar.close()
 
     ema.copy_to(unet.parameters())

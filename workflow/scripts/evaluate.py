@@ -5,8 +5,8 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 import torch
-from biaslab.evaluate import evaluate_cell
 
+from biaslab.evaluate import evaluate_cell
 from biaslab.io import load_npz, write_parquet
 
 torch.set_num_threads(snakemake.threads)
