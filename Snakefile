@@ -13,6 +13,19 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 
+localrules:
+    all,
+    base_dataset,
+    skewed_dataset,
+    gather_metrics,
+    fig4_minority_vs_depth,
+    fig_knn_vs_k,
+    fig_loss_curves,
+    fig5_same_seed,
+    fig3_toy,
+    tables,
+
+
 rule all:
     default_target: True
     input:

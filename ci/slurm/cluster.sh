@@ -267,6 +267,7 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
+AccountingStoreFlags=job_comment
 AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 MailProg=/bin/true

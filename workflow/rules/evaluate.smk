@@ -8,10 +8,14 @@ rule evaluate:
         metrics=f"results/eval/{MODEL}/{SAMPLER}/metrics.parquet",
     log:
         f"logs/evaluate/{MODEL}/{SAMPLER}.log",
+    group:
+        "sample_eval"
     conda:
         ENV
     threads: config["resources"]["eval_threads"]
     resources:
+        gpu=1,
+        cpus_per_gpu=config["resources"]["eval_threads"],
         mem_mb=8000,
         runtime=120,
     params:

@@ -10,6 +10,8 @@ rule train_diffusion:
         ENV
     threads: config["resources"]["train_threads"]
     resources:
+        gpu=1,
+        cpus_per_gpu=config["resources"]["train_threads"],
         mem_mb=8000,
         runtime=720,
     params:
