@@ -176,3 +176,94 @@ def test_failing_job_is_retried_through_sbatch_and_leaves_no_output(slurm_run, t
         tmp_path / "results/models/mnist69/minority~0.2/depth~2/seed~0/train_log.parquet"
     ).exists()
     assert not list((tmp_path / "results").rglob("*.tmp*"))
+
+
+def test_sigterm_to_running_training_job_resumes_on_retry(cluster, tmp_path):
+    """scancel --signal=TERM a running training job: the profile's retries resubmit it, the
+    new attempt resumes from the checkpoint and ends with an uninterrupted run's weights."""
+    import signal
+    import time
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["training"].update(steps=600, checkpoint_every=20)
+    cfg_path = tmp_path / "long.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    target = "results/models/mnist69/minority~0.2/depth~2/seed~0/model"
+    slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
+    slurm_dir.mkdir()
+    local_dir.mkdir()
+
+    from tests.helpers import SNAKEMAKE
+
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        "900",
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(cfg_path),
+        *FAST_STATUS,
+        target,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=slurm_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    ckpts = slurm_dir / "results" / "checkpoints"
+    deadline = time.time() + 600
+    jobid = None
+    while time.time() < deadline and jobid is None:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        if list(ckpts.rglob("last.pt")):
+            q = subprocess.run(
+                ["squeue", "-h", "-t", "R", "-o", "%i|%k"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            ids = [line.split("|")[0] for line in q.splitlines() if "rule_train_diffusion" in line]
+            jobid = ids[0] if ids else None
+        time.sleep(0.2)
+    assert jobid, "training never ran on the cluster"
+    subprocess.run(
+        ["scancel", f"--signal={signal.SIGTERM.name[3:]}", jobid], check=True, timeout=30
+    )
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    acct = _sacct(_run_id(out))
+    print(acct.to_string())
+    tries = acct[acct.rule == "train_diffusion"]
+    assert len(tries) == 2, tries
+    assert tries.iloc[0].state != "COMPLETED" and tries.iloc[1].state == "COMPLETED"
+    log = (slurm_dir / "logs/train/mnist69/minority~0.2/depth~2/seed~0.log").read_text()
+    assert "resuming from" in log
+
+    snakemake(
+        target,
+        "--cores",
+        "1",
+        "--configfile",
+        str(cfg_path),
+        cwd=local_dir,
+        timeout=900,
+        check=True,
+    )
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    got = load_file(slurm_dir / target / weights)
+    want = load_file(local_dir / target / weights)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
