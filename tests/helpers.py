@@ -11,10 +11,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
 
 
+def snakemake_cmd(*args: str, timeout: int) -> list[str]:
+    return ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
+
+
+def snakemake_popen(*args: str, cwd: Path, timeout: int = 900, **kw) -> subprocess.Popen:
+    """Snakemake in the background, in its own session (so a test can killpg it)."""
+    return subprocess.Popen(
+        snakemake_cmd(*args, timeout=timeout), cwd=cwd, start_new_session=True, text=True, **kw
+    )
+
+
 def snakemake(
     *args: str, cwd: Path, timeout: int = 600, check: bool = False, **kw
 ) -> subprocess.CompletedProcess:
-    cmd = ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
+    cmd = snakemake_cmd(*args, timeout=timeout)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -47,13 +47,7 @@ PAPER_DOWN_BLOCKS = {
 DEPTHS = list(PAPER_PARAMS_3CH)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: faster for these tiny models on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mirror(down: tuple[str, ...]) -> tuple[str, ...]:

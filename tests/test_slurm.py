@@ -14,7 +14,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT, snakemake
+from tests.helpers import ROOT, snakemake, snakemake_popen
 
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 FAST_STATUS = [
@@ -197,30 +197,16 @@ def test_sigterm_to_running_training_job_resumes_on_retry(cluster, tmp_path):
     slurm_dir.mkdir()
     local_dir.mkdir()
 
-    from tests.helpers import SNAKEMAKE
-
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        "900",
-        SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
+    proc = snakemake_popen(
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--configfile",
         str(cfg_path),
         *FAST_STATUS,
         target,
-    ]
-    proc = subprocess.Popen(
-        cmd,
         cwd=slurm_dir,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
     ckpts = slurm_dir / "results" / "checkpoints"
     deadline = time.time() + 600

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from biaslab.grid import GRID_COLUMNS
-from tests.helpers import ROOT, SNAKEMAKE, snakemake, write_idx_fixture
+from tests.helpers import ROOT, snakemake, snakemake_popen, write_idx_fixture
 
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 FIGURES = [
@@ -88,25 +88,14 @@ def test_tiny_run_writes_figures_models_and_report(tiny_run):
 
 def test_sigkill_during_training_then_rerun_gives_same_metrics(tiny_run, tmp_path):
     """SIGKILL the whole workflow mid-training; the rerun resumes and matches."""
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        "900",
-        SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
+    proc = snakemake_popen(
         "--cores",
         "2",
         "--configfile",
         str(TINY),
-    ]
-    proc = subprocess.Popen(
-        cmd,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     ckpts = tmp_path / "results" / "checkpoints"
     deadline = time.time() + 600
