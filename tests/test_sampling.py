@@ -181,9 +181,9 @@ def test_ddpm_rejects_eta(unet, sched_config, eta):
 
 
 def test_unknown_sampler(unet, sched_config):
-    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        _gen(unet, sched_config, sampler="euler")
-    assert set(SAMPLERS) == {"ddpm", "ddim"}
+    with pytest.raises(ValueError, match="unknown sampler 'nope'"):
+        _gen(unet, sched_config, sampler="nope")
+    assert set(SAMPLERS) == {"ddpm", "ddim", "euler", "heun", "dpmpp"}
 
 
 def test_denoiser_sees_every_timestep_once(sched_config):

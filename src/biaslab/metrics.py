@@ -38,9 +38,12 @@ __all__ = [
     "cross_sq_lpips_from_features",
     "knn_search",
     "knn_similarity",
+    "label_adherence",
     "lpips_flat_features",
     "mean_pairwise_lpips",
     "pairwise_sq_lpips_from_features",
+    "rho_model",
+    "share",
 ]
 
 LPIPS_EPS = 1e-10  # the eps of ``lpips.normalize_tensor``
@@ -70,6 +73,41 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2.0, k, n - k + 1))
     high = 1.0 if k == n else float(stats.beta.ppf(1.0 - alpha / 2.0, k + 1, n - k))
     return (low, high)
+
+
+def share(k: int, n: int, alpha: float = 0.05) -> dict[str, float | int]:
+    """``{"value": k / n, "ci_low", "ci_high" (Clopper-Pearson), "k", "n"}``; nan when n = 0."""
+    lo, hi = clopper_pearson(k, n, alpha)
+    return {"value": k / n if n else math.nan, "ci_low": lo, "ci_high": hi, "k": int(k), "n": n}
+
+
+def rho_model(
+    bias: np.ndarray, labels: np.ndarray, own: np.ndarray | None = None, alpha: float = 0.05
+) -> dict[str, float | int]:
+    """Bias alignment of generated images ("How I Met Your Bias"): the share whose bias
+    attribute (e.g. background colour id) is their class's own attribute, with an exact
+    ``1 - alpha`` interval. ``labels`` are the classes the samples were conditioned on (or
+    classified as); ``own[c]`` is the aligned attribute of class ``c`` (default ``c`` itself:
+    Biased MNIST digit ``c`` owns palette colour ``c``)."""
+    bias, labels = np.asarray(bias), np.asarray(labels)
+    if bias.shape != labels.shape or bias.ndim != 1:
+        raise ValueError(f"rho_model: bias {bias.shape} and labels {labels.shape} differ")
+    aligned = labels if own is None else np.asarray(own)[labels]
+    return share(int((bias == aligned).sum()), bias.size, alpha)
+
+
+def label_adherence(
+    predicted: np.ndarray, conditioned: np.ndarray, alpha: float = 0.05
+) -> dict[str, float | int]:
+    """Share of samples whose classifier-predicted class equals the class they were
+    conditioned on, with an exact ``1 - alpha`` interval (at low guidance a conditional model
+    may not follow its label, and rho_model alone would hide it)."""
+    predicted, conditioned = np.asarray(predicted), np.asarray(conditioned)
+    if predicted.shape != conditioned.shape or predicted.ndim != 1:
+        raise ValueError(
+            f"label_adherence: predicted {predicted.shape} and labels {conditioned.shape} differ"
+        )
+    return share(int((predicted == conditioned).sum()), predicted.size, alpha)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,23 +3,46 @@
 Sample ``i`` draws its initial noise and every stochastic step's noise from its own
 ``torch.Generator`` seeded from ``(base_seed, i)``: the i-th image is the same whatever the
 batch size, and identical seeds are shared by every model (same-seed grids across depths).
-Each sampler is a plain function ``sampler(denoiser, noise, scheduler_config, *, steps, eta,
-generators) -> x0`` in the spirit of NVlabs/edm's ``generate.py``; ``denoiser(x, t)`` returns
-the predicted noise, so guidance or interventions wrap the denoiser, not the sampler.
+Each sampler is a plain function ``sampler(denoiser, noise, scheduler_config, *, steps,
+generators, **knobs) -> x0`` in the spirit of NVlabs/edm's ``generate.py``; ``denoiser(x, t)``
+returns the predicted noise of the DDPM-trained network at (possibly fractional) timestep
+``t``, so guidance or interventions wrap the denoiser (``biaslab.denoisers``), not the sampler.
+
+Samplers (``SAMPLERS``; knobs in ``SAMPLER_KNOBS``):
+
+* ``ddpm`` - ancestral DDPM (diffusers ``DDPMScheduler``);
+* ``ddim`` - DDIM with ``eta`` (diffusers ``DDIMScheduler``);
+* ``euler`` / ``heun`` - EDM, Karras et al. 2022, Algorithm 2 (``heun``; ``euler`` drops the
+  second-order correction), on the Karras sigma schedule (Eq. 5, rho = 7) between the training
+  schedule's smallest and largest sigma, with stochasticity ``s_churn, s_min, s_max, s_noise``
+  (``s_churn = 0``: the deterministic ODE). ``steps`` = N noise levels (Heun: 2N - 1
+  network evaluations);
+* ``dpmpp`` - DPM-Solver++(2M) (Lu et al. 2022), diffusers ``DPMSolverMultistepScheduler``
+  with ``algorithm_type="dpmsolver++"`` and Karras sigmas.
+
+VP <-> EDM (Karras et al. 2022, Table 1, VP column, as in k-diffusion's ``DiscreteEpsDDPMDenoiser``
+and diffusers' ``EulerDiscreteScheduler``): the DDPM model was trained on
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``. With ``sigma_t = sqrt((1 - abar_t) / abar_t)``
+the EDM variable is ``x = x_t / sqrt(abar_t) = x0 + sigma eps``, so the network sees
+``x / sqrt(1 + sigma^2)`` at timestep ``t(sigma)``, where ``t(sigma)`` interpolates log sigma
+linearly between the training timesteps (``sigma_to_t``), and the EDM denoiser is
+``D(x; sigma) = x - sigma * eps(x / sqrt(1 + sigma^2), t(sigma))``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from tqdm import tqdm
 
 from .data import to_uint8
+from .denoisers import BYPASS_SCHEDULES, GuidedDenoiser, mid_block_bypass
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -97,17 +120,192 @@ def sample_ddim(
     )
 
 
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddpm": sample_ddpm, "ddim": sample_ddim}
+# --------------------------------------------------------------------------------------------
+# EDM / Karras samplers on a VP (DDPM) model
+# --------------------------------------------------------------------------------------------
+
+
+def vp_sigmas(scheduler_config: dict) -> torch.Tensor:
+    """Training sigmas ``sigma_t = sqrt((1 - abar_t) / abar_t)``, t = 0..T-1 (ascending), f64."""
+    abar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(torch.float64)
+    return ((1 - abar) / abar).sqrt()
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, Eq. 5: ``steps`` levels from sigma_max down to sigma_min, then 0."""
+    if steps < 1:
+        raise ValueError(f"steps: {steps} < 1")
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=torch.float64)])
+
+
+def sigma_to_t(sigma: float, train_sigmas: torch.Tensor) -> float:
+    """Fractional DDPM timestep of noise level ``sigma``: log sigma interpolated linearly
+    between neighbouring training timesteps (k-diffusion ``DiscreteSchedule.sigma_to_t``,
+    diffusers ``_sigma_to_t``); clamped to [0, T - 1]."""
+    log_s = train_sigmas.log()
+    ls = float(np.clip(np.log(sigma), float(log_s[0]), float(log_s[-1])))
+    i = int(torch.searchsorted(log_s, torch.tensor([ls], dtype=log_s.dtype))[0])
+    i = min(max(i - 1, 0), len(log_s) - 2)
+    w = (ls - float(log_s[i])) / float(log_s[i + 1] - log_s[i])
+    return float(np.clip(i + w, 0, len(log_s) - 1))
+
+
+def _edm(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    scheduler_config: dict,
+    *,
+    steps: int,
+    generators: list[torch.Generator],
+    s_churn: float,
+    s_min: float,
+    s_max: float,
+    s_noise: float,
+    second_order: bool,
+) -> torch.Tensor:
+    """Karras et al. 2022, Algorithm 2 (line numbers in comments), state in float64 as in
+    NVlabs/edm; the network sees float32."""
+    train_sigmas = vp_sigmas(scheduler_config)
+    t_steps = karras_sigmas(float(train_sigmas[0]), float(train_sigmas[-1]), steps)
+
+    def D(x: torch.Tensor, sigma: float) -> torch.Tensor:  # Table 1, VP column
+        t = torch.full((x.shape[0],), sigma_to_t(sigma, train_sigmas), dtype=torch.float32)
+        eps = denoiser((x / (1 + sigma**2) ** 0.5).float(), t).to(torch.float64)
+        return x - sigma * eps
+
+    x_next = noise.to(torch.float64) * t_steps[0]  # 2: x_0 ~ N(0, t_0^2 I)
+    for i in range(steps):  # 3
+        t_cur, t_next = float(t_steps[i]), float(t_steps[i + 1])
+        x_cur = x_next
+        gamma = min(s_churn / steps, 2**0.5 - 1) if s_min <= t_cur <= s_max else 0.0  # 4
+        t_hat = t_cur + gamma * t_cur  # 6
+        x_hat = x_cur
+        if gamma > 0:  # 5, 7: eps_i ~ N(0, S_noise^2 I), one generator per sample
+            eps = s_noise * per_sample_noise(tuple(x_cur.shape[1:]), generators)
+            x_hat = x_cur + (t_hat**2 - t_cur**2) ** 0.5 * eps.to(torch.float64)
+        d_cur = (x_hat - D(x_hat, t_hat)) / t_hat  # 8
+        x_next = x_hat + (t_next - t_hat) * d_cur  # 9
+        if second_order and t_next != 0:  # 10
+            d_prime = (x_next - D(x_next, t_next)) / t_next  # 11
+            x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)  # 12
+    return x_next.to(torch.float32)  # 13
+
+
+def sample_euler(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    scheduler_config: dict,
+    *,
+    steps: int,
+    generators: list[torch.Generator],
+    s_churn: float = 0.0,
+    s_min: float = 0.05,
+    s_max: float = 50.0,
+    s_noise: float = 1.003,
+) -> torch.Tensor:
+    """EDM Algorithm 2 without the Heun correction (first order, ``steps`` evaluations)."""
+    return _edm(
+        denoiser,
+        noise,
+        scheduler_config,
+        steps=steps,
+        generators=generators,
+        s_churn=s_churn,
+        s_min=s_min,
+        s_max=s_max,
+        s_noise=s_noise,
+        second_order=False,
+    )
+
+
+def sample_heun(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    scheduler_config: dict,
+    *,
+    steps: int,
+    generators: list[torch.Generator],
+    s_churn: float = 0.0,
+    s_min: float = 0.05,
+    s_max: float = 50.0,
+    s_noise: float = 1.003,
+) -> torch.Tensor:
+    """EDM Algorithm 2 (Heun's second-order method, ``2 * steps - 1`` evaluations)."""
+    return _edm(
+        denoiser,
+        noise,
+        scheduler_config,
+        steps=steps,
+        generators=generators,
+        s_churn=s_churn,
+        s_min=s_min,
+        s_max=s_max,
+        s_noise=s_noise,
+        second_order=True,
+    )
+
+
+def sample_dpmpp(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    scheduler_config: dict,
+    *,
+    steps: int,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022) over Karras sigmas: diffusers'
+    ``DPMSolverMultistepScheduler`` on the training schedule. Deterministic; the network is
+    evaluated at diffusers' rounded timesteps ``round(t(sigma))``."""
+    config = {k: v for k, v in scheduler_config.items() if k not in ("variance_type",)}
+    scheduler = DPMSolverMultistepScheduler.from_config(
+        config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    )
+    return _run(denoiser, noise, scheduler, steps=steps, generators=generators)
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "dpmpp": sample_dpmpp,
+}
+
+#: The ``SamplerConfig`` fields each sampler takes (its knobs).
+SAMPLER_KNOBS: dict[str, tuple[str, ...]] = {
+    "ddpm": ("eta",),
+    "ddim": ("eta",),
+    "euler": ("s_churn", "s_min", "s_max", "s_noise"),
+    "heun": ("s_churn", "s_min", "s_max", "s_noise"),
+    "dpmpp": (),
+}
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
+    """One sampling setting. ``eta`` is a ddpm/ddim knob, ``s_*`` are euler/heun knobs
+    (Karras et al. 2022 names; ``s_min``/``s_max``/``s_noise`` are ignored at ``s_churn = 0``).
+    ``guidance`` (w) and ``labels`` need a class-conditional model: sample ``i`` gets class
+    ``labels[i % len(labels)]``, or ``i % K`` when ``labels`` is None. ``bypass`` is the
+    fraction of the mid-block bypassed, ``bypass_schedule`` "constant" or "linear"
+    (``biaslab.denoisers.mid_block_bypass``)."""
+
     sampler: str = "ddim"
     steps: int = 50
     eta: float = 0.0
     n_samples: int = 64
     sample_seed: int = 0
     batch_size: int = 256
+    s_churn: float = 0.0
+    s_min: float = 0.05
+    s_max: float = 50.0
+    s_noise: float = 1.003
+    guidance: float = 0.0
+    bypass: float = 0.0
+    bypass_schedule: str = "constant"
+    labels: tuple[int, ...] | None = None
 
 
 def unet_denoiser(unet: UNet2DModel) -> Denoiser:
@@ -118,28 +316,86 @@ def unet_denoiser(unet: UNet2DModel) -> Denoiser:
     return denoise
 
 
+def num_classes(unet: UNet2DModel) -> int:
+    """K for a class-conditional U-Net (K + 1 class embeddings, null class K), else 0."""
+    n = getattr(unet.config, "num_class_embeds", None)
+    return int(n) - 1 if n else 0
+
+
+def sample_labels(cfg: SamplerConfig, k: int) -> np.ndarray | None:
+    """Class index of each sample (None for an unconditional model, ``k = 0``)."""
+    if k == 0:
+        if cfg.labels is not None or cfg.guidance != 0.0:
+            raise ValueError("sampling: labels and guidance need a class-conditional model")
+        return None
+    if cfg.labels is None:
+        return np.arange(cfg.n_samples, dtype=np.int64) % k
+    labels = np.asarray(cfg.labels, dtype=np.int64)
+    if labels.ndim != 1 or labels.size == 0 or labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"sampling.labels: need class indices in [0, {k}), got {cfg.labels}")
+    return labels[np.arange(cfg.n_samples) % labels.size]
+
+
+def _check(cfg: SamplerConfig) -> None:
+    if cfg.sampler not in SAMPLERS:
+        raise ValueError(f"sampling grid: unknown sampler {cfg.sampler!r} ({sorted(SAMPLERS)})")
+    knobs = SAMPLER_KNOBS[cfg.sampler]
+    if "eta" not in knobs and cfg.eta != 0.0:
+        raise ValueError(f"sampling grid: the {cfg.sampler} sampler has no eta (use 0.0)")
+    if "s_churn" not in knobs and cfg.s_churn != 0.0:
+        raise ValueError(f"sampling grid: the {cfg.sampler} sampler has no s_churn (use 0.0)")
+    if cfg.s_churn < 0:
+        raise ValueError(f"sampling grid: s_churn {cfg.s_churn} is negative")
+    if cfg.bypass_schedule not in BYPASS_SCHEDULES:
+        raise ValueError(
+            f"sampling grid: bypass_schedule {cfg.bypass_schedule!r} not in {BYPASS_SCHEDULES}"
+        )
+
+
 def generate(
     unet: UNet2DModel, scheduler_config: dict, cfg: SamplerConfig, *, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds."""
-    if cfg.sampler not in SAMPLERS:
-        raise ValueError(f"sampling grid: unknown sampler {cfg.sampler!r} ({sorted(SAMPLERS)})")
+    """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds.
+
+    For a class-conditional U-Net, sample ``i`` is conditioned on ``sample_labels(cfg, K)[i]``
+    with guidance ``cfg.guidance``.
+    """
+    _check(cfg)
     sampler = SAMPLERS[cfg.sampler]
+    knobs = {k: getattr(cfg, k) for k in SAMPLER_KNOBS[cfg.sampler]}
     unet.eval()
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    denoiser = unet_denoiser(unet)
+    k = num_classes(unet)
+    labels = sample_labels(cfg, k)
+    guided = GuidedDenoiser(unet, cfg.guidance, null_class=k) if k else None
     seeds = np.array(
         [sample_seed(cfg.sample_seed, i) for i in range(cfg.n_samples)], dtype=np.int64
     )
+    bypass = (
+        mid_block_bypass(
+            unet,
+            cfg.bypass,
+            schedule=cfg.bypass_schedule,
+            num_train_timesteps=int(scheduler_config["num_train_timesteps"]),
+        )
+        if cfg.bypass != 0.0
+        else contextlib.nullcontext()
+    )
     out = []
     starts = range(0, cfg.n_samples, cfg.batch_size)
-    for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
-        gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
-        noise = per_sample_noise(shape, gens)
-        x = sampler(
-            denoiser, noise, dict(scheduler_config), steps=cfg.steps, eta=cfg.eta, generators=gens
-        )
-        if not torch.isfinite(x).all():
-            raise FloatingPointError(f"non-finite samples from {cfg.sampler} (batch at {s})")
-        out.append(to_uint8(x))
+    with bypass:
+        for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
+            gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
+            noise = per_sample_noise(shape, gens)
+            denoiser = (
+                unet_denoiser(unet)
+                if guided is None
+                else guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]))
+            )
+            x = sampler(
+                denoiser, noise, dict(scheduler_config), steps=cfg.steps, generators=gens, **knobs
+            )
+            if not torch.isfinite(x).all():
+                raise FloatingPointError(f"non-finite samples from {cfg.sampler} (batch at {s})")
+            out.append(to_uint8(x))
     return np.concatenate(out), seeds

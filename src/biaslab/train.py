@@ -57,6 +57,12 @@ class TrainConfig:
     beta_schedule: str = "linear"
     precision: str = "fp32"  # or "bf16" (autocast)
     seed: int = 0
+    #: Class-conditional training (classifier-free guidance): 0 = unconditional; K > 0 gives
+    #: the U-Net K + 1 class embeddings, class K being the null (unconditional) class.
+    num_classes: int = 0
+    #: Conditional only: probability that a training sample's class is replaced by the null
+    #: class (Ho & Salimans 2022, Alg. 1), drawn from the training generator.
+    label_dropout: float = 0.1
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -65,6 +71,14 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"training: unknown keys {sorted(unknown)}")
         return cls(**d)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as a dict, without the conditional keys when unconditional: an
+        unconditional config hashes, checkpoints and saves exactly as before they existed."""
+        d = dataclasses.asdict(self)
+        if self.num_classes == 0:
+            del d["num_classes"], d["label_dropout"]
+        return d
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -125,19 +139,34 @@ def train_diffusion(
     checkpoint_dir: str | Path,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    labels: np.ndarray | None = None,
 ) -> tuple[UNet2DModel, pd.DataFrame]:
     """Train the Table-A U-Net of ``cfg.depth`` on uint8 ``images`` ([N, H, W] or [N, C, H, W]).
+
+    With ``cfg.num_classes = K > 0`` the U-Net is class-conditional and ``labels`` (class
+    indices in ``[0, K)``, one per image) are required; each training sample's class becomes
+    the null class ``K`` with probability ``cfg.label_dropout``. The unconditional path draws
+    exactly the random numbers it always did.
 
     Returns the EMA model (on CPU) and the per-step log (step, loss, lr, images_per_s).
     """
     device = torch.device(device)
     x0_all = to_model_range(images).to(device)
     n, c, h, _ = x0_all.shape
+    y_all = _check_labels(labels, cfg, n)
+    if y_all is not None:
+        y_all = y_all.to(device)
     checkpoint_dir = Path(checkpoint_dir)
     ckpt_path = checkpoint_dir / "last.pt"
 
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg.depth, resolution=h, in_channels=c, width=cfg.width).to(device)
+    unet = build_unet(
+        cfg.depth,
+        resolution=h,
+        in_channels=c,
+        width=cfg.width,
+        num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
+    ).to(device)
     noise_scheduler = make_noise_scheduler(cfg)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -149,7 +178,7 @@ def train_diffusion(
 
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != dataclasses.asdict(cfg):
+        if state["config"] != cfg.as_dict():
             raise RuntimeError(
                 f"checkpoint {ckpt_path} was written with a different training config; "
                 "delete it to start over"
@@ -166,7 +195,7 @@ def train_diffusion(
     def checkpoint() -> None:
         save_torch(
             {
-                "config": dataclasses.asdict(cfg),
+                "config": cfg.as_dict(),
                 "step": step,
                 "model": unet.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -197,10 +226,14 @@ def train_diffusion(
             t = torch.randint(
                 0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device
             )
+            class_labels = None
+            if y_all is not None:
+                drop = torch.rand((cfg.batch_size,), generator=gen, device=device)
+                class_labels = torch.where(drop < cfg.label_dropout, cfg.num_classes, y_all[idx])
             a = alphas[t].view(-1, 1, 1, 1)
             noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
             with _autocast(cfg.precision, device):
-                pred = unet(noisy, t).sample
+                pred = unet(noisy, t, class_labels=class_labels).sample
             loss = F.mse_loss(pred.float(), noise)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
@@ -247,11 +280,38 @@ def train_diffusion(
     return unet.cpu(), pd.DataFrame(log)
 
 
-def checkpoint_dir_for(base: str | Path, cfg: TrainConfig, images: np.ndarray) -> Path:
-    """``base/<hash>``: the hash covers the training config and the training images, so a
-    changed config or dataset never resumes from a stale checkpoint."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
+def _check_labels(labels: np.ndarray | None, cfg: TrainConfig, n: int) -> torch.Tensor | None:
+    if cfg.num_classes < 0:
+        raise ValueError(f"training.num_classes: {cfg.num_classes} is negative")
+    if cfg.num_classes == 0:
+        if labels is not None:
+            raise ValueError("training: labels given but training.num_classes is 0")
+        return None
+    if not 0.0 <= cfg.label_dropout <= 1.0:
+        raise ValueError(f"training.label_dropout: {cfg.label_dropout} is not in [0, 1]")
+    if labels is None:
+        raise ValueError(f"training.num_classes is {cfg.num_classes}: labels are required")
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if y.shape != (n,):
+        raise ValueError(f"training: {tuple(y.shape)} labels for {n} images")
+    if n and (int(y.min()) < 0 or int(y.max()) >= cfg.num_classes):
+        raise ValueError(
+            f"training: labels must be class indices in [0, {cfg.num_classes}), "
+            f"got [{int(y.min())}, {int(y.max())}]"
+        )
+    return y
+
+
+def checkpoint_dir_for(
+    base: str | Path, cfg: TrainConfig, images: np.ndarray, labels: np.ndarray | None = None
+) -> Path:
+    """``base/<hash>``: the hash covers the training config, the training images and (for a
+    conditional model) the labels, so a changed config or dataset never resumes from a stale
+    checkpoint."""
+    h = hashlib.sha256(json.dumps(cfg.as_dict(), sort_keys=True).encode())
     h.update(np.ascontiguousarray(images).tobytes())
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     return Path(base) / h.hexdigest()[:16]
 
 
@@ -263,7 +323,7 @@ def save_model(
     with atomic_path(out_dir, directory=True) as tmp:
         unet.save_pretrained(tmp / "unet")
         make_noise_scheduler(cfg).save_pretrained(tmp / "scheduler")
-        resolved = {"training": dataclasses.asdict(cfg), **(extra or {})}
+        resolved = {"training": cfg.as_dict(), **(extra or {})}
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 

@@ -1,0 +1,187 @@
+"""Biased MNIST (ReBias, Bahng et al. 2020) and Multi-Color MNIST, and their bias labeller.
+
+Biased MNIST: a white digit on a background of one of ten palette colours. Digit class ``c``
+owns palette colour ``c``; for each class a fraction ``rho`` of its images (rounded to whole
+images) gets the own colour and the rest is spread evenly over the other colours in use.
+With a subset of classes, the colours in use are the own colours of those classes, so a
+conflicting image always carries the colour of another class of the set.
+
+Multi-Color MNIST: the left and right halves of the background get two colours, each drawn as
+above with its own ``rho`` (``rho_left``, ``rho_right``) and its own random stream, so the two
+halves are independent given the class.
+
+Composition (uint8 in, uint8 out): with ``a = digit / 255``,
+``x = bg * (1 - a) + 255 * a``: the background where the digit is dark, white where it is
+bright, blended in between.
+
+Labeller (``bias_attribute``): the nearest palette entry (L2 in RGB) to the mean colour of the
+*non-white* pixels, i.e. the pixels whose smallest channel is below ``NON_WHITE_BELOW`` (200).
+Every palette colour has a channel <= 128, so pure background always counts, while the white
+digit (255, 255, 255) and its bright anti-aliased edge (blend weight above ~0.45-0.6,
+depending on the colour) do not. An image with no non-white pixel is labelled from the mean of
+all its pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLOUR_NAMES: tuple[str, ...] = (
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "magenta",
+    "cyan",
+    "orange",
+    "rose",
+    "violet",
+    "grey",
+)
+
+#: RGB of colour ``k``, the own colour of digit ``k`` (ReBias palette).
+PALETTE = np.array(
+    [
+        (255, 0, 0),
+        (0, 255, 0),
+        (0, 0, 255),
+        (225, 225, 0),
+        (225, 0, 225),
+        (0, 255, 255),
+        (255, 128, 0),
+        (255, 0, 128),
+        (128, 0, 255),
+        (128, 128, 128),
+    ],
+    dtype=np.uint8,
+)
+
+#: A pixel is "non-white" (background) when its smallest channel is below this.
+NON_WHITE_BELOW = 200
+
+
+def _classes(classes) -> np.ndarray:
+    classes = np.arange(10) if classes is None else np.asarray(classes, dtype=np.int64)
+    if classes.ndim != 1 or len(set(classes.tolist())) != len(classes):
+        raise ValueError(f"classes: need distinct digits, got {classes}")
+    if classes.min() < 0 or classes.max() > 9:
+        raise ValueError(f"classes: digits must lie in 0..9, got {classes}")
+    return classes
+
+
+def assign_colours(
+    labels: np.ndarray, *, rho: float, classes: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Background colour id per image: per class, ``round(rho * n_c)`` images (chosen at
+    random) get the class's own colour; the others cycle through the remaining colours of
+    ``classes`` in a random order (an even spread, counts differing by at most one)."""
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho: {rho} is not in [0, 1]")
+    if len(classes) < 2 and rho < 1.0:
+        raise ValueError("rho < 1 needs at least two classes (conflicting colours)")
+    colour = np.full(len(labels), -1, dtype=np.int64)
+    for c in classes:
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = round(rho * idx.size)
+        colour[idx[:k]] = c
+        others = rng.permutation(classes[classes != c])
+        colour[idx[k:]] = others[np.arange(idx.size - k) % max(len(others), 1)]
+    return colour
+
+
+def compose(digits: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """White digits on coloured backgrounds: ``digits`` uint8 [N, H, W], ``background`` RGB
+    uint8 [N, 3] (one colour) or [N, 3, H, W] (per pixel) -> uint8 [N, 3, H, W]."""
+    a = digits.astype(np.float32)[:, None] / 255.0
+    bg = background.astype(np.float32)
+    if bg.ndim == 2:
+        bg = bg[:, :, None, None]
+    x = bg * (1.0 - a) + 255.0 * a
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _select(digits: np.ndarray, labels: np.ndarray, classes: np.ndarray):
+    if digits.ndim != 3 or digits.dtype != np.uint8:
+        raise ValueError(f"digits: need uint8 [N, H, W], got {digits.dtype} {digits.shape}")
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = np.isin(labels, classes)
+    return digits[keep], labels[keep]
+
+
+def biased_mnist(
+    digits: np.ndarray, labels: np.ndarray, *, rho: float, seed: int, classes=None
+) -> dict[str, np.ndarray]:
+    """Biased MNIST from uint8 digits [N, H, W] (e.g. ``data.resize_digits`` output) and their
+    digit labels; images of classes outside ``classes`` (default all ten) are dropped.
+
+    Returns ``{"x": uint8 [M, 3, H, W], "y": digit [M], "colour": colour id [M],
+    "classes": classes}``; deterministic given ``seed``.
+    """
+    classes = _classes(classes)
+    digits, labels = _select(digits, labels, classes)
+    colour = assign_colours(labels, rho=rho, classes=classes, rng=np.random.default_rng(seed))
+    x = compose(digits, PALETTE[colour])
+    return {"x": x, "y": labels, "colour": colour, "classes": classes}
+
+
+def multicolour_mnist(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rho_left: float,
+    rho_right: float,
+    seed: int,
+    classes=None,
+) -> dict[str, np.ndarray]:
+    """Multi-Color MNIST: left half of the background (columns ``< W // 2``) in one colour,
+    right half in another, each aligned with the class at its own rho.
+
+    Returns ``{"x", "y", "colour_left", "colour_right", "classes"}``.
+    """
+    classes = _classes(classes)
+    digits, labels = _select(digits, labels, classes)
+    rng_left, rng_right = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    left = assign_colours(labels, rho=rho_left, classes=classes, rng=rng_left)
+    right = assign_colours(labels, rho=rho_right, classes=classes, rng=rng_right)
+    w = digits.shape[-1]
+    bg = np.empty((len(digits), 3, *digits.shape[1:]), dtype=np.uint8)
+    bg[..., : w // 2] = PALETTE[left][:, :, None, None]
+    bg[..., w // 2 :] = PALETTE[right][:, :, None, None]
+    return {
+        "x": compose(digits, bg),
+        "y": labels,
+        "colour_left": left,
+        "colour_right": right,
+        "classes": classes,
+    }
+
+
+def bias_attribute(
+    images: np.ndarray, *, half: str | None = None, colours=None, threshold: int = NON_WHITE_BELOW
+) -> np.ndarray:
+    """Colour id of each uint8 RGB image [N, 3, H, W]: nearest palette entry (L2) to the mean
+    RGB of its non-white pixels (smallest channel ``< threshold``).
+
+    ``half``: None (whole image), "left" (columns ``< W // 2``) or "right" (Multi-Color MNIST).
+    ``colours``: restrict the answer to these palette ids (default all ten).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: need RGB [N, 3, H, W], got {images.shape}")
+    w = images.shape[-1]
+    if half == "left":
+        images = images[..., : w // 2]
+    elif half == "right":
+        images = images[..., w // 2 :]
+    elif half is not None:
+        raise ValueError(f"half: {half!r} is not None, 'left' or 'right'")
+    x = images.reshape(len(images), 3, -1).astype(np.float64)
+    mask = x.min(axis=1) < threshold  # [N, P]
+    count = mask.sum(axis=1)
+    mean = np.where(
+        (count > 0)[:, None],
+        (x * mask[:, None]).sum(axis=2) / np.maximum(count, 1)[:, None],
+        x.mean(axis=2),
+    )
+    ids = np.arange(10) if colours is None else np.asarray(colours, dtype=np.int64)
+    d = ((mean[:, None, :] - PALETTE[ids].astype(np.float64)[None]) ** 2).sum(axis=2)
+    return ids[d.argmin(axis=1)]

@@ -1,0 +1,123 @@
+"""Denoiser wrappers: classifier-free guidance and the mid-block bypass.
+
+Samplers only ever call ``denoiser(x, t) -> eps`` (``t`` on the DDPM timestep scale); what the
+network does inside is changed here, never in a sampler.
+
+* ``GuidedDenoiser`` - classifier-free guidance (Ho & Salimans 2022, Eq. 6, in the
+  "How I Met Your Bias" convention): ``eps = (1 + w) * eps(x, t, c) - w * eps(x, t, null)``,
+  conditional and unconditional halves in one batched forward pass. ``w = 0`` is the plain
+  conditional model (and then only the conditional half is computed).
+* ``mid_block_bypass`` - "Deeper Diffusion Models Amplify Bias", Fig. 6: a fraction ``p`` of
+  the U-Net mid-block is bypassed, ``mid_out = (1 - p) * mid_block(h) + p * h``, through a
+  forward hook removed on exit. With ``schedule="linear"`` the fraction ramps over the
+  denoising trajectory, linearly in the DDPM timestep, from 0 at ``t = T - 1`` (pure noise) to
+  ``p`` at ``t = 0``: ``p(t) = p * (1 - t / (T - 1))``, per sample. For samplers on evenly
+  spaced timesteps (ddpm, ddim) that is linear in the step index; for Karras-sigma samplers it
+  follows the (fractional) timestep the network is evaluated at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from diffusers import UNet2DModel
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+BYPASS_SCHEDULES = ("constant", "linear")
+
+
+def _batch_t(t: torch.Tensor, n: int) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    return t.expand(n) if t.ndim == 0 else t
+
+
+class GuidedDenoiser:
+    """Classifier-free guidance around a class-conditional ``UNet2DModel``.
+
+    ``GuidedDenoiser(model, w, null_class)(x, t, labels)`` returns
+    ``(1 + w) * model(x, t, labels) - w * model(x, t, null_class)``, both from one forward pass
+    over the concatenated batch ``[x; x]``. ``bind(labels)`` gives a plain ``(x, t)`` denoiser
+    for the samplers.
+    """
+
+    def __init__(self, model: UNet2DModel, w: float, null_class: int):
+        if w < 0:
+            raise ValueError(f"guidance: w = {w} is negative")
+        self.model = model
+        self.w = float(w)
+        self.null_class = int(null_class)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = _batch_t(t, x.shape[0])
+        if self.w == 0.0:  # (1 + 0) * cond - 0 * uncond == cond: skip the unconditional half
+            return self.model(x, t, class_labels=labels).sample
+        null = torch.full_like(labels, self.null_class)
+        out = self.model(
+            torch.cat([x, x]), torch.cat([t, t]), class_labels=torch.cat([labels, null])
+        ).sample
+        cond, uncond = out.chunk(2)
+        return (1.0 + self.w) * cond - self.w * uncond
+
+    def bind(self, labels: torch.Tensor) -> Denoiser:
+        return lambda x, t: self(x, t, labels)
+
+
+def conditional_denoiser(model: UNet2DModel, labels: torch.Tensor) -> Denoiser:
+    """The plain conditional denoiser ``(x, t) -> model(x, t, labels)``."""
+
+    @torch.no_grad()
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(x, _batch_t(t, x.shape[0]), class_labels=labels).sample
+
+    return denoise
+
+
+@contextlib.contextmanager
+def mid_block_bypass(
+    unet: UNet2DModel,
+    p: float,
+    *,
+    schedule: str = "constant",
+    num_train_timesteps: int = 1000,
+) -> Iterator[UNet2DModel]:
+    """Within the block, ``unet.mid_block`` outputs ``(1 - p) * mid_block(h) + p * h``.
+
+    ``schedule``: "constant" (``p`` at every step) or "linear" (``p * (1 - t / (T - 1))`` for
+    timestep ``t``, ``T = num_train_timesteps``). ``p = 0`` leaves the outputs bit-identical;
+    ``p = 1`` makes the mid-block the identity. The hooks are removed on exit.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"bypass: p = {p} is not in [0, 1]")
+    if schedule not in BYPASS_SCHEDULES:
+        raise ValueError(f"bypass_schedule: {schedule!r} is not one of {BYPASS_SCHEDULES}")
+    if getattr(unet, "mid_block", None) is None:
+        raise ValueError("mid_block_bypass: the U-Net has no mid_block")
+    state: dict[str, torch.Tensor] = {}
+
+    def record_t(_module, args, kwargs):
+        t = kwargs["timestep"] if "timestep" in kwargs else args[1]
+        sample = kwargs["sample"] if "sample" in kwargs else args[0]
+        state["t"] = _batch_t(torch.as_tensor(t, device=sample.device), sample.shape[0])
+
+    def mix(_module, args, output):
+        h = args[0]
+        if schedule == "constant":
+            frac: float | torch.Tensor = p
+        else:
+            t = state["t"].to(torch.float32)
+            frac = (p * (1.0 - t / (num_train_timesteps - 1))).clamp(0.0, p).view(-1, 1, 1, 1)
+        return (1.0 - frac) * output + frac * h
+
+    handles = [
+        unet.register_forward_pre_hook(record_t, with_kwargs=True),
+        unet.mid_block.register_forward_hook(mix),
+    ]
+    try:
+        yield unet
+    finally:
+        for handle in handles:
+            handle.remove()
