@@ -8,29 +8,38 @@ offers
   :func:`biaslab.metrics.lpips_flat_features`, so that ``LPIPS(x_i, x_j) = |u_i - u_j|^2``
   (see :mod:`biaslab.metrics`);
 * ``embed(x) -> Tensor[N, D]`` (float32): a global feature vector for kNN search;
-* ``name``: ``"alex"``, ``"vgg"`` or ``"classifier"``.
+* ``name``: ``"alex"``, ``"vgg"``, ``"classifier"`` or ``"inception"`` (kNN only: it has no
+  ``lpips_features``).
 
-Nothing here downloads anything: the ImageNet trunk weights of the LPIPS nets are read from a
-local torchvision checkpoint file.
+Nothing here downloads anything: the ImageNet weights are read from local torchvision
+checkpoint files (``python -m biaslab.fetch_weights`` fetches them once, on a machine with
+internet). :func:`cached_embeddings` keeps the embeddings of a base training set on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from biaslab.io import atomic_path
 from biaslab.metrics import LPIPS_EPS, lpips_flat_features
 
 __all__ = [
     "TORCHVISION_CHECKPOINTS",
+    "WEIGHTS_FILES",
     "ClassifierBackbone",
+    "InceptionBackbone",
     "LpipsBackbone",
+    "backbone_fingerprint",
+    "cached_embeddings",
     "default_weights_path",
     "load_backbone",
 ]
@@ -39,6 +48,11 @@ __all__ = [
 TORCHVISION_CHECKPOINTS = {
     "alex": ("alexnet", "alexnet-owt-7be5be79.pth"),
     "vgg": ("vgg16", "vgg16-397923af.pth"),
+}
+#: every local weights file: backbone name -> (torchvision builder, file name of IMAGENET1K_V1)
+WEIGHTS_FILES = {
+    **TORCHVISION_CHECKPOINTS,
+    "inception": ("inception_v3", "inception_v3_google-0cc3c7bd.pth"),
 }
 
 
@@ -73,11 +87,11 @@ def _embed_from_maps(maps: list[torch.Tensor]) -> torch.Tensor:
 
 
 def default_weights_path(net: str) -> Path:
-    """Where torchvision caches the ImageNet weights of ``net``:
+    """Where torchvision caches the ImageNet weights of ``net`` (alex, vgg, inception):
     ``torch.hub.get_dir()/checkpoints/<file>`` (honours ``TORCH_HOME``)."""
-    if net not in TORCHVISION_CHECKPOINTS:
-        raise ValueError(f"net must be one of {sorted(TORCHVISION_CHECKPOINTS)}, got {net!r}")
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_CHECKPOINTS[net][1]
+    if net not in WEIGHTS_FILES:
+        raise ValueError(f"net must be one of {sorted(WEIGHTS_FILES)}, got {net!r}")
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[net][1]
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -275,6 +289,175 @@ class ClassifierBackbone:
         return torch.cat(out, dim=0)
 
 
+class InceptionBackbone:
+    """torchvision's Inception-v3 (ImageNet) as a kNN feature extractor (Table 3's "Inception
+    feature space").
+
+    The net is built as torchvision builds it for its ImageNet weights,
+    ``inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)``,
+    and loaded (strictly) from a local torchvision state dict, by default
+    ``torch.hub.get_dir()/checkpoints/inception_v3_google-0cc3c7bd.pth``; nothing is
+    downloaded. Preprocessing: images in [-1, 1] are mapped to [0, 1], grey is repeated to 3
+    channels, everything is resized to ``resize x resize`` (299) bilinearly
+    (``align_corners=False``, no antialiasing) and normalised with the ImageNet mean and std;
+    ``transform_input=True`` then turns that into the (x - 0.5) / 0.5 input the Google weights
+    expect, exactly as with ``torchvision.models.inception_v3(weights="IMAGENET1K_V1")``.
+    :meth:`embed` returns the 2048-d output of the global average pool (after ``Mixed_7c``,
+    before dropout and ``fc``), in eval mode.
+
+    Args:
+        weights_path: torchvision state dict of Inception-v3; default
+            :func:`default_weights_path` ``("inception")``.
+        random_backbone: keep the random initialisation (tests only).
+        resize: input size of the net (299 as in torchvision's weights).
+        batch_size: images per network pass.
+        device: where the network runs; results are returned on the CPU.
+    """
+
+    name = "inception"
+    mean = (0.485, 0.456, 0.406)
+    std = (0.229, 0.224, 0.225)
+
+    def __init__(
+        self,
+        weights_path: str | os.PathLike | None = None,
+        *,
+        random_backbone: bool = False,
+        resize: int = 299,
+        batch_size: int = 32,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from torchvision.models import inception_v3
+
+        if random_backbone and weights_path is not None:
+            raise ValueError("random_backbone=True ignores weights; do not pass weights_path")
+        self.resize = int(resize)
+        self.batch_size = max(1, int(batch_size))
+        self.device = torch.device(device)
+        self.weights_path: Path | None = None
+        model = inception_v3(
+            weights=None, aux_logits=True, init_weights=False, transform_input=True
+        )
+        if not random_backbone:
+            path = Path(weights_path) if weights_path else default_weights_path(self.name)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"ImageNet Inception-v3 weights not found at {path}. Nothing is downloaded "
+                    "at run time: on a machine with internet run `python -m "
+                    "biaslab.fetch_weights --dest DIR inception`, which stores "
+                    f"{WEIGHTS_FILES['inception'][1]} in DIR, then copy it to {path} (or set "
+                    "TORCH_HOME) or point the backbone's weights path "
+                    "(metrics.backbone_weights) at the file."
+                )
+            model.load_state_dict(_read_state_dict(path), strict=True)
+            self.weights_path = path
+        model.fc = torch.nn.Identity()  # forward now ends at the flattened average pool
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = _check_images(x).to(device=self.device, dtype=torch.float32)
+        x = (x + 1) / 2
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if tuple(x.shape[2:]) != (self.resize, self.resize):
+            x = F.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", align_corners=False
+            )
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """2048-d average-pool features [N, 2048] (float32, CPU) for kNN with cosine."""
+        x = _check_images(x)
+        out = []
+        with _eval_mode(self.model):
+            for s in range(0, x.shape[0], self.batch_size):
+                out.append(self.model(self._prepare(x[s : s + self.batch_size])).float().cpu())
+        return torch.cat(out, dim=0)
+
+    def lpips_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError(
+            "metrics.backbone: 'inception' gives kNN features only (Table 3); LPIPS diversity "
+            "needs 'alex', 'vgg' or 'classifier'"
+        )
+
+
+def _hash_state(model: torch.nn.Module, h) -> None:
+    for key, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def backbone_fingerprint(backbone) -> str:
+    """SHA-256 of what determines ``backbone.embed``: its name and class, its input size, and
+    every tensor of its network's state (so a different weights file, or a retrained
+    classifier, gives a different fingerprint)."""
+    h = hashlib.sha256()
+    resize = getattr(backbone, "resize", None)
+    h.update(f"{type(backbone).__name__}|{backbone.name}|{resize}|".encode())
+    _hash_state(backbone.model, h)
+    return h.hexdigest()
+
+
+def _hash_images(images) -> str:
+    a = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def cached_embeddings(
+    backbone,
+    images: np.ndarray | torch.Tensor,
+    cache_path: str | os.PathLike,
+    *,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    """``backbone.embed(images)`` [N, D] (float32, CPU), computed once and kept in
+    ``cache_path`` (an uncompressed .npz, written atomically).
+
+    ``images``: uint8 [N, C, H, W] (or [N, H, W]) as stored by the data loaders, converted to
+    [-1, 1] chunk by chunk (``chunk`` images at a time), or a float tensor already in [-1, 1].
+    The cache is keyed by SHA-256 of the images (dtype, shape, bytes) and of
+    :func:`backbone_fingerprint`; a cache with another key (or unreadable) is recomputed and
+    replaced. Skewed training subsets take rows of the result: ``emb[indices]``.
+    """
+    cache_path = Path(cache_path)
+    key = hashlib.sha256(
+        f"{_hash_images(images)}|{backbone_fingerprint(backbone)}".encode()
+    ).hexdigest()
+    if cache_path.is_file():
+        try:
+            with np.load(cache_path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return torch.from_numpy(z["embeddings"].copy())
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            warnings.warn(f"feature cache {cache_path} unreadable ({e}); recomputing", stacklevel=2)
+    x = torch.as_tensor(images)
+    if x.ndim == 3:
+        x = x[:, None]
+    parts = []
+    for s in range(0, x.shape[0], max(1, int(chunk))):
+        xb = x[s : s + chunk]
+        xb = xb.float() / 127.5 - 1.0 if xb.dtype == torch.uint8 else xb.float()
+        parts.append(backbone.embed(xb).detach().to(torch.float32).cpu())
+    emb = torch.cat(parts, dim=0)
+    with atomic_path(cache_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            embeddings=emb.numpy(),
+            key=np.array(key),
+            backbone=np.array(backbone.name),
+            weights=np.array(str(getattr(backbone, "weights_path", None) or "")),
+        )
+    return emb
+
+
 def load_backbone(
     name: str,
     *,
@@ -283,10 +466,12 @@ def load_backbone(
     classifier: torch.nn.Module | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-) -> LpipsBackbone | ClassifierBackbone:
+) -> LpipsBackbone | ClassifierBackbone | InceptionBackbone:
     """Backbone for the config value ``metrics.backbone``: ``"alex"``, ``"vgg"`` (see
-    :class:`LpipsBackbone`; ``weights_path`` from ``metrics.backbone_weights``) or
-    ``"classifier"`` (wraps ``classifier``, see :class:`ClassifierBackbone`)."""
+    :class:`LpipsBackbone`; ``weights_path`` from ``metrics.backbone_weights``),
+    ``"classifier"`` (wraps ``classifier``, see :class:`ClassifierBackbone`) or
+    ``"inception"`` (kNN features only, see :class:`InceptionBackbone`; ``resize`` is
+    ignored: Inception-v3 always sees 299 x 299)."""
     if name in TORCHVISION_CHECKPOINTS:
         kwargs = {} if batch_size is None else {"batch_size": batch_size}
         return LpipsBackbone(
@@ -297,6 +482,12 @@ def load_backbone(
             raise ValueError("metrics.backbone='classifier' needs the classifier model")
         kwargs = {} if batch_size is None else {"batch_size": batch_size}
         return ClassifierBackbone(classifier, device=device, **kwargs)
+    if name == "inception":
+        kwargs = {} if batch_size is None else {"batch_size": batch_size}
+        return InceptionBackbone(
+            weights_path, device=device if device is not None else "cpu", **kwargs
+        )
     raise ValueError(
-        f"unknown metrics.backbone {name!r}; expected one of 'alex', 'vgg', 'classifier'"
+        f"unknown metrics.backbone {name!r}; expected one of 'alex', 'vgg', 'classifier', "
+        "'inception'"
     )
