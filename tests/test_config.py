@@ -30,6 +30,10 @@ BAD_CONFIGS = {
         "metrics:\n  backbone: alex\n  backbone_weights: /nonexistent/alexnet.pth\n",
         "metrics.backbone_weights",
     ),
+    "missing kNN weights file": (
+        "metrics:\n  knn_backbone: inception\n  knn_backbone_weights: /nonexistent/i.pth\n",
+        "metrics.knn_backbone_weights",
+    ),
     "same classes": ("data:\n  majority_class: 6\n  minority_class: 6\n", "data.minority_class"),
     "negative samples": ("sampling:\n  n_samples: -3\n", "['sampling']['n_samples']"),
 }

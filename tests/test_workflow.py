@@ -118,9 +118,10 @@ def test_sigkill_during_training_then_rerun_gives_same_metrics(tiny_run, tmp_pat
 
 def test_paper_config_dry_run_lists_full_grid(tmp_path):
     write_idx_fixture(tmp_path / "data" / "mnist")
-    weights = tmp_path / "data" / "weights" / "alexnet-owt-7be5be79.pth"
-    weights.parent.mkdir(parents=True)
-    weights.touch()
+    weights = tmp_path / "data" / "weights"
+    weights.mkdir(parents=True)
+    for name in ("alexnet-owt-7be5be79.pth", "inception_v3_google-0cc3c7bd.pth"):
+        (weights / name).touch()
     t0 = time.perf_counter()
     proc = snakemake(
         "-n",

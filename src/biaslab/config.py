@@ -49,10 +49,23 @@ def resolve_sampling_grid(grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def lpips_weights_file(net: str) -> Path:
     """Where torchvision's hub cache keeps the ImageNet weights of ``net``."""
-    import torch
+    from .backbones import default_weights_path
 
-    name = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}[net]
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
+    return default_weights_path(net)
+
+
+def _check_weights(net: str, path: str | None, key: str) -> None:
+    if net not in ("alex", "vgg", "inception"):
+        if path:
+            raise ConfigError(f"{key}: only used with alex, vgg or inception")
+        return
+    file = Path(path) if path else lpips_weights_file(net)
+    if not file.is_file():
+        raise ConfigError(
+            f"{key}: the {net} ImageNet weights file {str(file)!r} does not exist; fetch it once "
+            "on an online machine (python -m biaslab.fetch_weights --dest DIR) or see README, "
+            "'Weights files'"
+        )
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -78,17 +91,17 @@ def check_config(config: dict[str, Any]) -> None:
                 "add them or set data.download: true (needs internet)"
             )
     metrics = config["metrics"]
-    if metrics["backbone"] in ("alex", "vgg"):
-        path = metrics.get("backbone_weights")
-        path = Path(path) if path else lpips_weights_file(metrics["backbone"])
-        if not path.is_file():
-            raise ConfigError(
-                f"metrics.backbone_weights: the {metrics['backbone']} ImageNet weights file "
-                f"{str(path)!r} does not exist; download it once on an online machine "
-                "(see README, 'Weights files') or use metrics.backbone: classifier"
-            )
-    elif metrics.get("backbone_weights"):
-        raise ConfigError("metrics.backbone_weights: only used with backbone alex or vgg")
+    if metrics["backbone"] == "inception":
+        raise ConfigError(
+            "metrics.backbone: inception has no LPIPS weights; use it as metrics.knn_backbone"
+        )
+    _check_weights(metrics["backbone"], metrics.get("backbone_weights"), "metrics.backbone_weights")
+    if metrics.get("knn_backbone", "same") != "same":
+        _check_weights(
+            metrics["knn_backbone"],
+            metrics.get("knn_backbone_weights"),
+            "metrics.knn_backbone_weights",
+        )
     resolve_sampling_grid(config["sampling"]["grid"])
     if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
         raise ConfigError("figures.grid_samples: larger than sampling.n_samples")

@@ -34,6 +34,8 @@ def evaluate_cell(
     backbone: str = "classifier",
     backbone_weights: str | None = None,
     lpips_resize: int = 64,
+    knn_backbone: str = "same",
+    knn_backbone_weights: str | None = None,
     knn_k: Sequence[int] = (1, 2, 5, 10),
     confidence_threshold: float = 0.9,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -91,6 +93,13 @@ def evaluate_cell(
                 "value": mean_pairwise_lpips(bb.lpips_features(x_gen)),
             }
         )
+        if knn_backbone != "same":
+            bb = load_backbone(
+                knn_backbone,
+                weights_path=knn_backbone_weights,
+                resize=lpips_resize,
+                classifier=classifier,
+            )
         e_gen, e_train = bb.embed(x_gen), bb.embed(x_train)
     for k, v in knn_similarity(e_gen, e_train, knn_k, metric="cosine").items():
         rows.append({"metric": "knn_cosine", "backbone": bb.name, "k": k, "value": v, "n": n})

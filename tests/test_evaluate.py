@@ -1,0 +1,79 @@
+"""evaluate_cell: the tidy per-cell tables, and a kNN feature space apart from LPIPS's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from biaslab.classifier import SmallCNN, save_classifier
+from biaslab.evaluate import evaluate_cell
+from biaslab.grid import GRID_COLUMNS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+GRID = {
+    "dataset": "mnist69",
+    "source": "embedded",
+    "resolution": 16,
+    "minority_fraction": 0.2,
+    "depth": "2",
+    "width": 1.0,
+    "train_seed": 0,
+    "train_steps": 10,
+    "sampler": "ddim",
+    "steps": 5,
+    "eta": 0.0,
+    "n_samples": 12,
+    "sample_seed": 0,
+}
+
+
+@pytest.fixture
+def cell(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "clf.pt"
+    save_classifier(SmallCNN(1, 2), np.array([6, 9]), path)
+    rng = np.random.default_rng(0)
+    samples = {
+        "images": rng.integers(0, 256, (12, 1, 16, 16), dtype=np.uint8),
+        "seeds": np.arange(12),
+    }
+    train = {
+        "x": rng.integers(0, 256, (20, 16, 16), dtype=np.uint8),
+        "y": np.array([6] * 16 + [9] * 4),
+        "classes": np.array([6, 9]),
+    }
+    return {"samples": samples, "train": train, "classifier_path": str(path), "grid": GRID}
+
+
+def test_tables_carry_grid_and_consistent_shares(cell):
+    preds, metrics = evaluate_cell(**cell)
+    assert set(GRID_COLUMNS) <= set(preds.columns) and set(GRID_COLUMNS) <= set(metrics.columns)
+    m = metrics.set_index("metric")
+    share = m.loc["minority_share"]
+    assert share.value == pytest.approx(preds.is_minority.mean())
+    assert share.ci_low <= share.value <= share.ci_high
+    assert m.loc["training_minority_share"].value == pytest.approx(0.2)
+    assert m.loc["amplification"].value == pytest.approx(share.value - 0.2)
+    knn = metrics[metrics.metric == "knn_cosine"]
+    assert list(knn.k) == [1, 2, 5, 10] and (knn.backbone == "classifier").all()
+
+
+def test_separate_knn_backbone_changes_only_knn_cosine(cell, tmp_path):
+    weights = tmp_path / "inception_v3_google-0cc3c7bd.pth"
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), weights)
+    _, same = evaluate_cell(**cell)
+    _, other = evaluate_cell(**cell, knn_backbone="inception", knn_backbone_weights=str(weights))
+    cos_same = same[same.metric == "knn_cosine"]
+    cos_other = other[other.metric == "knn_cosine"]
+    assert (cos_other.backbone == "inception").all()
+    assert not np.allclose(cos_same.value, cos_other.value)
+    rest = ~same.metric.eq("knn_cosine")
+    assert (
+        same[rest]
+        .reset_index(drop=True)
+        .equals(other[~other.metric.eq("knn_cosine")].reset_index(drop=True))
+    )
