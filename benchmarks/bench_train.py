@@ -1,0 +1,127 @@
+"""Benchmark: training images/s of biaslab's loop against a plain diffusers-style loop.
+
+    python benchmarks/bench_train.py [--depth 2] [--resolution 32] [--batch 64] [--steps 30]
+
+Both train the same Table-A U-Net on the same random images, side by side in one process
+(alternating, after a warm-up), and the script prints images/s of each and their ratio.
+
+* reference ("plain"): the loop of diffusers' unconditional training example: a DataLoader
+  over a TensorDataset (shuffle), fp32, ``torch.optim.AdamW`` with ``foreach=False``
+  (one kernel per tensor), ``EMAModel(foreach=False)``, ``DDPMScheduler.add_noise``;
+* ours: ``biaslab.train.train_diffusion``: the dataset resident on the device, all random draws
+  from one generator, fused AdamW on CUDA, EMA with foreach, bf16 autocast (``--precision``).
+
+On CUDA both use the GPU; on CPU both use ``--threads`` threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
+
+from biaslab.models import build_unet
+from biaslab.train import TrainConfig, train_diffusion
+
+
+def plain_loop(images: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:
+    """images/s of the reference loop over ``cfg.steps`` steps (after 3 warm-up steps)."""
+    x = torch.from_numpy(images).float()[:, None] / 127.5 - 1
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x), batch_size=cfg.batch_size, shuffle=True, drop_last=True
+    )
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(cfg.depth, resolution=x.shape[-1], in_channels=1).to(device)
+    sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, foreach=False)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=False)
+    step, t0 = 0, None
+    while step < cfg.steps + 3:
+        for (batch,) in loader:
+            if step == 3:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            if step == cfg.steps + 3:
+                break
+            batch = batch.to(device)
+            noise = torch.randn_like(batch)
+            t = torch.randint(0, cfg.num_train_timesteps, (batch.shape[0],), device=device)
+            loss = F.mse_loss(unet(sched.add_noise(batch, noise, t), t).sample, noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+            ema.step(unet.parameters())
+            step += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return cfg.steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def ours(images: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:
+    with tempfile.TemporaryDirectory() as ckpt:
+        _, log = train_diffusion(
+            images,
+            dataclasses.replace(cfg, steps=cfg.steps + 3),
+            checkpoint_dir=ckpt,
+            device=device,
+            progress=False,
+        )
+    per_step = log["images_per_s"].to_numpy()[3:]
+    return float(cfg.batch_size / np.mean(cfg.batch_size / per_step))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--depth", default="2")
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-images", type=int, default=1024)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    images = np.random.default_rng(0).integers(
+        0, 256, (args.n_images, args.resolution, args.resolution), dtype=np.uint8
+    )
+    cfg = TrainConfig(
+        depth=args.depth,
+        steps=args.steps,
+        batch_size=args.batch,
+        checkpoint_every=10**9,
+        warmup_steps=0,
+        precision=args.precision,
+    )
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(
+        f"depth {args.depth}, {args.resolution} px, batch {args.batch}, {args.steps} timed "
+        f"steps x {args.repeats} repeats, torch {torch.__version__}, {name}"
+    )
+    plain, mine = [], []
+    for _ in range(args.repeats):  # alternate so drifts in machine load hit both
+        plain.append(plain_loop(images, cfg, device))
+        mine.append(ours(images, cfg, device))
+    p, m = float(np.median(plain)), float(np.median(mine))
+    print(f"plain diffusers-style loop (fp32, DataLoader, per-tensor AdamW): {p:9.1f} images/s")
+    print(f"biaslab loop ({args.precision}, resident data, fused/foreach):       {m:9.1f} images/s")
+    print(f"speedup: {m / p:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
