@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -151,3 +152,18 @@ def test_paper_config_without_data_is_rejected(tmp_path):
     assert proc.returncode != 0
     assert "data.root" in proc.stdout + proc.stderr
     assert shutil.which("timeout")
+
+
+def test_cpu_repro_config_dry_run(tmp_path):
+    """config/cpu-repro.yaml stays valid: 8 models (4 depths x 2 skews), 1000 samples each."""
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        str(ROOT / "config" / "cpu-repro.yaml"),
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    stats = proc.stdout.split("Job stats:")[1]
+    assert re.search(r"train_diffusion\s+8\b", stats), stats
+    assert re.search(r"sample\s+8\b", stats), stats
