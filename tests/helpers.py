@@ -35,6 +35,16 @@ def snakemake(
     return proc
 
 
+def job_counts(stdout: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule name -> number of jobs."""
+    counts = {}
+    for line in stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
 def write_idx_fixture(root: Path) -> None:
     """Empty stand-ins for the four MNIST IDX files (existence is all a dry run checks)."""
     raw = root / "MNIST" / "raw"

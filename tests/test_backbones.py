@@ -51,8 +51,8 @@ def _pool_output(net, x):
     return taps[0]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_inception_embed_matches_torchvision(inception_file):
-    torch.set_num_threads(1)
     bb = InceptionBackbone(weights_path=inception_file)
     assert bb.name == "inception"
     x = _images(2, 32, seed=1)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.models import build_unet
 from biaslab.sampling import (
     SamplerConfig,
     generate,
@@ -18,7 +17,6 @@ from biaslab.sampling import (
     sigma_to_t,
     vp_sigmas,
 )
-from biaslab.train import TrainConfig, make_noise_scheduler
 
 CASES = [
     ("euler", 0.0),
@@ -31,23 +29,7 @@ STEPS = 4
 N = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    return build_unet("2", resolution=16, width=0.25).eval()
-
-
-@pytest.fixture(scope="module")
-def sched_config():
-    return dict(make_noise_scheduler(TrainConfig()).config)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(unet, sched_config, sampler, churn, **kw):

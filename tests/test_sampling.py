@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.models import build_unet
 from biaslab.sampling import (
     SAMPLERS,
     SamplerConfig,
@@ -18,24 +17,12 @@ from biaslab.sampling import (
     sample_ddpm,
     sample_seed,
 )
-from biaslab.train import TrainConfig, make_noise_scheduler
 
 SAMPLER_CASES = [("ddpm", 1.0), ("ddim", 0.0), ("ddim", 0.5)]
 STEPS = 4
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    return build_unet("2", resolution=16, width=0.25).eval()
-
-
-@pytest.fixture(scope="module")
-def sched_config():
-    return dict(make_noise_scheduler(TrainConfig()).config)
 
 
 def _gen(unet, sched_config, **kw):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pandas as pd
 import pytest
 
 from biaslab.grid import GRID_COLUMNS
-from tests.helpers import ROOT, snakemake, snakemake_popen, write_idx_fixture
+from tests.helpers import ROOT, job_counts, snakemake, snakemake_popen, write_idx_fixture
 
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 FIGURES = [
@@ -133,11 +132,7 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
         check=True,
     )
     elapsed = time.perf_counter() - t0
-    counts = {}
-    for line in proc.stdout.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
+    counts = job_counts(proc.stdout)
     # 6 depth variants x 4 skews x 3 training seeds; 3 sampler settings each
     assert counts["train_diffusion"] == 72
     assert counts["skewed_dataset"] == 4
@@ -164,6 +159,6 @@ def test_cpu_repro_config_dry_run(tmp_path):
         timeout=120,
         check=True,
     )
-    stats = proc.stdout.split("Job stats:")[1]
-    assert re.search(r"train_diffusion\s+8\b", stats), stats
-    assert re.search(r"sample\s+8\b", stats), stats
+    counts = job_counts(proc.stdout)
+    assert counts["train_diffusion"] == 8, counts
+    assert counts["sample"] == 8, counts
