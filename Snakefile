@@ -23,6 +23,7 @@ localrules:
     fig_loss_curves,
     fig5_same_seed,
     fig3_toy,
+    fig_sampler_study,
     tables,
 
 

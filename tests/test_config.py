@@ -36,6 +36,49 @@ BAD_CONFIGS = {
     ),
     "same classes": ("data:\n  majority_class: 6\n  minority_class: 6\n", "data.minority_class"),
     "negative samples": ("sampling:\n  n_samples: -3\n", "['sampling']['n_samples']"),
+    "guidance on an unconditional model": (
+        "sampling:\n  grid:\n    - {sampler: ddim, steps: 10, guidance: 1.0}\n",
+        "sampling.grid[0].guidance",
+    ),
+    "eta on heun": (
+        "sampling:\n  grid:\n    - {sampler: heun, steps: 10, eta: 0.5}\n",
+        "sampling.grid[0].eta",
+    ),
+    "s_churn on ddim": (
+        "sampling:\n  grid:\n    - {sampler: ddim, steps: 10}\n"
+        "    - {sampler: ddim, steps: 10, s_churn: 5}\n",
+        "sampling.grid[1].s_churn",
+    ),
+    "bypass above one": (
+        "sampling:\n  grid:\n    - {sampler: ddim, steps: 10, bypass: 1.5}\n",
+        "bypass",
+    ),
+    "unknown sampler": (
+        "sampling:\n  grid:\n    - {sampler: plms, steps: 10}\n",
+        "plms",
+    ),
+    "duplicate knob rows": (
+        "sampling:\n  grid:\n    - {sampler: ddim, steps: 10}\n"
+        "    - {sampler: ddim, steps: 10, eta: 0.0, bypass: 0.0}\n",
+        "sampling.grid: duplicate rows",
+    ),
+    "colour rho below chance": (
+        "conditional:\n  datasets: [biased_mnist]\n  classes: [0, 1, 2, 3]\n  rhos: [0.2]\n",
+        "conditional.rhos",
+    ),
+    "unknown colour dataset": (
+        "conditional:\n  datasets: [cmnist]\n",
+        "['conditional']['datasets']",
+    ),
+    "colour grid checked too": (
+        "conditional:\n  datasets: [biased_mnist]\n  grid:\n    - {sampler: dpmpp, steps: 10, "
+        "s_churn: 1}\n",
+        "conditional.grid[0].s_churn",
+    ),
+    "colour samples below classes": (
+        "conditional:\n  datasets: [biased_mnist]\n  n_samples: 5\n",
+        "conditional.n_samples",
+    ),
 }
 
 

@@ -47,6 +47,17 @@ def _grid_rows():
             "sampler": sampler,
             "steps": steps,
             "eta": eta,
+            # knobs off, unconditional: as the pipeline writes the depth family
+            "s_churn": 0.0,
+            "guidance": 0.0,
+            "bypass": 0.0,
+            "bypass_schedule": "constant",
+            "s_min": 0.05,
+            "s_max": 50.0,
+            "s_noise": 1.003,
+            "rho_data": np.nan,
+            "rho_right": np.nan,
+            "num_classes": np.nan,
             "n_samples": 500,
             "sample_seed": 0,
         }

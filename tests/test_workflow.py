@@ -86,6 +86,88 @@ def test_tiny_run_writes_figures_models_and_report(tiny_run):
     assert (tiny_run / "results" / "report.html").stat().st_size > 10_000
 
 
+TINY_COLOUR = ROOT / "tests" / "config" / "tiny-colour.yaml"
+KNOBS = ["sampler", "steps", "eta", "s_churn", "guidance", "bypass", "bypass_schedule"]
+
+
+@pytest.fixture(scope="module")
+def tiny_colour_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny_colour")
+    snakemake("--cores", "2", "--configfile", str(TINY_COLOUR), cwd=work, timeout=900, check=True)
+    return work
+
+
+def test_sampler_family_metrics_carry_every_knob(tiny_colour_run):
+    import yaml
+
+    cfg = yaml.safe_load(TINY_COLOUR.read_text())
+    m = pd.read_parquet(tiny_colour_run / "results" / "metrics.parquet")
+    assert set(GRID_COLUMNS) <= set(m.columns)
+    cells = m[m.metric == "minority_share"]
+    colour = cells[cells.dataset != "mnist69"]
+    # 2 datasets x 2 rho x 5 settings, each with the knob values of its grid row
+    assert len(colour) == 20
+    got = {tuple(r) for r in colour[KNOBS].drop_duplicates().itertuples(index=False)}
+    want = {
+        (
+            r["sampler"],
+            r["steps"],
+            r.get("eta", 0.0),
+            r.get("s_churn", 0.0),
+            r["guidance"],
+            0.0,
+            "constant",
+        )
+        for r in cfg["conditional"]["grid"]
+    }
+    assert got == want
+    assert set(colour["rho_data"]) == {0.8, 0.95} and (colour["num_classes"] == 3).all()
+    depth = cells[cells.dataset == "mnist69"]
+    assert sorted(depth["bypass"]) == [0.0, 0.5, 1.0] and depth["rho_data"].isna().all()
+    assert set(depth["bypass_schedule"]) == {"constant", "linear"}
+    assert (m.loc[m.sampler == "heun", "s_churn"] == 10.0).all()
+    rho = m[m.metric == "rho_model"]
+    assert len(rho) == 20 and ((rho.value >= rho.ci_low) & (rho.value <= rho.ci_high)).all()
+    assert len(m[m.metric == "rho_model_right"]) == 10  # multicolour only
+    assert len(m[m.metric == "label_adherence"]) == 20
+    train_rho = m[m.metric == "training_rho"].groupby("rho_data")["value"].first()
+    assert train_rho.round(2).to_dict() == {0.8: 0.8, 0.95: 0.93}  # round(0.95 * 30) / 30
+    p = pd.read_parquet(tiny_colour_run / "results" / "predictions.parquet")
+    cp = p[p.dataset != "mnist69"]
+    # conditioning labels cycle through the classes: 4 samples per digit in each cell
+    assert (cp.groupby(["dataset", "rho_data", *KNOBS])["label"].value_counts() == 4).all()
+
+
+def test_sampler_family_figures_and_conditional_models(tiny_colour_run):
+    figs = [
+        "fig_rho_vs_rho_data",
+        "fig_rho_vs_steps",
+        "fig_rho_vs_guidance",
+        "fig_bypass",
+        "fig_bias_diversity_frontier",
+        "fig4_minority_vs_depth",
+    ]
+    for fig in figs:
+        for ext in ("png", "pdf"):
+            path = tiny_colour_run / "results" / "figures" / f"{fig}.{ext}"
+            assert path.stat().st_size > 1000, path
+    from diffusers import UNet2DModel
+
+    model = tiny_colour_run / "results/models/biased_mnist/minority~0.05/depth~2/seed~0/model"
+    unet = UNet2DModel.from_pretrained(model / "unet")
+    assert unet.config.num_class_embeds == 4 and unet.config.in_channels == 3
+    summary = (tiny_colour_run / "results" / "tables" / "summary.md").read_text()
+    assert "rho_model [95% CI]" in summary and "label adherence %" in summary
+    cell = (
+        "sampler~heun_steps~3_eta~0.0_s_churn~10.0_guidance~1.0_bypass~0.0_bypass_schedule~constant"
+    )
+    base = tiny_colour_run / "results/samples/multicolour_mnist/minority~0.2/depth~2/seed~0"
+    from biaslab.io import load_npz
+
+    s = load_npz(base / cell / "samples.npz")
+    assert s["images"].shape == (12, 3, 16, 16) and s["labels"].tolist() == [0, 1, 2] * 4
+
+
 def test_sigkill_during_training_then_rerun_gives_same_metrics(tiny_run, tmp_path):
     """SIGKILL the whole workflow mid-training; the rerun resumes and matches."""
     proc = snakemake_popen(
@@ -133,10 +215,13 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     )
     elapsed = time.perf_counter() - t0
     counts = job_counts(proc.stdout)
-    # 6 depth variants x 4 skews x 3 training seeds; 3 sampler settings each
-    assert counts["train_diffusion"] == 72
-    assert counts["skewed_dataset"] == 4
-    assert counts["sample"] == counts["evaluate"] == 216
+    # depth family: 6 depth variants x 4 skews x 3 training seeds, 8 sampler settings each;
+    # sampler family: 2 coloured datasets x 4 rho x 3 depths x 3 seeds, 26 settings each
+    assert counts["train_diffusion"] == 72 + 72
+    assert counts["skewed_dataset"] == 4 + 8
+    assert counts["train_classifier"] == 3
+    assert counts["sample"] == counts["evaluate"] == 72 * 8 + 72 * 26
+    assert counts["fig_sampler_study"] == 5
     print(f"paper dry run: {elapsed:.1f} s")
 
 

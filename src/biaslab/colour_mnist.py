@@ -24,7 +24,10 @@ all its pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 COLOUR_NAMES: tuple[str, ...] = (
     "red",
@@ -185,3 +188,144 @@ def bias_attribute(
     ids = np.arange(10) if colours is None else np.asarray(colours, dtype=np.int64)
     d = ((mean[:, None, :] - PALETTE[ids].astype(np.float64)[None]) ** 2).sum(axis=2)
     return ids[d.argmin(axis=1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets for the pipeline: held-in / held-out split, decorrelated classifier data, skews
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ColourDataConfig:
+    """A coloured-MNIST dataset drawn from the same digits as ``data.DataConfig``."""
+
+    dataset: str = "biased_mnist"  # or "multicolour_mnist"
+    source: str = "embedded"
+    root: str | None = None
+    download: bool = False
+    resolution: int = 32
+    heldout_fraction: float = 0.2
+    split_seed: int = 0
+    classes: tuple[int, ...] = tuple(range(10))
+    rho_right: float = 0.9
+    n_train: int | None = None
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"colour dataset {self.dataset!r} not in {DATASETS}")
+        _classes(self.classes)
+
+
+DATASETS = ("biased_mnist", "multicolour_mnist")
+
+
+def _colourise(
+    digits: np.ndarray,
+    y: np.ndarray,
+    cfg: ColourDataConfig,
+    *,
+    rho: float,
+    seed: int,
+    rho_right: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Colour ``digits`` at ``rho`` (Multi-Color: left half; right half at ``rho_right``,
+    default ``cfg.rho_right``)."""
+    if cfg.dataset == "biased_mnist":
+        return biased_mnist(digits, y, rho=rho, seed=seed, classes=cfg.classes)
+    right = cfg.rho_right if rho_right is None else rho_right
+    return multicolour_mnist(
+        digits, y, rho_left=rho, rho_right=right, seed=seed, classes=cfg.classes
+    )
+
+
+def make_colour_base(cfg: ColourDataConfig) -> dict[str, np.ndarray]:
+    """The digits of ``cfg.classes``, resized and split per class into held-in / held-out
+    (``split_seed``), plus a colour-*decorrelated* copy for the evaluation classifier: every
+    colour equally likely for every class (rho = 1/K, both halves for Multi-Color), so the
+    classifier cannot read the digit from the background.
+
+    Keys: ``digits_in`` (grey uint8 [N, H, W], the pool the skewed sets colour), ``y_in``,
+    ``x_in`` / ``x_out`` (decorrelated RGB uint8 [N, 3, H, W]), ``y_out``, ``classes``.
+    """
+    from .data import DataConfig, load_source, resize_digits, split_heldout
+
+    x, y = load_source(DataConfig(source=cfg.source, root=cfg.root, download=cfg.download))
+    classes = _classes(cfg.classes)
+    a = split_heldout(
+        x, y, classes, cfg.heldout_fraction, cfg.split_seed, f"data.source {cfg.source!r}"
+    )
+    digits_in = resize_digits(a["x_in"], cfg.resolution)
+    digits_out = resize_digits(a["x_out"], cfg.resolution)
+    uniform = 1.0 / len(classes)
+    seeds = np.random.SeedSequence([cfg.split_seed, 1]).generate_state(2)
+    kw = {"rho": uniform, "rho_right": uniform}
+    return {
+        "digits_in": digits_in,
+        "y_in": a["y_in"],
+        "x_in": _colourise(digits_in, a["y_in"], cfg, seed=int(seeds[0]), **kw)["x"],
+        "x_out": _colourise(digits_out, a["y_out"], cfg, seed=int(seeds[1]), **kw)["x"],
+        "y_out": a["y_out"],
+        "classes": classes,
+    }
+
+
+def make_colour_train(
+    base: dict[str, np.ndarray], cfg: ColourDataConfig, rho: float, *, seed: int
+) -> dict[str, np.ndarray]:
+    """The training set at alignment ``rho``: the held-in digits (or a class-balanced subset
+    of ``cfg.n_train``, the same digits at every rho), coloured by ``biased_mnist`` /
+    ``multicolour_mnist`` with seed ``seed``. Keys ``x``, ``y``, ``classes`` and the colour
+    ids (``colour`` or ``colour_left`` / ``colour_right``)."""
+    y = base["y_in"]
+    idx = np.arange(len(y))
+    if cfg.n_train is not None:
+        classes = base["classes"]
+        per_class = cfg.n_train // len(classes)
+        rng = np.random.default_rng(seed)
+        picks = []
+        for c in classes:
+            pool = rng.permutation(np.flatnonzero(y == c))
+            if pool.size < per_class:
+                raise ValueError(
+                    f"conditional.n_train: {cfg.n_train} images need {per_class} of digit {c}, "
+                    f"but only {pool.size} are held in"
+                )
+            picks.append(pool[:per_class])
+        idx = np.sort(np.concatenate(picks))
+    out = _colourise(base["digits_in"][idx], y[idx], cfg, rho=rho, seed=seed)
+    out.pop("classes")
+    return {**out, "classes": base["classes"]}
+
+
+def colour_manifest(train: dict[str, np.ndarray], **grid) -> pd.DataFrame:
+    """Counts per (digit, attribute, aligned) of a coloured training set, tidy."""
+    rows = []
+    attrs = [k for k in ("colour", "colour_left", "colour_right") if k in train]
+    for attr in attrs:
+        aligned = train[attr] == train["y"]
+        for c in train["classes"]:
+            m = train["y"] == c
+            for flag in (True, False):
+                count = int((m & (aligned == flag)).sum())
+                rows.append(
+                    {
+                        **grid,
+                        "attribute": attr,
+                        "class": int(c),
+                        "aligned": flag,
+                        "count": count,
+                        "share_of_class": count / max(int(m.sum()), 1),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
+    """The bias attribute(s) of RGB images, restricted to the colours of ``classes``:
+    ``{"colour": ids}`` (Biased MNIST) or ``{"colour_left", "colour_right"}``."""
+    if dataset == "biased_mnist":
+        return {"colour": bias_attribute(images, colours=classes)}
+    if dataset == "multicolour_mnist":
+        return {
+            "colour_left": bias_attribute(images, half="left", colours=classes),
+            "colour_right": bias_attribute(images, half="right", colours=classes),
+        }
+    raise ValueError(f"colour dataset {dataset!r} not in {DATASETS}")

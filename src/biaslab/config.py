@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .grid import KNOB_COLUMNS, KNOB_DEFAULTS
 from .models import TABLE_A, check_resolution
 
 #: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
@@ -20,30 +21,59 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 
-DEFAULT_ETA = {"ddpm": 1.0, "ddim": 0.0}
+#: eta of each sampler when a grid row leaves it out (only ddim has an eta knob; ddpm is
+#: eta = 1 by definition; the EDM and DPM-Solver++ samplers have none).
+DEFAULT_ETA = {"ddpm": 1.0, "ddim": 0.0, "euler": 0.0, "heun": 0.0, "dpmpp": 0.0}
+#: Samplers with EDM stochasticity (S_churn).
+CHURN_SAMPLERS = ("euler", "heun")
+#: The coloured-MNIST datasets of "How I Met Your Bias" (class-conditional models).
+COLOUR_DATASETS = ("biased_mnist", "multicolour_mnist")
 
 
 class ConfigError(ValueError):
     pass
 
 
-def resolve_sampling_grid(grid: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill each grid row's ``eta`` with its sampler's default; reject duplicates."""
+def resolve_sampling_grid(
+    grid: list[dict[str, Any]], *, conditional: bool = False, key: str = "sampling.grid"
+) -> list[dict[str, Any]]:
+    """Each grid row with every knob of ``grid.KNOB_COLUMNS`` filled ("off" unless given),
+    typed, in column order. Rejects knobs a sampler does not have, guidance on unconditional
+    models and duplicate rows; every message names the row."""
     rows = []
     for i, row in enumerate(grid):
-        row = dict(row)
-        row.setdefault("eta", DEFAULT_ETA[row["sampler"]])
-        row["eta"] = float(row["eta"])
-        row["steps"] = int(row["steps"])
-        if row["sampler"] == "ddpm" and row["eta"] != 1.0:
+        where = f"{key}[{i}]"
+        sampler = row["sampler"]
+        if sampler not in DEFAULT_ETA:
+            raise ConfigError(f"{where}.sampler: unknown sampler {sampler!r} ({list(DEFAULT_ETA)})")
+        out = {"sampler": sampler, "steps": int(row["steps"])}
+        out["eta"] = float(row.get("eta", DEFAULT_ETA[sampler]))
+        for k, v in KNOB_DEFAULTS.items():
+            out[k] = row.get(k, v)
+        for k in ("s_churn", "guidance", "bypass"):
+            out[k] = float(out[k])
+        out["bypass_schedule"] = str(out["bypass_schedule"])
+        if sampler == "ddpm" and out["eta"] != 1.0:
             raise ConfigError(
-                f"sampling.grid[{i}].eta: ddpm has no eta knob (leave it out or "
-                "use 1.0); use sampler ddim for eta sweeps"
+                f"{where}.eta: ddpm has no eta knob (leave it out or use 1.0); use sampler ddim "
+                "for eta sweeps"
             )
-        rows.append(row)
-    keys = [(r["sampler"], r["steps"], r["eta"]) for r in rows]
-    if len(set(keys)) != len(keys):
-        raise ConfigError("sampling.grid: duplicate rows")
+        if sampler not in ("ddpm", "ddim") and out["eta"] != 0.0:
+            raise ConfigError(f"{where}.eta: {sampler} has no eta knob (ddim has)")
+        if sampler not in CHURN_SAMPLERS and out["s_churn"] != 0.0:
+            raise ConfigError(f"{where}.s_churn: {sampler} has no S_churn (euler and heun have)")
+        if out["guidance"] != 0.0 and not conditional:
+            raise ConfigError(
+                f"{where}.guidance: guidance needs a class-conditional model; the depth models "
+                "are unconditional (sweep guidance in conditional.grid)"
+            )
+        if out["bypass"] == 0.0 and out["bypass_schedule"] != "constant":
+            raise ConfigError(f"{where}.bypass_schedule: set without a bypass fraction")
+        rows.append({c: out[c] for c in KNOB_COLUMNS})
+    keys = [tuple(r.values()) for r in rows]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise ConfigError(f"{key}: duplicate rows {sorted(dup)}")
     return rows
 
 
@@ -68,10 +98,47 @@ def _check_weights(net: str, path: str | None, key: str) -> None:
         )
 
 
+#: What torchvision's CelebA loader reads under ``<data.root>/celeba/``.
+CELEBA_FILES = (
+    "img_align_celeba",
+    "list_attr_celeba.txt",
+    "identity_CelebA.txt",
+    "list_bbox_celeba.txt",
+    "list_landmarks_align_celeba.txt",
+    "list_eval_partition.txt",
+)
+
+
+def _check_celeba(data: dict[str, Any]) -> None:
+    if data["source"] != "celeba":
+        raise ConfigError("data.source: must be 'celeba' for data.dataset celeba")
+    if {data["majority_class"], data["minority_class"]} != {0, 1}:
+        raise ConfigError(
+            "data.majority_class / data.minority_class: CelebA classes are 0 (female) and "
+            "1 (male); Table 2 uses majority_class: 0, minority_class: 1"
+        )
+    root = data.get("root")
+    if not root:
+        raise ConfigError("data.root: required for CelebA (the folder that holds celeba/)")
+    base = Path(root) / "celeba"
+    missing = [str(base / f) for f in CELEBA_FILES if not (base / f).exists()]
+    if missing:
+        raise ConfigError(
+            f"data.root: CelebA files not found: {', '.join(missing)}; unpack the aligned-and-"
+            f"cropped release under {base} (README, 'CelebA'). Nothing is downloaded."
+        )
+
+
 def check_config(config: dict[str, Any]) -> None:
     data = config["data"]
     if data["majority_class"] == data["minority_class"]:
         raise ConfigError("data.minority_class: must differ from data.majority_class")
+    if data["dataset"] == "celeba" or data["source"] == "celeba":
+        if data["dataset"] != "celeba":
+            raise ConfigError("data.dataset: source 'celeba' needs dataset celeba")
+        _check_celeba(data)
+    elif data.get("max_images") is not None:
+        raise ConfigError("data.max_images: only used for CelebA")
     for d in config["model"]["depths"]:
         if d not in TABLE_A:
             raise ConfigError(f"model.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}")
@@ -79,7 +146,7 @@ def check_config(config: dict[str, Any]) -> None:
             check_resolution(d, data["resolution"])
         except ValueError as e:
             raise ConfigError(f"model.depths / data.resolution: {e}") from None
-    if data["source"] == "mnist":
+    if data["source"] == "mnist" and data["dataset"] == "mnist69":
         root = data.get("root")
         if not root:
             raise ConfigError("data.root: required when data.source is 'mnist'")
@@ -103,5 +170,42 @@ def check_config(config: dict[str, Any]) -> None:
             "metrics.knn_backbone_weights",
         )
     resolve_sampling_grid(config["sampling"]["grid"])
+    _check_conditional(config)
     if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
         raise ConfigError("figures.grid_samples: larger than sampling.n_samples")
+
+
+def conditional_depths(config: dict[str, Any]) -> list[str]:
+    """Depths of the class-conditional coloured-MNIST models (default: ``model.depths``)."""
+    depths = config["conditional"].get("depths")
+    return [str(d) for d in (depths if depths else config["model"]["depths"])]
+
+
+def _check_conditional(config: dict[str, Any]) -> None:
+    colour = config["conditional"]
+    if not colour["datasets"]:
+        return
+    if config["data"]["source"] not in ("embedded", "mnist"):
+        raise ConfigError(
+            "conditional.datasets: coloured MNIST needs MNIST digits "
+            "(data.source embedded or mnist)"
+        )
+    k = len(colour["classes"])
+    for rho in colour["rhos"]:
+        if rho < 1.0 / k:
+            raise ConfigError(
+                f"conditional.rhos: {rho} is below 1/{k} (chance alignment with {k} classes)"
+            )
+    for d in conditional_depths(config):
+        if d not in TABLE_A:
+            raise ConfigError(
+                f"conditional.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}"
+            )
+        try:
+            check_resolution(d, config["data"]["resolution"])
+        except ValueError as e:
+            raise ConfigError(f"conditional.depths / data.resolution: {e}") from None
+    resolve_sampling_grid(colour["grid"], conditional=True, key="conditional.grid")
+    n = colour.get("n_samples") or config["sampling"]["n_samples"]
+    if n < k:
+        raise ConfigError(f"conditional.n_samples: {n} samples cannot cover the {k} classes")

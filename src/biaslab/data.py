@@ -36,6 +36,8 @@ class DataConfig:
     heldout_fraction: float = 0.2
     n_train: int | None = None
     split_seed: int = 0
+    max_images: int | None = None  # celeba only
+    verify_md5: bool = True  # celeba only
 
 
 def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -107,31 +109,61 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
-def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
-    """Both classes, resized, split per class into held-in / held-out by ``split_seed``.
-
-    Diffusion training sets are drawn from the held-in part; the evaluation classifier is
-    trained on all held-in images and scored on the held-out ones.
-    """
-    if cfg.majority_class == cfg.minority_class:
-        raise ValueError("data.minority_class: must differ from data.majority_class")
-    x, y = load_source(cfg)
+def split_heldout(
+    x: np.ndarray, y: np.ndarray, classes, heldout_fraction: float, seed: int, what: str
+) -> dict[str, np.ndarray]:
+    """Per class, a seeded permutation cut into held-out (``heldout_fraction``) and held-in."""
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("x_in", "y_in", "x_out", "y_out")}
-    rng = np.random.default_rng(cfg.split_seed)
-    for c in (cfg.majority_class, cfg.minority_class):
+    rng = np.random.default_rng(seed)
+    for c in classes:
         idx = np.flatnonzero(y == c)
         if idx.size == 0:
-            raise ValueError(f"data.source {cfg.source!r} has no images of class {c}")
+            raise ValueError(f"{what} has no images of class {c}")
         idx = rng.permutation(idx)
-        n_out = round(cfg.heldout_fraction * idx.size)
+        n_out = round(heldout_fraction * idx.size)
         out["x_out"].append(x[idx[:n_out]])
         out["y_out"].append(y[idx[:n_out]])
         out["x_in"].append(x[idx[n_out:]])
         out["y_in"].append(y[idx[n_out:]])
-    arrays = {k: np.concatenate(v) for k, v in out.items()}
-    arrays["x_in"] = resize_digits(arrays["x_in"], cfg.resolution)
-    arrays["x_out"] = resize_digits(arrays["x_out"], cfg.resolution)
-    arrays["classes"] = np.array([cfg.majority_class, cfg.minority_class], dtype=np.int64)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Both classes, resized, split per class into held-in / held-out by ``split_seed``.
+
+    Diffusion training sets are drawn from the held-in part; the evaluation classifier is
+    trained on all held-in images and scored on the held-out ones. For ``celeba`` the classes
+    are the ``Male`` attribute (0 female, 1 male), read by ``biaslab.faces.load_celeba`` from
+    ``root`` (all splits, center crop, ``resolution`` px).
+    """
+    if cfg.majority_class == cfg.minority_class:
+        raise ValueError("data.minority_class: must differ from data.majority_class")
+    classes = (cfg.majority_class, cfg.minority_class)
+    if cfg.dataset == "celeba":
+        from .faces import CelebAConfig, load_celeba
+
+        faces = load_celeba(
+            CelebAConfig(
+                root=cfg.root,
+                split="all",
+                classes="male",
+                resolution=cfg.resolution,
+                max_images=cfg.max_images,
+                subset_seed=cfg.split_seed,
+                verify_md5=cfg.verify_md5,
+            )
+        )
+        arrays = split_heldout(
+            faces["x"], faces["y"], classes, cfg.heldout_fraction, cfg.split_seed, "CelebA"
+        )
+    else:
+        x, y = load_source(cfg)
+        arrays = split_heldout(
+            x, y, classes, cfg.heldout_fraction, cfg.split_seed, f"data.source {cfg.source!r}"
+        )
+        arrays["x_in"] = resize_digits(arrays["x_in"], cfg.resolution)
+        arrays["x_out"] = resize_digits(arrays["x_out"], cfg.resolution)
+    arrays["classes"] = np.array(classes, dtype=np.int64)
     return arrays
 
 

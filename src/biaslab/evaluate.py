@@ -57,7 +57,7 @@ def evaluate_cell(
     confidence = probs.max(axis=1)
     predictions = pd.DataFrame(
         {
-            **{k: [grid[k]] * n for k in GRID_COLUMNS if k in grid},
+            **{k: [grid.get(k, np.nan)] * n for k in GRID_COLUMNS},
             "sample_index": np.arange(n),
             "seed": samples["seeds"],
             "pred_class": pred_class.astype(np.int64),
@@ -81,6 +81,35 @@ def evaluate_cell(
         {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
     ]
 
+    rows += _diversity_memorization_rows(
+        x_gen,
+        x_train,
+        classifier,
+        backbone=backbone,
+        backbone_weights=backbone_weights,
+        lpips_resize=lpips_resize,
+        knn_backbone=knn_backbone,
+        knn_backbone_weights=knn_backbone_weights,
+        knn_k=knn_k,
+    )
+    return predictions, _metrics_table(rows, grid)
+
+
+def _diversity_memorization_rows(
+    x_gen: torch.Tensor,
+    x_train: torch.Tensor,
+    classifier,
+    *,
+    backbone: str,
+    backbone_weights: str | None,
+    lpips_resize: int,
+    knn_backbone: str,
+    knn_backbone_weights: str | None,
+    knn_k: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Mean pairwise LPIPS of the samples and kNN similarity to the training set."""
+    n = len(x_gen)
+    rows: list[dict[str, Any]] = []
     bb = load_backbone(
         backbone, weights_path=backbone_weights, resize=lpips_resize, classifier=classifier
     )
@@ -105,23 +134,158 @@ def evaluate_cell(
         rows.append({"metric": "knn_cosine", "backbone": bb.name, "k": k, "value": v, "n": n})
     for k, v in knn_similarity(x_gen.flatten(1), x_train.flatten(1), knn_k, "l2").items():
         rows.append({"metric": "knn_l2", "backbone": "pixel", "k": k, "value": v, "n": n})
+    return rows
 
+
+def _metrics_table(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFrame:
     metrics = pd.DataFrame(rows)
+    for col in ("ci_low", "ci_high", "backbone", "k"):
+        if col not in metrics:
+            metrics[col] = np.nan
     for col in ("ci_low", "ci_high"):
         metrics[col] = metrics[col].astype(np.float64)
     metrics["backbone"] = (
         metrics["backbone"].astype(object).where(metrics["backbone"].notna(), None)
     )
     metrics["k"] = metrics["k"].astype("Int64")
-    for key in reversed(GRID_COLUMNS):
-        if key in grid:
-            metrics.insert(0, key, grid[key])
-    return predictions, metrics
+    for key in reversed(GRID_COLUMNS):  # every grid column, NaN where it does not apply
+        metrics.insert(0, key, grid.get(key, np.nan))
+    return metrics
+
+
+def evaluate_colour_cell(
+    *,
+    samples: dict[str, np.ndarray],
+    train: dict[str, np.ndarray],
+    classifier_path: str,
+    grid: dict[str, Any],
+    backbone: str = "classifier",
+    backbone_weights: str | None = None,
+    lpips_resize: int = 64,
+    knn_backbone: str = "same",
+    knn_backbone_weights: str | None = None,
+    knn_k: Sequence[int] = (1, 2, 5, 10),
+    confidence_threshold: float = 0.9,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate one cell of a class-conditional coloured-MNIST model ("How I Met Your Bias").
+
+    ``samples``: {"images": uint8 RGB [N, 3, H, W], "seeds", "labels": conditioning class
+    indices}; ``train``: {"x", "y" (digits), "classes", "colour" or "colour_left"/"colour_right"}.
+
+    Rows: ``rho_model`` (share of samples whose background colour - left half for Multi-Color
+    MNIST - is the own colour of the digit they were conditioned on) with its exact 95%
+    interval, ``rho_model_right`` (Multi-Color), ``label_adherence`` (the colour-decorrelated
+    digit classifier agrees with the conditioning label), ``rho_model_adherent`` (rho_model
+    among adherent samples), the training set's measured ``training_rho`` (and
+    ``training_rho_right``), and, for comparison with the depth family, ``minority_share`` = the
+    bias-conflicting share ``1 - rho_model``, ``training_minority_share`` = ``1 - training_rho``
+    and ``amplification`` = their difference (negative: bias amplified); then diversity and
+    kNN memorization as for every cell.
+    """
+    from .colour_mnist import attributes_of
+    from .metrics import label_adherence, rho_model
+
+    classifier, classes = load_classifier(classifier_path)
+    if list(classes) != [int(c) for c in train["classes"]]:
+        raise ValueError(
+            f"classifier classes {classes} differ from the dataset's {train['classes']}"
+        )
+    if "labels" not in samples:
+        raise ValueError("samples: no conditioning labels (is the model class-conditional?)")
+    dataset = str(grid["dataset"])
+    x_gen = to_model_range(samples["images"])
+    x_train = to_model_range(train["x"])
+    n = len(x_gen)
+    cond = classes[samples["labels"]]
+    idx, probs = predict(classifier, x_gen)
+    pred = classes[idx]
+    confidence = probs.max(axis=1)
+    attrs = attributes_of(samples["images"], dataset, classes)
+    main = "colour" if "colour" in attrs else "colour_left"
+    aligned = attrs[main] == cond
+    predictions = pd.DataFrame(
+        {
+            **{k: [grid.get(k, np.nan)] * n for k in GRID_COLUMNS},
+            "sample_index": np.arange(n),
+            "seed": samples["seeds"],
+            "label": cond.astype(np.int64),
+            "pred_class": pred.astype(np.int64),
+            "confidence": confidence.astype(np.float64),
+            **{attr: ids.astype(np.int64) for attr, ids in attrs.items()},
+            "aligned": aligned,
+            "is_minority": ~aligned,
+        }
+    )
+
+    def share_row(metric: str, s: dict[str, Any]) -> dict[str, Any]:
+        return {"metric": metric, **{k: s[k] for k in ("value", "ci_low", "ci_high", "n")}}
+
+    adherent = pred == cond
+    confident = confidence >= confidence_threshold
+    rho_train = float(np.mean(train[main] == train["y"]))
+    rows = [
+        share_row("rho_model", rho_model(attrs[main], cond)),
+        share_row("label_adherence", label_adherence(pred, cond)),
+        share_row("rho_model_adherent", rho_model(attrs[main][adherent], cond[adherent])),
+        {"metric": "training_rho", "value": rho_train, "n": len(train["y"])},
+        _share_row("minority_share", int((~aligned).sum()), n),
+        _share_row(
+            "minority_share_confident", int((~aligned & confident).sum()), int(confident.sum())
+        ),
+        _share_row("confident_share", int(confident.sum()), n),
+        {"metric": "training_minority_share", "value": 1.0 - rho_train, "n": len(train["y"])},
+        {"metric": "amplification", "value": rho_train - float(aligned.mean()), "n": n},
+        {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
+    ]
+    if "colour_right" in attrs:
+        rows.insert(1, share_row("rho_model_right", rho_model(attrs["colour_right"], cond)))
+        rows.append(
+            {
+                "metric": "training_rho_right",
+                "value": float(np.mean(train["colour_right"] == train["y"])),
+                "n": len(train["y"]),
+            }
+        )
+    rows += _diversity_memorization_rows(
+        x_gen,
+        x_train,
+        classifier,
+        backbone=backbone,
+        backbone_weights=backbone_weights,
+        lpips_resize=lpips_resize,
+        knn_backbone=knn_backbone,
+        knn_backbone_weights=knn_backbone_weights,
+        knn_k=knn_k,
+    )
+    return predictions, _metrics_table(rows, grid)
+
+
+def evaluate_any(**kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``evaluate_colour_cell`` for coloured-MNIST cells, ``evaluate_cell`` otherwise."""
+    from .colour_mnist import DATASETS
+
+    if str(kwargs["grid"]["dataset"]) in DATASETS:
+        return evaluate_colour_cell(**kwargs)
+    return evaluate_cell(**kwargs)
+
+
+_SORT_COLUMNS = (
+    "minority_fraction",
+    "train_seed",
+    "sampler",
+    "steps",
+    "eta",
+    "s_churn",
+    "guidance",
+    "bypass",
+    "bypass_schedule",
+)
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, sampler setting): % minority [95% CI], training %, amplification
-    (percentage points), confident share, diversity."""
+    (percentage points), confident share, diversity; for coloured-MNIST cells also rho_model
+    [95% CI], the measured training rho and label adherence."""
     keys = [c for c in GRID_COLUMNS if c in metrics.columns]
     out = []
     for key, g in metrics.groupby(keys, sort=False, dropna=False):
@@ -135,19 +299,22 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         row["amplification (pp)"] = round(100 * m["amplification"].value, 1)
         row["confident %"] = round(100 * m["confident_share"].value, 1)
         row["diversity"] = round(m["diversity_lpips"].value, 4)
+        if "rho_model" in m:  # class-conditional coloured-MNIST cells
+            r = m["rho_model"]
+            row["rho_model [95% CI]"] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            row["training rho"] = round(m["training_rho"].value, 3)
+            row["label adherence %"] = round(100 * m["label_adherence"].value, 1)
         out.append(row)
     table = pd.DataFrame(out)
-    drop = [c for c in keys if table[c].nunique() <= 1 and c not in ("depth",)]
+    drop = [c for c in keys if table[c].nunique(dropna=False) <= 1 and c not in ("depth",)]
     table = table.drop(columns=drop)
-    order = sorted(
-        range(len(table)),
-        key=lambda i: (
-            tuple(
-                table.iloc[i][c]
-                for c in table.columns
-                if c in ("minority_fraction", "train_seed", "sampler", "steps", "eta")
-            ),
-            depth_sort_key(table.iloc[i]["depth"]),
-        ),
-    )
+    sort_cols = [c for c in table.columns if c in ("dataset", *_SORT_COLUMNS)]
+
+    def sort_key(i: int) -> tuple:
+        row = table.iloc[i]
+        # (is-missing, value) pairs: NaN-free comparisons across dataset families
+        vals = tuple((pd.isna(row[c]), "" if pd.isna(row[c]) else row[c]) for c in sort_cols)
+        return vals, depth_sort_key(row["depth"])
+
+    order = sorted(range(len(table)), key=sort_key)
     return table.iloc[order].reset_index(drop=True)

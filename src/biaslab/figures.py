@@ -25,12 +25,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from biaslab.grid import DEPTH_ORDER, depth_sort_key
+from biaslab.grid import DEPTH_ORDER, KNOB_COLUMNS, depth_sort_key
 
 # Headless: switching is allowed after importing pyplot as long as no figure exists yet.
 matplotlib.use("Agg")
 
 __all__ = [
+    "depth_family",
     "fig_knn_vs_k",
     "fig_loss_curves",
     "fig_minority_vs_depth",
@@ -40,7 +41,7 @@ __all__ = [
     "markdown_table",
 ]
 
-SAMPLER_SETTING = ("sampler", "steps", "eta")
+SAMPLER_SETTING = KNOB_COLUMNS
 REPLICATE_COLUMNS = ("train_seed", "sample_seed")
 # Grid columns that are neither the x-axis (depth), the line (minority_fraction) nor replicates:
 # when one of them varies, its values get their own row of panels.
@@ -82,15 +83,34 @@ def _fmt(value: Any) -> str:
 
 
 def _setting_label(key: Mapping[str, Any]) -> str:
-    """``ddpm, 1000 steps, η=1`` from a dict holding sampler/steps/eta (missing parts skipped)."""
+    """``ddpm, 1000 steps, η=1`` from a dict of sampler knobs: sampler, steps, then the knobs
+    that are on (eta for ddpm/ddim, S_churn for euler/heun, guidance, bypass)."""
     parts = []
     if "sampler" in key and pd.notna(key["sampler"]):
         parts.append(str(key["sampler"]))
     if "steps" in key and pd.notna(key["steps"]):
         parts.append(f"{_fmt(key['steps'])} steps")
-    if "eta" in key and pd.notna(key["eta"]):
+    if "eta" in key and pd.notna(key["eta"]) and str(key.get("sampler")) in ("ddpm", "ddim"):
         parts.append(f"η={_fmt(key['eta'])}")
+    if pd.notna(key.get("s_churn")) and str(key.get("sampler")) in ("euler", "heun"):
+        parts.append(f"S_churn={_fmt(key['s_churn'])}")
+    if pd.notna(key.get("guidance")) and key.get("guidance", 0) != 0:
+        parts.append(f"w={_fmt(key['guidance'])}")
+    if pd.notna(key.get("bypass")) and key.get("bypass", 0) != 0:
+        ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
+        parts.append(f"bypass p={_fmt(key['bypass'])}{ramp}")
     return ", ".join(parts)
+
+
+def depth_family(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's depth figures (Fig. 4, Table 3): unconditional models sampled
+    without a mid-block bypass."""
+    keep = np.ones(len(metrics), dtype=bool)
+    if "num_classes" in metrics:
+        keep &= metrics["num_classes"].isna().to_numpy() | (metrics["num_classes"] == 0).to_numpy()
+    if "bypass" in metrics:
+        keep &= metrics["bypass"].fillna(0).to_numpy() == 0
+    return metrics[keep]
 
 
 def _facet_title(key: Mapping[str, Any], always_setting: bool = True) -> str:
@@ -442,7 +462,11 @@ def _knn_rows(
     key: dict[str, Any] = {}
     if settings:
         chosen = tuple(setting) if setting is not None else settings[0]
-        key = dict(zip(_present(both, SAMPLER_SETTING), chosen, strict=True))
+        cols = _present(both, SAMPLER_SETTING)
+        if len(chosen) > len(cols):
+            raise ValueError(f"setting {chosen}: more values than knob columns {cols}")
+        # a setting may name the leading knobs only, e.g. (sampler, steps, eta)
+        key = dict(zip(cols[: len(chosen)], chosen, strict=True))
         cos, l2 = _select(cos, key), _select(l2, key)
         if cos.empty and l2.empty:
             raise ValueError(f"no kNN rows for sampler setting {chosen}; have {settings}")
@@ -460,8 +484,9 @@ def knn_table(
     depth; columns ``cos@k1 ... cos@k10`` (mean feature-space cosine similarity to the k nearest
     training images; backbone ``backbone`` or the first by name) and ``l2@k1 ... l2@k10`` (pixel
     Euclidean distance), each the mean over replicates (train_seed x sample_seed), plus
-    ``n_replicates``. Only the sampler ``setting`` ``(sampler, steps, eta)`` is used (default:
-    the first in sorted order).
+    ``n_replicates``. Only the sampler ``setting`` is used: values of the leading knob columns
+    (``sampler, steps, eta, s_churn, guidance, bypass, bypass_schedule``), e.g.
+    ``("ddpm", 1000, 1.0)``; default the first in sorted order.
     """
     cos, l2, _, _ = _knn_rows(metrics, setting, backbone)
     both = pd.concat([cos, l2], ignore_index=True)

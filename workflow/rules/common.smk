@@ -10,8 +10,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from biaslab.config import (
     ConfigError,
     check_config,
+    conditional_depths,
     resolve_sampling_grid,
 )  # noqa: E402
+from biaslab.grid import KNOB_COLUMNS, fraction_label  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -22,17 +24,43 @@ except ConfigError as e:
 
 ENV = "../../environment.yml"
 DATASET = config["data"]["dataset"]
-FRACTIONS = [str(float(f)) for f in config["minority_fractions"]]
-DEPTHS = [str(d) for d in config["model"]["depths"]]
+COLOUR = config["conditional"]
 SEEDS = [int(s) for s in config["training"]["seeds"]]
-SAMPLING_GRID = resolve_sampling_grid(config["sampling"]["grid"])
-sampler_space = Paramspace(
-    pd.DataFrame(SAMPLING_GRID, columns=["sampler", "steps", "eta"]),
-    filename_params="*",
-    param_sep="~",
-)
+
+
+def knob_space(grid):
+    """A Paramspace over the sampler knobs (one path component and column per knob)."""
+    return Paramspace(
+        pd.DataFrame(grid, columns=list(KNOB_COLUMNS)),
+        filename_params="*",
+        param_sep="~",
+    )
+
+
+# Each dataset family: its skews (as path labels), depths and sampler grid. The depth family
+# (unconditional models) is data.dataset; the coloured-MNIST datasets are class-conditional
+# and their skew is the bias-conflicting share 1 - rho.
+FAMILIES = {
+    DATASET: {
+        "fractions": [fraction_label(f) for f in config["minority_fractions"]],
+        "depths": [str(d) for d in config["model"]["depths"]],
+        "space": knob_space(resolve_sampling_grid(config["sampling"]["grid"])),
+        "conditional": False,
+    }
+}
+for _ds in COLOUR["datasets"]:
+    FAMILIES[_ds] = {
+        "fractions": [fraction_label(1 - r) for r in COLOUR["rhos"]],
+        "depths": conditional_depths(config),
+        "space": knob_space(
+            resolve_sampling_grid(COLOUR["grid"], conditional=True, key="conditional.grid")
+        ),
+        "conditional": True,
+    }
+FRACTIONS = FAMILIES[DATASET]["fractions"]
+DEPTHS = FAMILIES[DATASET]["depths"]
 MODEL = "{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}"
-SAMPLER = sampler_space.wildcard_pattern
+SAMPLER = FAMILIES[DATASET]["space"].wildcard_pattern
 
 
 wildcard_constraints:
@@ -43,18 +71,90 @@ wildcard_constraints:
     sampler=r"[a-z+]+",
     steps=r"[0-9]+",
     eta=r"[0-9.]+",
+    s_churn=r"[0-9.]+",
+    guidance=r"[0-9.]+",
+    bypass=r"[0-9.]+",
+    bypass_schedule=r"[a-z]+",
 
 
-def model_paths():
-    return expand(MODEL, dataset=DATASET, fraction=FRACTIONS, depth=DEPTHS, seed=SEEDS)
+def model_paths(datasets=None):
+    return [
+        path
+        for ds in datasets or FAMILIES
+        for path in expand(
+            MODEL,
+            dataset=ds,
+            fraction=FAMILIES[ds]["fractions"],
+            depth=FAMILIES[ds]["depths"],
+            seed=SEEDS,
+        )
+    ]
 
 
 def eval_files(name):
-    return expand(
-        f"results/eval/{{model}}/{{cell}}/{name}",
-        model=model_paths(),
-        cell=list(sampler_space.instance_patterns),
+    return [
+        path
+        for ds, fam in FAMILIES.items()
+        for path in expand(
+            f"results/eval/{{model}}/{{cell}}/{name}",
+            model=model_paths([ds]),
+            cell=list(fam["space"].instance_patterns),
+        )
+    ]
+
+
+def is_conditional(dataset):
+    return FAMILIES[dataset]["conditional"]
+
+
+def dataset_settings(wildcards):
+    """The data settings of a dataset, as its builder (biaslab.datasets) takes them."""
+    data = config["data"]
+    if not is_conditional(wildcards.dataset):
+        return dict(data)
+    shared = (
+        "source",
+        "root",
+        "download",
+        "resolution",
+        "heldout_fraction",
+        "split_seed",
     )
+    return {
+        "dataset": wildcards.dataset,
+        **{k: data[k] for k in shared},
+        "classes": list(COLOUR["classes"]),
+        "rho_right": float(COLOUR["rho_right"]),
+        "n_train": COLOUR["n_train"],
+    }
+
+
+def train_steps(dataset):
+    if is_conditional(dataset) and COLOUR["training_steps"]:
+        return int(COLOUR["training_steps"])
+    return int(config["training"]["steps"])
+
+
+def n_samples(dataset):
+    if is_conditional(dataset) and COLOUR["n_samples"]:
+        return int(COLOUR["n_samples"])
+    return int(config["sampling"]["n_samples"])
+
+
+def sampling_params(wildcards):
+    """Every sampler knob of a cell, typed, plus the run-wide sampling settings."""
+    return {
+        "sampler": str(wildcards.sampler),
+        "steps": int(wildcards.steps),
+        "eta": float(wildcards.eta),
+        "s_churn": float(wildcards.s_churn),
+        "guidance": float(wildcards.guidance),
+        "bypass": float(wildcards.bypass),
+        "bypass_schedule": str(wildcards.bypass_schedule),
+        **{k: float(v) for k, v in config["sampling"]["edm"].items()},
+        "n_samples": n_samples(wildcards.dataset),
+        "sample_seed": int(config["sampling"]["sample_seed"]),
+    }
 
 
 def grid_params(wildcards):
@@ -67,22 +167,25 @@ def grid_params(wildcards):
         "depth": str(wildcards.depth),
         "width": float(config["model"]["width"]),
         "train_seed": int(wildcards.seed),
-        "train_steps": int(config["training"]["steps"]),
+        "train_steps": train_steps(wildcards.dataset),
     }
+    if is_conditional(wildcards.dataset):
+        g["rho_data"] = round(1.0 - float(wildcards.fraction), 10)
+        if wildcards.dataset == "multicolour_mnist":
+            g["rho_right"] = float(COLOUR["rho_right"])
+        g["num_classes"] = len(COLOUR["classes"])
     if "sampler" in wildcards.keys():
-        g.update(
-            sampler=str(wildcards.sampler),
-            steps=int(wildcards.steps),
-            eta=float(wildcards.eta),
-            n_samples=int(config["sampling"]["n_samples"]),
-            sample_seed=int(config["sampling"]["sample_seed"]),
-        )
+        g.update(sampling_params(wildcards))
     return g
 
 
 def train_params(wildcards):
     t = dict(config["training"])
     t.pop("seeds")
+    t["steps"] = train_steps(wildcards.dataset)
+    if is_conditional(wildcards.dataset):
+        t["num_classes"] = len(COLOUR["classes"])
+        t["label_dropout"] = float(COLOUR["label_dropout"])
     return {
         **t,
         "depth": str(wildcards.depth),
@@ -93,7 +196,7 @@ def train_params(wildcards):
 
 def same_seed_cell():
     """The sampler cell drawn in the same-seed grids: the first row of the grid."""
-    return next(iter(sampler_space.instance_patterns))
+    return next(iter(FAMILIES[DATASET]["space"].instance_patterns))
 
 
 def all_targets():
@@ -102,7 +205,12 @@ def all_targets():
         "fig_knn_vs_k",
         "fig_loss_curves",
         "fig3_toy",
+        "fig_bias_diversity_frontier",
     ]
+    if any(fam["space"].dataframe["bypass"].nunique() > 1 for fam in FAMILIES.values()):
+        figs.append("fig_bypass")
+    if COLOUR["datasets"]:
+        figs += ["fig_rho_vs_rho_data", "fig_rho_vs_steps", "fig_rho_vs_guidance"]
     same_seed = expand(
         "fig5_same_seed/minority~{fraction}_seed~{seed}",
         fraction=FRACTIONS,

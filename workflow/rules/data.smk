@@ -10,7 +10,7 @@ rule base_dataset:
         mem_mb=2000,
         runtime=30,
     params:
-        data=lambda wc: config["data"],
+        data=dataset_settings,
     script:
         "../scripts/base_dataset.py"
 
@@ -29,7 +29,7 @@ rule skewed_dataset:
         mem_mb=2000,
         runtime=10,
     params:
-        data=lambda wc: config["data"],
+        data=dataset_settings,
         fraction=lambda wc: float(wc.fraction),
     script:
         "../scripts/skewed_dataset.py"

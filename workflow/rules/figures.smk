@@ -146,3 +146,28 @@ rule tables:
         runtime=10,
     script:
         "../scripts/tables.py"
+
+
+rule fig_sampler_study:
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        png=report(
+            "results/figures/fig_{kind}.png",
+            caption="../report/sampler.rst",
+            category="Sampler settings",
+            labels={"figure": "{kind}"},
+        ),
+        pdf="results/figures/fig_{kind}.pdf",
+    log:
+        "logs/figures/{kind}.log",
+    wildcard_constraints:
+        kind="rho_vs_rho_data|rho_vs_steps|rho_vs_guidance|bypass|bias_diversity_frontier",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        kind=lambda wc: wc.kind,
+    script:
+        "../scripts/figure.py"

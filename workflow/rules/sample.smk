@@ -17,11 +17,7 @@ rule sample:
         runtime=240,
     params:
         sampling=lambda wc: {
-            "sampler": wc.sampler,
-            "steps": int(wc.steps),
-            "eta": float(wc.eta),
-            "n_samples": int(config["sampling"]["n_samples"]),
-            "sample_seed": int(config["sampling"]["sample_seed"]),
+            **sampling_params(wc),
             "batch_size": int(config["sampling"]["batch_size"]),
         },
     script:

@@ -6,11 +6,11 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from biaslab.evaluate import evaluate_cell
+from biaslab.evaluate import evaluate_any
 from biaslab.io import load_npz, write_parquet
 
 torch.set_num_threads(snakemake.threads)
-predictions, metrics = evaluate_cell(
+predictions, metrics = evaluate_any(
     samples=load_npz(snakemake.input.samples),
     train=load_npz(snakemake.input.train),
     classifier_path=snakemake.input.classifier,

@@ -7,11 +7,11 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 
 from biaslab.evaluate import summary_table
-from biaslab.figures import knn_table, markdown_table
+from biaslab.figures import depth_family, knn_table, markdown_table
 from biaslab.io import atomic_path
 
 metrics = pd.read_parquet(snakemake.input.metrics)
 with atomic_path(snakemake.output.knn) as tmp:
-    knn_table(metrics).to_csv(tmp, index=False)
+    knn_table(depth_family(metrics)).to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
     tmp.write_text(markdown_table(summary_table(metrics)) + "\n")
