@@ -110,10 +110,15 @@ def test_paper_celeba_dry_run(tmp_path):
     weights.mkdir(parents=True)
     for name in ("alexnet-owt-7be5be79.pth", "inception_v3_google-0cc3c7bd.pth"):
         (weights / name).touch()
+    for part in ("0.5pct", "valid", "test"):
+        (tmp_path / "data" / "bffhq-root" / "bffhq" / part).mkdir(parents=True)
     cfg = ROOT / "config" / "paper-celeba.yaml"
     proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120, check=True)
     counts = job_counts(proc.stdout)
-    assert counts["train_diffusion"] == 6 and counts["sample"] == counts["evaluate"] == 12
+    # CelebA: 6 depths x 2 sampler settings; BFFHQ: 4 rho x 3 depths x 10 settings
+    assert counts["train_diffusion"] == 6 + 12
+    assert counts["sample"] == counts["evaluate"] == 12 + 120
+    assert counts["train_bias_classifier"] == 1 and counts["train_classifier"] == 2
     (base / "list_bbox_celeba.txt").unlink()
     proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "list_bbox_celeba.txt" in proc.stdout + proc.stderr

@@ -86,7 +86,7 @@ def test_same_digits_at_every_rho_and_balanced_subset(base):
     assert np.array_equal(a["y"], b["y"])
     # the digit strokes (white pixels) are the same images, only backgrounds differ
     assert np.array_equal(a["x"].min(axis=1) == 255, b["x"].min(axis=1) == 255)
-    with pytest.raises(ValueError, match=r"colour\.n_train"):
+    with pytest.raises(ValueError, match=r"conditional\.n_train"):
         build_train(base, settings(n_train=3000), 0.1)
 
 

@@ -231,22 +231,24 @@ BFFHQ_TRAIN = {(0, 0): 6, (1, 1): 6, (0, 1): 2, (1, 0): 1}
 BFFHQ_FLAT = {"valid": {(0, 0): 1, (1, 1): 1, (0, 1): 1, (1, 0): 1}, "test": {(0, 1): 2, (1, 0): 2}}
 
 
-def make_bffhq(root: Path) -> Path:
+def make_bffhq(root: Path, train=None, flat=None, size: int = 128) -> Path:
     """``<root>/bffhq/0.5pct/{align,conflict}/<age>/<i>_<age>_<gender>.png`` + valid/ + test/,
-    128x128 PNGs."""
+    ``size`` px PNGs; counts per (age, gender) from ``train`` / ``flat`` (default the module's)."""
+    train = BFFHQ_TRAIN if train is None else train
+    flat = BFFHQ_FLAT if flat is None else flat
     base = root / "bffhq"
     i = 0
-    for (t, b), n in BFFHQ_TRAIN.items():
+    for (t, b), n in train.items():
         folder = base / "0.5pct" / ("align" if t == b else "conflict") / str(t)
         folder.mkdir(parents=True, exist_ok=True)
         for _ in range(n):
-            _face(i, (128, 128)).save(folder / f"{i}_{t}_{b}.png")
+            _face(i, (size, size)).save(folder / f"{i}_{t}_{b}.png")
             i += 1
-    for part, groups in BFFHQ_FLAT.items():
+    for part, groups in flat.items():
         (base / part).mkdir(parents=True)
         for (t, b), n in groups.items():
             for _ in range(n):
-                _face(i, (128, 128)).save(base / part / f"{i}_{t}_{b}.png")
+                _face(i, (size, size)).save(base / part / f"{i}_{t}_{b}.png")
                 i += 1
     return root
 

@@ -181,16 +181,46 @@ def conditional_depths(config: dict[str, Any]) -> list[str]:
     return [str(d) for d in (depths if depths else config["model"]["depths"])]
 
 
+def conditional_classes(config: dict[str, Any], dataset: str) -> list[int]:
+    """The conditioning classes of a conditional dataset (BFFHQ: age 0 young, 1 old)."""
+    return [0, 1] if dataset == "bffhq" else list(config["conditional"]["classes"])
+
+
+def conditional_resolution(config: dict[str, Any], dataset: str) -> int:
+    if dataset == "bffhq":
+        return int(config["conditional"]["bffhq"]["resolution"])
+    return int(config["data"]["resolution"])
+
+
+def _check_bffhq(bffhq: dict[str, Any]) -> None:
+    root = bffhq.get("root")
+    if not root:
+        raise ConfigError("conditional.bffhq.root: required for BFFHQ (the folder with bffhq/)")
+    base = Path(root) / "bffhq" if (Path(root) / "bffhq").is_dir() else Path(root)
+    missing = [str(base / part) for part in bffhq["parts"] if not (base / part).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"conditional.bffhq.root: BFFHQ folders not found: {', '.join(missing)}; expected "
+            "<root>/bffhq/<ratio>/{align,conflict}/<age>/ and <root>/bffhq/{valid,test}/ "
+            "(README, 'BFFHQ'). Nothing is downloaded."
+        )
+
+
 def _check_conditional(config: dict[str, Any]) -> None:
     colour = config["conditional"]
     if not colour["datasets"]:
         return
-    if config["data"]["source"] not in ("embedded", "mnist"):
+    if "bffhq" in colour["datasets"]:
+        _check_bffhq(colour["bffhq"])
+    if any(d != "bffhq" for d in colour["datasets"]) and config["data"]["source"] not in (
+        "embedded",
+        "mnist",
+    ):
         raise ConfigError(
             "conditional.datasets: coloured MNIST needs MNIST digits "
             "(data.source embedded or mnist)"
         )
-    k = len(colour["classes"])
+    k = max(len(conditional_classes(config, ds)) for ds in colour["datasets"])
     for rho in colour["rhos"]:
         if rho < 1.0 / k:
             raise ConfigError(

@@ -3,9 +3,14 @@ branch on the dataset.
 
 * ``mnist69`` (``biaslab.data``): two MNIST digits at a minority fraction, unconditional
   models ("Deeper Diffusion Models Amplify Bias");
+* ``celeba`` (``biaslab.faces``): CelebA, class ``Male``, unconditional models (Table 2/3);
 * ``biased_mnist`` / ``multicolour_mnist`` (``biaslab.colour_mnist``): coloured MNIST at an
-  alignment ``rho``, class-conditional models ("How I Met Your Bias"). On the model path the
-  skew is the bias-conflicting share ``minority_fraction = 1 - rho``.
+  alignment ``rho``, class-conditional models ("How I Met Your Bias");
+* ``bffhq`` (``biaslab.faces``): BFFHQ, class = age, bias = gender, class-conditional models at
+  a share ``rho`` of gender-aligned images per age class.
+
+For the conditional datasets the skew on the model path is the bias-conflicting share
+``minority_fraction = 1 - rho``.
 """
 
 from __future__ import annotations
@@ -24,9 +29,86 @@ from .colour_mnist import (
 )
 from .data import DataConfig, make_base, make_skewed, manifest
 
+CONDITIONAL_DATASETS = (*COLOUR_DATASETS, "bffhq")
+
 
 def is_colour(dataset: str) -> bool:
     return dataset in COLOUR_DATASETS
+
+
+def _bffhq_base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """BFFHQ pool (``parts``) split per (age, gender) group into held-in / held-out; the
+    classifiers' sets are the largest gender-balanced (rho = 0.5) subsets of each part, so
+    neither the age nor the gender classifier can read one attribute off the other.
+
+    Keys: ``pool_x``, ``pool_y`` (age), ``pool_bias`` (gender): the held-in pool the training
+    sets are drawn from; ``x_in``/``y_in``/``bias_in`` and ``x_out``/``y_out``/``bias_out``:
+    the decorrelated classifier sets; ``classes`` [0, 1]."""
+    from .data import split_heldout
+    from .faces import BFFHQConfig, bffhq_rho_indices, load_bffhq
+
+    pool = load_bffhq(
+        BFFHQConfig(
+            root=settings["root"],
+            parts=tuple(settings["parts"]),
+            resolution=int(settings["resolution"]),
+        )
+    )
+    group = 2 * pool["target"] + pool["bias"]
+    a = split_heldout(
+        pool["x"], group, range(4), settings["heldout_fraction"], settings["split_seed"], "BFFHQ"
+    )
+    out = {
+        "pool_x": a["x_in"],
+        "pool_y": a["y_in"] // 2,
+        "pool_bias": a["y_in"] % 2,
+        "classes": np.array([0, 1], dtype=np.int64),
+    }
+    for part in ("in", "out"):
+        t, b = a[f"y_{part}"] // 2, a[f"y_{part}"] % 2
+        idx = bffhq_rho_indices(t, b, 0.5, seed=int(settings["split_seed"]))
+        out[f"x_{part}"], out[f"y_{part}"], out[f"bias_{part}"] = (
+            a[f"x_{part}"][idx],
+            t[idx],
+            b[idx],
+        )
+    return out
+
+
+def _bffhq_train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], rho: float
+) -> dict[str, np.ndarray]:
+    from .faces import bffhq_rho_indices
+
+    idx = bffhq_rho_indices(
+        base["pool_y"],
+        base["pool_bias"],
+        rho,
+        n_per_class=settings.get("n_per_class"),
+        seed=int(settings["split_seed"]),
+    )
+    return {
+        "x": base["pool_x"][idx],
+        "y": base["pool_y"][idx],
+        "bias": base["pool_bias"][idx],
+        "classes": base["classes"],
+    }
+
+
+def classifier_view(base: dict[str, np.ndarray], target: str) -> dict[str, np.ndarray]:
+    """What an evaluation classifier trains on: the class (``target="class"``) or, for BFFHQ,
+    the bias attribute (``"bias"``: gender) of the decorrelated held-in / held-out sets."""
+    if target == "class":
+        return base
+    if target != "bias" or "bias_in" not in base:
+        raise ValueError(f"classifier target {target!r}: only 'class', or 'bias' for BFFHQ")
+    return {
+        "x_in": base["x_in"],
+        "y_in": base["bias_in"],
+        "x_out": base["x_out"],
+        "y_out": base["bias_out"],
+        "classes": np.array([0, 1], dtype=np.int64),
+    }
 
 
 def rho_of(fraction: float) -> float:
@@ -40,14 +122,24 @@ def _colour_config(settings: dict[str, Any]) -> ColourDataConfig:
     return ColourDataConfig(**s)
 
 
+def _data_grid(settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dataset": settings["dataset"],
+        "source": settings.get("source", settings["dataset"]),
+        "resolution": settings["resolution"],
+    }
+
+
 def build_base(settings: dict[str, Any]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The held-in / held-out base set of ``settings["dataset"]`` and its manifest."""
-    grid = {k: settings[k] for k in ("dataset", "source", "resolution")}
-    if is_colour(settings["dataset"]):
+    grid = _data_grid(settings)
+    if settings["dataset"] == "bffhq":
+        base = _bffhq_base(settings)
+    elif is_colour(settings["dataset"]):
         base = make_colour_base(_colour_config(settings))
     else:
         base = make_base(DataConfig(**settings))
-    if len(base["classes"]) == 2:
+    if settings["dataset"] not in CONDITIONAL_DATASETS:
         table = manifest(
             {"heldin": base["y_in"], "heldout": base["y_out"]}, base["classes"], **grid
         )
@@ -67,10 +159,22 @@ def build_train(
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The training set at minority (bias-conflicting) fraction ``fraction`` and its manifest."""
     grid = {
-        **{k: settings[k] for k in ("dataset", "source", "resolution")},
+        **_data_grid(settings),
         "minority_fraction": float(fraction),
     }
     seed = int(settings["split_seed"])
+    if settings["dataset"] == "bffhq":
+        rho = rho_of(fraction)
+        train = _bffhq_train(base, settings, rho)
+        table = pd.DataFrame(
+            [
+                {**grid, "rho_data": rho, "class": c, "aligned": flag, "count": int(n)}
+                for c in (0, 1)
+                for flag in (True, False)
+                for n in [((train["y"] == c) & ((train["bias"] == c) == flag)).sum()]
+            ]
+        )
+        return train, table
     if is_colour(settings["dataset"]):
         cfg = _colour_config(settings)
         rho = rho_of(fraction)

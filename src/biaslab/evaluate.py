@@ -153,7 +153,7 @@ def _metrics_table(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataF
     return metrics
 
 
-def evaluate_colour_cell(
+def evaluate_conditional_cell(
     *,
     samples: dict[str, np.ndarray],
     train: dict[str, np.ndarray],
@@ -166,11 +166,16 @@ def evaluate_colour_cell(
     knn_backbone_weights: str | None = None,
     knn_k: Sequence[int] = (1, 2, 5, 10),
     confidence_threshold: float = 0.9,
+    bias_classifier_path: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate one cell of a class-conditional coloured-MNIST model ("How I Met Your Bias").
+    """Evaluate one cell of a class-conditional model ("How I Met Your Bias"): coloured MNIST
+    (bias attribute = background colour, read by ``colour_mnist.attributes_of``) or BFFHQ
+    (class = age; bias attribute = gender, read by the gender classifier at
+    ``bias_classifier_path``; a class's aligned gender is its own index).
 
     ``samples``: {"images": uint8 RGB [N, 3, H, W], "seeds", "labels": conditioning class
-    indices}; ``train``: {"x", "y" (digits), "classes", "colour" or "colour_left"/"colour_right"}.
+    indices}; ``train``: {"x", "y" (classes), "classes", and the bias attribute: "colour",
+    "colour_left"/"colour_right" or "bias"}.
 
     Rows: ``rho_model`` (share of samples whose background colour - left half for Multi-Color
     MNIST - is the own colour of the digit they were conditioned on) with its exact 95%
@@ -200,8 +205,12 @@ def evaluate_colour_cell(
     idx, probs = predict(classifier, x_gen)
     pred = classes[idx]
     confidence = probs.max(axis=1)
-    attrs = attributes_of(samples["images"], dataset, classes)
-    main = "colour" if "colour" in attrs else "colour_left"
+    if bias_classifier_path:
+        bias_clf, bias_classes = load_classifier(bias_classifier_path)
+        attrs = {"bias": bias_classes[predict(bias_clf, x_gen)[0]]}
+    else:
+        attrs = attributes_of(samples["images"], dataset, classes)
+    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
     aligned = attrs[main] == cond
     predictions = pd.DataFrame(
         {
@@ -261,11 +270,12 @@ def evaluate_colour_cell(
 
 
 def evaluate_any(**kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``evaluate_colour_cell`` for coloured-MNIST cells, ``evaluate_cell`` otherwise."""
-    from .colour_mnist import DATASETS
+    """``evaluate_conditional_cell`` for class-conditional cells, ``evaluate_cell`` otherwise."""
+    from .datasets import CONDITIONAL_DATASETS
 
-    if str(kwargs["grid"]["dataset"]) in DATASETS:
-        return evaluate_colour_cell(**kwargs)
+    if str(kwargs["grid"]["dataset"]) in CONDITIONAL_DATASETS:
+        return evaluate_conditional_cell(**kwargs)
+    kwargs.pop("bias_classifier_path", None)
     return evaluate_cell(**kwargs)
 
 

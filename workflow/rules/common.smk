@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from biaslab.config import (
     ConfigError,
     check_config,
+    conditional_classes,
     conditional_depths,
+    conditional_resolution,
     resolve_sampling_grid,
 )  # noqa: E402
 from biaslab.grid import KNOB_COLUMNS, fraction_label  # noqa: E402
@@ -53,7 +55,9 @@ for _ds in COLOUR["datasets"]:
         "fractions": [fraction_label(1 - r) for r in COLOUR["rhos"]],
         "depths": conditional_depths(config),
         "space": knob_space(
-            resolve_sampling_grid(COLOUR["grid"], conditional=True, key="conditional.grid")
+            resolve_sampling_grid(
+                COLOUR["grid"], conditional=True, key="conditional.grid"
+            )
         ),
         "conditional": True,
     }
@@ -110,8 +114,15 @@ def is_conditional(dataset):
 def dataset_settings(wildcards):
     """The data settings of a dataset, as its builder (biaslab.datasets) takes them."""
     data = config["data"]
-    if not is_conditional(wildcards.dataset):
+    ds = wildcards.dataset
+    if not is_conditional(ds):
         return dict(data)
+    if ds == "bffhq":
+        return {
+            "dataset": ds,
+            **COLOUR["bffhq"],
+            "split_seed": data["split_seed"],
+        }
     shared = (
         "source",
         "root",
@@ -121,12 +132,26 @@ def dataset_settings(wildcards):
         "split_seed",
     )
     return {
-        "dataset": wildcards.dataset,
+        "dataset": ds,
         **{k: data[k] for k in shared},
         "classes": list(COLOUR["classes"]),
         "rho_right": float(COLOUR["rho_right"]),
         "n_train": COLOUR["n_train"],
     }
+
+
+def num_classes(dataset):
+    return len(conditional_classes(config, dataset)) if is_conditional(dataset) else 0
+
+
+def resolution(dataset):
+    if is_conditional(dataset):
+        return conditional_resolution(config, dataset)
+    return int(config["data"]["resolution"])
+
+
+def source(dataset):
+    return "bffhq" if dataset == "bffhq" else config["data"]["source"]
 
 
 def train_steps(dataset):
@@ -161,8 +186,8 @@ def grid_params(wildcards):
     """The grid columns of a cell, typed, for the tidy tables."""
     g = {
         "dataset": wildcards.dataset,
-        "source": config["data"]["source"],
-        "resolution": int(config["data"]["resolution"]),
+        "source": source(wildcards.dataset),
+        "resolution": resolution(wildcards.dataset),
         "minority_fraction": float(wildcards.fraction),
         "depth": str(wildcards.depth),
         "width": float(config["model"]["width"]),
@@ -173,7 +198,7 @@ def grid_params(wildcards):
         g["rho_data"] = round(1.0 - float(wildcards.fraction), 10)
         if wildcards.dataset == "multicolour_mnist":
             g["rho_right"] = float(COLOUR["rho_right"])
-        g["num_classes"] = len(COLOUR["classes"])
+        g["num_classes"] = num_classes(wildcards.dataset)
     if "sampler" in wildcards.keys():
         g.update(sampling_params(wildcards))
     return g
@@ -184,7 +209,7 @@ def train_params(wildcards):
     t.pop("seeds")
     t["steps"] = train_steps(wildcards.dataset)
     if is_conditional(wildcards.dataset):
-        t["num_classes"] = len(COLOUR["classes"])
+        t["num_classes"] = num_classes(wildcards.dataset)
         t["label_dropout"] = float(COLOUR["label_dropout"])
     return {
         **t,

@@ -51,10 +51,39 @@ rule train_classifier:
         runtime=60,
     params:
         classifier=lambda wc: config["classifier"],
+        target="class",
         grid=lambda wc: {
             "dataset": wc.dataset,
-            "source": config["data"]["source"],
-            "resolution": int(config["data"]["resolution"]),
+            "source": source(wc.dataset),
+            "resolution": resolution(wc.dataset),
+        },
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule train_bias_classifier:
+    input:
+        base="results/data/{dataset}/base.npz",
+    output:
+        model="results/classifier/{dataset}/bias_classifier.pt",
+        accuracy="results/classifier/{dataset}/bias_accuracy.parquet",
+    log:
+        "logs/classifier/{dataset}_bias.log",
+    wildcard_constraints:
+        dataset="bffhq",
+    conda:
+        ENV
+    threads: config["resources"]["eval_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        classifier=lambda wc: config["classifier"],
+        target="bias",
+        grid=lambda wc: {
+            "dataset": wc.dataset,
+            "source": source(wc.dataset),
+            "resolution": resolution(wc.dataset),
         },
     script:
         "../scripts/train_classifier.py"

@@ -3,6 +3,11 @@ rule evaluate:
         samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
         train="results/data/{dataset}/minority~{fraction}/train.npz",
         classifier="results/classifier/{dataset}/classifier.pt",
+        bias_classifier=lambda wc: (
+            ["results/classifier/bffhq/bias_classifier.pt"]
+            if wc.dataset == "bffhq"
+            else []
+        ),
     output:
         predictions=f"results/eval/{MODEL}/{SAMPLER}/predictions.parquet",
         metrics=f"results/eval/{MODEL}/{SAMPLER}/metrics.parquet",

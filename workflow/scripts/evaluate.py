@@ -14,6 +14,7 @@ predictions, metrics = evaluate_any(
     samples=load_npz(snakemake.input.samples),
     train=load_npz(snakemake.input.train),
     classifier_path=snakemake.input.classifier,
+    bias_classifier_path=(list(snakemake.input.bias_classifier) or [None])[0],
     grid=snakemake.params.grid,
     **snakemake.params.metrics,
 )

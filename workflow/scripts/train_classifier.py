@@ -7,10 +7,11 @@ sys.stderr = open(snakemake.log[0], "w")
 import torch
 
 from biaslab.classifier import ClassifierConfig, save_classifier, train_classifier
+from biaslab.datasets import classifier_view
 from biaslab.io import load_npz, write_parquet
 
 torch.set_num_threads(snakemake.threads)
-base = load_npz(snakemake.input.base)
+base = classifier_view(load_npz(snakemake.input.base), snakemake.params.target)
 model, accuracy = train_classifier(base, ClassifierConfig(**snakemake.params.classifier))
 print(accuracy.to_string(), file=sys.stderr)
 save_classifier(model, base["classes"], snakemake.output.model)
