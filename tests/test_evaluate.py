@@ -77,3 +77,18 @@ def test_separate_knn_backbone_changes_only_knn_cosine(cell, tmp_path):
         .reset_index(drop=True)
         .equals(other[~other.metric.eq("knn_cosine")].reset_index(drop=True))
     )
+
+
+def test_precomputed_train_features_give_the_same_knn(cell):
+    from biaslab.evaluate import train_embeddings
+
+    emb, name = train_embeddings(cell["train"], cell["classifier_path"])
+    assert name == "classifier" and emb.shape[0] == len(cell["train"]["x"])
+    _, direct = evaluate_cell(**cell)
+    _, cached = evaluate_cell(**cell, train_embeddings=emb)
+    pd_cols = ["metric", "k", "value"]
+    a, b = direct[pd_cols], cached[pd_cols]
+    assert a[["metric", "k"]].equals(b[["metric", "k"]])
+    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        evaluate_cell(**cell, train_embeddings=emb[:-1])

@@ -38,8 +38,11 @@ def evaluate_cell(
     knn_backbone_weights: str | None = None,
     knn_k: Sequence[int] = (1, 2, 5, 10),
     confidence_threshold: float = 0.9,
+    train_embeddings: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate one cell. ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N]};
+    """Evaluate one cell. ``train_embeddings``: the training set's kNN features from
+    ``train_embeddings`` (computed once per training set), else computed here.
+    ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N]};
     ``train``: {"x": uint8 training images, "y": digit labels, "classes": [major, minor]}.
     """
     classifier, classes = load_classifier(classifier_path)
@@ -91,6 +94,7 @@ def evaluate_cell(
         knn_backbone=knn_backbone,
         knn_backbone_weights=knn_backbone_weights,
         knn_k=knn_k,
+        train_embeddings=train_embeddings,
     )
     return predictions, _metrics_table(rows, grid)
 
@@ -106,8 +110,10 @@ def _diversity_memorization_rows(
     knn_backbone: str,
     knn_backbone_weights: str | None,
     knn_k: Sequence[int],
+    train_embeddings: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Mean pairwise LPIPS of the samples and kNN similarity to the training set."""
+    """Mean pairwise LPIPS of the samples and kNN similarity to the training set (in the
+    features ``train_embeddings`` of the kNN backbone when given)."""
     n = len(x_gen)
     rows: list[dict[str, Any]] = []
     bb = load_backbone(
@@ -129,7 +135,16 @@ def _diversity_memorization_rows(
                 resize=lpips_resize,
                 classifier=classifier,
             )
-        e_gen, e_train = bb.embed(x_gen), bb.embed(x_train)
+        e_gen = bb.embed(x_gen)
+        if train_embeddings is None:
+            e_train = bb.embed(x_train)
+        else:
+            e_train = torch.as_tensor(train_embeddings)
+            if e_train.shape != (len(x_train), e_gen.shape[1]):
+                raise ValueError(
+                    f"train_embeddings {tuple(e_train.shape)} do not fit {len(x_train)} training "
+                    f"images and {bb.name} features of width {e_gen.shape[1]}"
+                )
     for k, v in knn_similarity(e_gen, e_train, knn_k, metric="cosine").items():
         rows.append({"metric": "knn_cosine", "backbone": bb.name, "k": k, "value": v, "n": n})
     for k, v in knn_similarity(x_gen.flatten(1), x_train.flatten(1), knn_k, "l2").items():
@@ -167,6 +182,7 @@ def evaluate_conditional_cell(
     knn_k: Sequence[int] = (1, 2, 5, 10),
     confidence_threshold: float = 0.9,
     bias_classifier_path: str | None = None,
+    train_embeddings: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one cell of a class-conditional model ("How I Met Your Bias"): coloured MNIST
     (bias attribute = background colour, read by ``colour_mnist.attributes_of``) or BFFHQ
@@ -265,8 +281,37 @@ def evaluate_conditional_cell(
         knn_backbone=knn_backbone,
         knn_backbone_weights=knn_backbone_weights,
         knn_k=knn_k,
+        train_embeddings=train_embeddings,
     )
     return predictions, _metrics_table(rows, grid)
+
+
+def train_embeddings(
+    train: dict[str, np.ndarray],
+    classifier_path: str,
+    *,
+    backbone: str = "classifier",
+    backbone_weights: str | None = None,
+    lpips_resize: int = 64,
+    knn_backbone: str = "same",
+    knn_backbone_weights: str | None = None,
+    batch_size: int = 1024,
+    **_: Any,
+) -> tuple[np.ndarray, str]:
+    """Features of a training set in the kNN backbone (``knn_backbone``, or ``backbone`` when
+    "same"), computed once and shared by every cell trained on it; and the backbone's name."""
+    classifier, _classes = load_classifier(classifier_path)
+    name, weights = (
+        (backbone, backbone_weights)
+        if knn_backbone == "same"
+        else (knn_backbone, knn_backbone_weights)
+    )
+    bb = load_backbone(name, weights_path=weights, resize=lpips_resize, classifier=classifier)
+    parts = []
+    with torch.no_grad():
+        for s in range(0, len(train["x"]), batch_size):
+            parts.append(bb.embed(to_model_range(train["x"][s : s + batch_size])).float())
+    return torch.cat(parts).numpy(), bb.name
 
 
 def evaluate_any(**kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:

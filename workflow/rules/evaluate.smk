@@ -1,7 +1,30 @@
+rule train_features:
+    input:
+        train="results/data/{dataset}/minority~{fraction}/train.npz",
+        classifier="results/classifier/{dataset}/classifier.pt",
+    output:
+        features="results/features/{dataset}/minority~{fraction}/train_features.npz",
+    log:
+        "logs/features/{dataset}/minority~{fraction}.log",
+    conda:
+        ENV
+    threads: config["resources"]["eval_threads"]
+    resources:
+        gpu=1,
+        cpus_per_gpu=config["resources"]["eval_threads"],
+        mem_mb=8000,
+        runtime=120,
+    params:
+        metrics=lambda wc: config["metrics"],
+    script:
+        "../scripts/train_features.py"
+
+
 rule evaluate:
     input:
         samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
         train="results/data/{dataset}/minority~{fraction}/train.npz",
+        train_features="results/features/{dataset}/minority~{fraction}/train_features.npz",
         classifier="results/classifier/{dataset}/classifier.pt",
         bias_classifier=lambda wc: (
             ["results/classifier/bffhq/bias_classifier.pt"]

@@ -15,6 +15,7 @@ predictions, metrics = evaluate_any(
     train=load_npz(snakemake.input.train),
     classifier_path=snakemake.input.classifier,
     bias_classifier_path=(list(snakemake.input.bias_classifier) or [None])[0],
+    train_embeddings=load_npz(snakemake.input.train_features)["embeddings"],
     grid=snakemake.params.grid,
     **snakemake.params.metrics,
 )
