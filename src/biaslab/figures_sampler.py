@@ -176,6 +176,17 @@ def _reference_guidance(cells: pd.DataFrame) -> float:
     return float(min(w for w, c in counts.items() if c == best))
 
 
+def _cells_at_guidance(metrics: pd.DataFrame, guidance: float | None) -> tuple[pd.DataFrame, float]:
+    """Conditional cells without bypass at guidance ``guidance`` (default: the w of the step
+    sweep, ``_reference_guidance``), and that w."""
+    cells = _conditional(cell_table(metrics))
+    cells = cells[cells["bypass"] == 0]
+    if cells.empty:
+        raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
+    w = _reference_guidance(cells) if guidance is None else float(guidance)
+    return cells[cells["guidance"] == w], w
+
+
 def _setting_style(row: dict[str, Any], steps_range: dict[str, tuple[int, int]]):
     """Colour by number of steps (few: light, many: dark), dashes by stochasticity."""
     lo, hi = steps_range[row["sampler"]]
@@ -196,12 +207,7 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
     solid = deterministic, orange dashed = stochastic, darker = more steps. Cells at guidance
     ``guidance`` (default: the w of the step sweep), no bypass.
     """
-    cells = _conditional(cell_table(metrics))
-    cells = cells[cells["bypass"] == 0]
-    if cells.empty:
-        raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
-    w = _reference_guidance(cells) if guidance is None else float(guidance)
-    cells = cells[cells["guidance"] == w]
+    cells, w = _cells_at_guidance(metrics, guidance)
     chosen = []
     for _, g in cells.groupby("sampler"):
         few, many = g["steps"].min(), g["steps"].max()
@@ -255,12 +261,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
     stochasticity level, one panel per (dataset, depth, rho_data); the dotted line is the
     training set's rho_data. Cells at guidance ``guidance`` (default: the w of the step
     sweep), no bypass."""
-    cells = _conditional(cell_table(metrics))
-    cells = cells[cells["bypass"] == 0]
-    if cells.empty:
-        raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
-    w = _reference_guidance(cells) if guidance is None else float(guidance)
-    cells = cells[cells["guidance"] == w]
+    cells, w = _cells_at_guidance(metrics, guidance)
     panels = _model_panels(cells, extra=("minority_fraction",))
     fig, axes = _grid(len(panels))
     cmap = plt.get_cmap("tab10")
