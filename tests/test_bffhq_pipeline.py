@@ -106,3 +106,20 @@ def test_tiny_bffhq_run(bffhq, tmp_path):
     assert set(pb["label"]) == {0, 1} and set(pb["bias"]) <= {0, 1}
     assert (tmp_path / "results/classifier/bffhq/bias_classifier.pt").exists()
     assert (tmp_path / "results/figures/fig_rho_vs_guidance.png").stat().st_size > 1000
+
+
+def test_depth_checked_against_bffhq_resolution(bffhq, tmp_path):
+    """Depth 6 fits data.resolution 32 but not BFFHQ at 16 px: rejected before any job."""
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text(
+        textwrap.dedent(f"""
+        data: {{resolution: 32}}
+        conditional:
+          datasets: [bffhq]
+          bffhq: {{root: {bffhq}, resolution: 16}}
+          depths: ["6"]
+        """)
+    )
+    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "conditional.bffhq.resolution" in proc.stdout + proc.stderr

@@ -296,9 +296,10 @@ def make_colour_train(
 
 
 def colour_manifest(train: dict[str, np.ndarray], **grid) -> pd.DataFrame:
-    """Counts per (digit, attribute, aligned) of a coloured training set, tidy."""
+    """Counts per (class, bias attribute, aligned) of a conditional training set, tidy: the
+    colour ids of coloured MNIST, or ``bias`` (BFFHQ gender); aligned = attribute == class."""
     rows = []
-    attrs = [k for k in ("colour", "colour_left", "colour_right") if k in train]
+    attrs = [k for k in ("colour", "colour_left", "colour_right", "bias") if k in train]
     for attr in attrs:
         aligned = train[attr] == train["y"]
         for c in train["classes"]:

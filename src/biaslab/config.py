@@ -26,8 +26,6 @@ MNIST_FILES = (
 DEFAULT_ETA = {"ddpm": 1.0, "ddim": 0.0, "euler": 0.0, "heun": 0.0, "dpmpp": 0.0}
 #: Samplers with EDM stochasticity (S_churn).
 CHURN_SAMPLERS = ("euler", "heun")
-#: The coloured-MNIST datasets of "How I Met Your Bias" (class-conditional models).
-COLOUR_DATASETS = ("biased_mnist", "multicolour_mnist")
 
 
 class ConfigError(ValueError):
@@ -176,7 +174,7 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def conditional_depths(config: dict[str, Any]) -> list[str]:
-    """Depths of the class-conditional coloured-MNIST models (default: ``model.depths``)."""
+    """Depths of the class-conditional models (default: ``model.depths``)."""
     depths = config["conditional"].get("depths")
     return [str(d) for d in (depths if depths else config["model"]["depths"])]
 
@@ -207,12 +205,12 @@ def _check_bffhq(bffhq: dict[str, Any]) -> None:
 
 
 def _check_conditional(config: dict[str, Any]) -> None:
-    colour = config["conditional"]
-    if not colour["datasets"]:
+    cond = config["conditional"]
+    if not cond["datasets"]:
         return
-    if "bffhq" in colour["datasets"]:
-        _check_bffhq(colour["bffhq"])
-    if any(d != "bffhq" for d in colour["datasets"]) and config["data"]["source"] not in (
+    if "bffhq" in cond["datasets"]:
+        _check_bffhq(cond["bffhq"])
+    if any(d != "bffhq" for d in cond["datasets"]) and config["data"]["source"] not in (
         "embedded",
         "mnist",
     ):
@@ -220,8 +218,8 @@ def _check_conditional(config: dict[str, Any]) -> None:
             "conditional.datasets: coloured MNIST needs MNIST digits "
             "(data.source embedded or mnist)"
         )
-    k = max(len(conditional_classes(config, ds)) for ds in colour["datasets"])
-    for rho in colour["rhos"]:
+    k = max(len(conditional_classes(config, ds)) for ds in cond["datasets"])
+    for rho in cond["rhos"]:
         if rho < 1.0 / k:
             raise ConfigError(
                 f"conditional.rhos: {rho} is below 1/{k} (chance alignment with {k} classes)"
@@ -231,11 +229,13 @@ def _check_conditional(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"conditional.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}"
             )
-        try:
-            check_resolution(d, config["data"]["resolution"])
-        except ValueError as e:
-            raise ConfigError(f"conditional.depths / data.resolution: {e}") from None
-    resolve_sampling_grid(colour["grid"], conditional=True, key="conditional.grid")
-    n = colour.get("n_samples") or config["sampling"]["n_samples"]
+        for ds in cond["datasets"]:  # each dataset at its own resolution
+            try:
+                check_resolution(d, conditional_resolution(config, ds))
+            except ValueError as e:
+                key = "conditional.bffhq.resolution" if ds == "bffhq" else "data.resolution"
+                raise ConfigError(f"conditional.depths / {key}: {e}") from None
+    resolve_sampling_grid(cond["grid"], conditional=True, key="conditional.grid")
+    n = cond.get("n_samples") or config["sampling"]["n_samples"]
     if n < k:
         raise ConfigError(f"conditional.n_samples: {n} samples cannot cover the {k} classes")

@@ -166,15 +166,7 @@ def build_train(
     if settings["dataset"] == "bffhq":
         rho = rho_of(fraction)
         train = _bffhq_train(base, settings, rho)
-        table = pd.DataFrame(
-            [
-                {**grid, "rho_data": rho, "class": c, "aligned": flag, "count": int(n)}
-                for c in (0, 1)
-                for flag in (True, False)
-                for n in [((train["y"] == c) & ((train["bias"] == c) == flag)).sum()]
-            ]
-        )
-        return train, table
+        return train, colour_manifest(train, **grid, rho_data=rho)
     if is_colour(settings["dataset"]):
         cfg = _colour_config(settings)
         rho = rho_of(fraction)

@@ -26,7 +26,7 @@ except ConfigError as e:
 
 ENV = "../../environment.yml"
 DATASET = config["data"]["dataset"]
-COLOUR = config["conditional"]
+COND = config["conditional"]
 SEEDS = [int(s) for s in config["training"]["seeds"]]
 
 
@@ -50,13 +50,13 @@ FAMILIES = {
         "conditional": False,
     }
 }
-for _ds in COLOUR["datasets"]:
+for _ds in COND["datasets"]:
     FAMILIES[_ds] = {
-        "fractions": [fraction_label(1 - r) for r in COLOUR["rhos"]],
+        "fractions": [fraction_label(1 - r) for r in COND["rhos"]],
         "depths": conditional_depths(config),
         "space": knob_space(
             resolve_sampling_grid(
-                COLOUR["grid"], conditional=True, key="conditional.grid"
+                COND["grid"], conditional=True, key="conditional.grid"
             )
         ),
         "conditional": True,
@@ -120,7 +120,7 @@ def dataset_settings(wildcards):
     if ds == "bffhq":
         return {
             "dataset": ds,
-            **COLOUR["bffhq"],
+            **COND["bffhq"],
             "split_seed": data["split_seed"],
         }
     shared = (
@@ -134,9 +134,9 @@ def dataset_settings(wildcards):
     return {
         "dataset": ds,
         **{k: data[k] for k in shared},
-        "classes": list(COLOUR["classes"]),
-        "rho_right": float(COLOUR["rho_right"]),
-        "n_train": COLOUR["n_train"],
+        "classes": list(COND["classes"]),
+        "rho_right": float(COND["rho_right"]),
+        "n_train": COND["n_train"],
     }
 
 
@@ -155,14 +155,14 @@ def source(dataset):
 
 
 def train_steps(dataset):
-    if is_conditional(dataset) and COLOUR["training_steps"]:
-        return int(COLOUR["training_steps"])
+    if is_conditional(dataset) and COND["training_steps"]:
+        return int(COND["training_steps"])
     return int(config["training"]["steps"])
 
 
 def n_samples(dataset):
-    if is_conditional(dataset) and COLOUR["n_samples"]:
-        return int(COLOUR["n_samples"])
+    if is_conditional(dataset) and COND["n_samples"]:
+        return int(COND["n_samples"])
     return int(config["sampling"]["n_samples"])
 
 
@@ -197,7 +197,7 @@ def grid_params(wildcards):
     if is_conditional(wildcards.dataset):
         g["rho_data"] = round(1.0 - float(wildcards.fraction), 10)
         if wildcards.dataset == "multicolour_mnist":
-            g["rho_right"] = float(COLOUR["rho_right"])
+            g["rho_right"] = float(COND["rho_right"])
         g["num_classes"] = num_classes(wildcards.dataset)
     if "sampler" in wildcards.keys():
         g.update(sampling_params(wildcards))
@@ -210,7 +210,7 @@ def train_params(wildcards):
     t["steps"] = train_steps(wildcards.dataset)
     if is_conditional(wildcards.dataset):
         t["num_classes"] = num_classes(wildcards.dataset)
-        t["label_dropout"] = float(COLOUR["label_dropout"])
+        t["label_dropout"] = float(COND["label_dropout"])
     return {
         **t,
         "depth": str(wildcards.depth),
@@ -234,7 +234,7 @@ def all_targets():
     ]
     if any(fam["space"].dataframe["bypass"].nunique() > 1 for fam in FAMILIES.values()):
         figs.append("fig_bypass")
-    if COLOUR["datasets"]:
+    if COND["datasets"]:
         figs += ["fig_rho_vs_rho_data", "fig_rho_vs_steps", "fig_rho_vs_guidance"]
     same_seed = expand(
         "fig5_same_seed/minority~{fraction}_seed~{seed}",
