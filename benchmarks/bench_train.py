@@ -9,7 +9,9 @@ Both train the same Table-A U-Net on the same random images, side by side in one
   over a TensorDataset (shuffle), fp32, ``torch.optim.AdamW`` with ``foreach=False``
   (one kernel per tensor), ``EMAModel(foreach=False)``, ``DDPMScheduler.add_noise``;
 * ours: ``biaslab.train.train_diffusion``: the dataset resident on the device, all random draws
-  from one generator, fused AdamW on CUDA, EMA with foreach, bf16 autocast (``--precision``).
+  from one generator, fused AdamW on CUDA, EMA with foreach, bf16 autocast (``--precision``);
+  with ``--channels-last`` / ``--compile`` also the loop with ``training.channels_last`` /
+  ``training.compile`` (and both), each timed in the same alternation.
 
 On CUDA both use the GPU; on CPU both use ``--threads`` threads.
 """
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-images", type=int, default=1024)
+    ap.add_argument("--channels-last", action="store_true", help="also time channels_last")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,14 +117,25 @@ def main(argv: list[str] | None = None) -> None:
         f"depth {args.depth}, {args.resolution} px, batch {args.batch}, {args.steps} timed "
         f"steps x {args.repeats} repeats, torch {torch.__version__}, {name}"
     )
-    plain, mine = [], []
+    variants = {f"biaslab loop ({args.precision}, resident data, fused/foreach)": {}}
+    if args.channels_last:
+        variants["  + channels_last"] = {"channels_last": True}
+    if args.compile:
+        variants["  + torch.compile"] = {"compile": True}
+    if args.channels_last and args.compile:
+        variants["  + channels_last + torch.compile"] = {"channels_last": True, "compile": True}
+    plain, mine = [], {name: [] for name in variants}
     for _ in range(args.repeats):  # alternate so drifts in machine load hit both
         plain.append(plain_loop(images, cfg, device))
-        mine.append(ours(images, cfg, device))
-    p, m = float(np.median(plain)), float(np.median(mine))
-    print(f"plain diffusers-style loop (fp32, DataLoader, per-tensor AdamW): {p:9.1f} images/s")
-    print(f"biaslab loop ({args.precision}, resident data, fused/foreach):       {m:9.1f} images/s")
-    print(f"speedup: {m / p:.2f}x")
+        for name, options in variants.items():
+            mine[name].append(ours(images, dataclasses.replace(cfg, **options), device))
+    p = float(np.median(plain))
+    print(
+        f"{'plain diffusers-style loop (fp32, DataLoader, per-tensor AdamW)':<66}{p:9.1f} images/s"
+    )
+    for name, rates in mine.items():
+        m = float(np.median(rates))
+        print(f"{name:<66}{m:9.1f} images/s  {m / p:.2f}x")
 
 
 if __name__ == "__main__":

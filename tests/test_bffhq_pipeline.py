@@ -62,6 +62,10 @@ def test_train_at_rho(bffhq, rho):
         assert (train["bias"][m] == c).mean() == pytest.approx(rho, abs=0.02)
     assert (train["y"] == 0).sum() == (train["y"] == 1).sum()
     assert (table["rho_data"] == rho).all()
+    # rows of the held-in pool, so the pool's kNN features serve every rho
+    idx = train["base_index"]
+    assert np.array_equal(train["x"], base["pool_x"][idx])
+    assert np.array_equal(train["bias"], base["pool_bias"][idx])
 
 
 TINY = """

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.data import DataConfig, make_base
+from biaslab.data import DataConfig, make_base, make_skewed
+from biaslab.datasets import classifier_view
 from tests.helpers import ROOT, job_counts, snakemake
 from tests.test_faces import make_celeba
 
@@ -39,6 +40,18 @@ def test_celeba_base_split_by_male(celeba):
     assert int((base["y_in"] == 1).sum()) == 12 and int((base["y_out"] == 1).sum()) == 4
     again = make_base(cfg)
     assert np.array_equal(base["x_in"], again["x_in"])
+    # the Male x Blond_Hair groups ride along with the class split: 2 * Male + Blond_Hair
+    assert np.array_equal(base["group_in"] // 2, base["y_in"])
+    assert np.array_equal(base["group_out"] // 2, base["y_out"])
+    groups = np.concatenate([base["group_in"], base["group_out"]])
+    want = np.bincount([2 * male + blond for male, blond, _ in ROWS], minlength=4)
+    assert np.bincount(groups, minlength=4).tolist() == want.tolist() == [21, 3, 13, 3]
+    assert base["group_names"].tolist()[3] == "male_blond"
+    view = classifier_view(base, "group")
+    assert view["classes"].tolist() == [0, 1, 2, 3]
+    assert np.array_equal(view["y_in"], base["group_in"])
+    train = make_skewed(base, 0.4, n_train=None, seed=0)
+    assert np.array_equal(train["group"], base["group_in"][train["base_index"]])
 
 
 TINY_CELEBA = """
@@ -85,8 +98,24 @@ def test_tiny_celeba_run(celeba, tmp_path):
     share = m[m.metric == "training_minority_share"]["value"]
     assert np.allclose(share, 12 / 30)  # the held-in men share (largest set at 0.4)
     assert set(m["depth"]) == {"2", "3"}
-    for fig in ("fig4_minority_vs_depth", "fig_knn_vs_k", "fig5_same_seed/minority~0.4_seed~0"):
+    for fig in (
+        "fig4_minority_vs_depth",
+        "fig_knn_vs_k",
+        "fig5_same_seed/minority~0.4_seed~0",
+        "figA_minority_seeds/minority~0.4_seed~0",
+    ):
         assert (tmp_path / "results" / "figures" / f"{fig}.png").stat().st_size > 1000
+    # the group classifier labels every sample with a Male x Blond_Hair group
+    assert (tmp_path / "results/classifier/celeba/group_classifier.pt").is_file()
+    groups = m[m.metric == "group_share"]
+    assert len(groups) == 2 * 4 and groups["group"].nunique() == 4
+    assert np.allclose(groups.groupby("depth")["value"].sum(), 1.0)
+    trained = m[m.metric == "training_group_share"].set_index(["depth", "group"])["value"]
+    assert np.allclose(trained.groupby("depth").sum(), 1.0)
+    p = pd.read_parquet(tmp_path / "results" / "predictions.parquet")
+    assert set(p["pred_group"]) <= {0, 1, 2, 3}
+    assert p["group_confidence"].between(0.25, 1).all()
+    assert m.loc[~m.metric.str.contains("group_share"), "group"].isna().all()
     samples = np.load(
         tmp_path / "results/samples/celeba/minority~0.4/depth~2/seed~0/"
         "sampler~ddim_steps~3_eta~0.0_s_churn~0.0_guidance~0.0_bypass~0.0_bypass_schedule~"
@@ -118,7 +147,10 @@ def test_paper_celeba_dry_run(tmp_path):
     # CelebA: 6 depths x 2 sampler settings; BFFHQ: 4 rho x 3 depths x 10 settings
     assert counts["train_diffusion"] == 6 + 12
     assert counts["sample"] == counts["evaluate"] == 12 + 120
-    assert counts["train_bias_classifier"] == 1 and counts["train_classifier"] == 2
+    # BFFHQ's gender (bias) and CelebA's Male x Blond_Hair group classifiers
+    assert counts["train_attribute_classifier"] == 2 and counts["train_classifier"] == 2
+    # Inception kNN features once per base set (CelebA, BFFHQ's pool), none per training set
+    assert counts["base_features"] == 2 and "train_features" not in counts
     (base / "list_bbox_celeba.txt").unlink()
     proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "list_bbox_celeba.txt" in proc.stdout + proc.stderr

@@ -92,3 +92,68 @@ def test_precomputed_train_features_give_the_same_knn(cell):
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="do not fit"):
         evaluate_cell(**cell, train_embeddings=emb[:-1])
+
+
+def test_base_feature_cache_serves_every_skew(cell):
+    """Features of the held-in pool, computed once, indexed by each skew's base_index, equal
+    the features computed from each training set itself."""
+    from biaslab.data import make_skewed
+    from biaslab.evaluate import feature_pool, train_embeddings, training_set_features
+
+    rng = np.random.default_rng(3)
+    base = {
+        "x_in": rng.integers(0, 256, (30, 16, 16), dtype=np.uint8),
+        "y_in": rng.permutation(np.array([6] * 20 + [9] * 10)),
+        "classes": np.array([6, 9]),
+    }
+    emb, _ = train_embeddings({"x": feature_pool(base, "base")}, cell["classifier_path"])
+    cache = {"embeddings": emb, "scope": np.array("base")}
+    for fraction in (0.1, 0.3):
+        train = make_skewed(base, fraction, n_train=None, seed=0)
+        assert np.array_equal(train["x"], base["x_in"][train["base_index"]])
+        direct, _ = train_embeddings(train, cell["classifier_path"])
+        np.testing.assert_allclose(
+            training_set_features(train, cache), direct, rtol=1e-5, atol=1e-6
+        )
+    # a per-training-set cache is used as stored
+    own = {"embeddings": direct, "scope": np.array("train")}
+    assert training_set_features(train, own) is direct
+    with pytest.raises(ValueError, match="no base_index"):
+        training_set_features({"x": train["x"]}, cache)
+    with pytest.raises(ValueError, match="different base sets"):
+        training_set_features(train, {"embeddings": emb[:5], "scope": np.array("base")})
+    with pytest.raises(ValueError, match="scope"):
+        feature_pool(base, "pool")
+
+
+def test_group_classifier_adds_group_shares(cell, tmp_path):
+    """CelebA's Male x Blond_Hair groups: a pred_group per sample and, per group, the
+    generated share (Clopper-Pearson) and the training share."""
+    torch.manual_seed(1)
+    path = tmp_path / "groups.pt"
+    save_classifier(SmallCNN(1, 4), np.arange(4), path)
+    names = np.array(["female_not_blond", "female_blond", "male_not_blond", "male_blond"])
+    train = {
+        **cell["train"],
+        "group": np.array([0] * 10 + [1] * 6 + [2] * 3 + [3]),
+        "group_names": names,
+    }
+    preds, metrics = evaluate_cell(**{**cell, "train": train}, group_classifier_path=str(path))
+    assert set(preds["pred_group"]) <= {0, 1, 2, 3}
+    g = metrics[metrics.metric == "group_share"].set_index("group")
+    assert list(g.index) == names.tolist()
+    counts = preds["pred_group"].value_counts().reindex(range(4), fill_value=0)
+    np.testing.assert_allclose(g["value"], counts.to_numpy() / 12)
+    assert (g["ci_low"] <= g["value"]).all() and (g["value"] <= g["ci_high"]).all()
+    t = metrics[metrics.metric == "training_group_share"].set_index("group")["value"]
+    np.testing.assert_allclose(t.to_numpy(), [0.5, 0.3, 0.15, 0.05])
+    # without a group classifier the column is there, empty
+    _, plain = evaluate_cell(**cell)
+    assert "group" in plain and plain["group"].isna().all()
+    with pytest.raises(ValueError, match="do not fit"):
+        evaluate_cell(
+            **{**cell, "train": {**train, "group_names": names[:2]}},
+            group_classifier_path=str(path),
+        )
+    with pytest.raises(ValueError, match="needs the training set"):
+        evaluate_cell(**cell, group_classifier_path=str(path))

@@ -242,6 +242,32 @@ def test_fig_same_seed_grid(tmp_path, shape):
     _check_saves(fig, tmp_path)
 
 
+def test_same_seed_columns_and_highlights():
+    # sample 1: every depth agrees; samples 0, 3: the deeper models change the label
+    preds = {
+        "4": np.array([0, 1, 3, 2, 3, 3]),
+        "2": np.array([3, 1, 3, 3, 0, 3]),
+        "6": np.array([2, 1, 3, 0, 0, 3]),
+    }
+    assert figures.differing_columns(preds, range(6)) == [0, 3, 4]
+    # Fig. A: seeds where the shallowest (depth 2) made the minority group 3, then the rest
+    assert figures.minority_first_columns(preds, [3], 3) == [0, 2, 3]
+    assert figures.minority_first_columns(preds, [3], 5) == [0, 2, 3, 5, 1]
+    assert figures.minority_first_columns(preds, [7], 2) == [0, 1]
+    rng = np.random.default_rng(0)
+    samples = {d: rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8) for d in preds}
+    names = {0: "f", 1: "fb", 2: "m", 3: "mb"}
+    fig = figures.fig_same_seed_grid(samples, preds, names, columns=[0, 2, 3])
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes[:3]] == ["seed 0", "seed 2", "seed 3"]
+    assert axes[0].get_ylabel() == "depth 2"
+    assert [ax.texts[0].get_text() for ax in axes[:3]] == ["mb", "mb", "mb"]
+    framed = [ax.spines["top"].get_visible() for ax in axes[:3]]
+    assert framed == [True, False, True]
+    with pytest.raises(ValueError, match="beyond"):
+        figures.fig_same_seed_grid(samples, preds, names, columns=[6])
+
+
 def test_fig_same_seed_grid_no_predictions_and_short():
     samples = {"2": np.zeros((3, 4, 4), np.uint8), "6": np.zeros((3, 4, 4), np.uint8)}
     fig = figures.fig_same_seed_grid(samples, None, None, n=10)

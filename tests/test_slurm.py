@@ -25,7 +25,7 @@ FAST_STATUS = [
 ]
 # A group job's comment names the group and its rules: rule_sample_eval_evaluate_sample.
 GROUP = "sample_eval_evaluate_sample"
-GPU_RULES = {"train_diffusion", "train_features", GROUP}
+GPU_RULES = {"train_diffusion", "base_features", "train_features", GROUP}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -108,9 +108,9 @@ def test_every_cluster_job_went_through_sbatch(slurm_run):
     assert sorted(acct.jobid) == sorted(submitted)
     assert (acct.state == "COMPLETED").all()
     rules = set(acct.rule)
-    assert {"train_classifier", "train_diffusion", "train_features"} <= rules
+    assert {"train_classifier", "train_diffusion", "base_features"} <= rules
     assert GROUP in rules  # sample + evaluate cells, grouped
-    # 1 classifier + 2 trainings + 1 training-set features job + the 4 sample/evaluate cells
+    # 1 classifier + 2 trainings + 1 base-set kNN features job + the 4 sample/evaluate cells
     # grouped into one submission
     assert len(acct) == 5
     gpu = acct[acct.rule.isin(GPU_RULES)]

@@ -220,6 +220,10 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     assert counts["train_diffusion"] == 72 + 72
     assert counts["skewed_dataset"] == 4 + 8
     assert counts["train_classifier"] == 3
+    # kNN features: once for the MNIST base set (its 4 skews index into it), once per
+    # recoloured training set (2 datasets x 4 rho)
+    assert counts["base_features"] == 1
+    assert counts["train_features"] == 8
     assert counts["sample"] == counts["evaluate"] == 72 * 8 + 72 * 26
     assert counts["fig_sampler_study"] == 5
     print(f"paper dry run: {elapsed:.1f} s")

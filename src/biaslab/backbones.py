@@ -13,23 +13,21 @@ offers
 
 Nothing here downloads anything: the ImageNet weights are read from local torchvision
 checkpoint files (``python -m biaslab.fetch_weights`` fetches them once, on a machine with
-internet). :func:`cached_embeddings` keeps the embeddings of a base training set on disk.
+internet). The kNN features of each base set are computed once, by the workflow rule
+``base_features`` (:func:`biaslab.evaluate.train_embeddings`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from biaslab.io import atomic_path
 from biaslab.metrics import LPIPS_EPS, lpips_flat_features
 
 __all__ = [
@@ -38,8 +36,6 @@ __all__ = [
     "ClassifierBackbone",
     "InceptionBackbone",
     "LpipsBackbone",
-    "backbone_fingerprint",
-    "cached_embeddings",
     "default_weights_path",
     "load_backbone",
 ]
@@ -383,79 +379,6 @@ class InceptionBackbone:
             "metrics.backbone: 'inception' gives kNN features only (Table 3); LPIPS diversity "
             "needs 'alex', 'vgg' or 'classifier'"
         )
-
-
-def _hash_state(model: torch.nn.Module, h) -> None:
-    for key, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def backbone_fingerprint(backbone) -> str:
-    """SHA-256 of what determines ``backbone.embed``: its name and class, its input size, and
-    every tensor of its network's state (so a different weights file, or a retrained
-    classifier, gives a different fingerprint)."""
-    h = hashlib.sha256()
-    resize = getattr(backbone, "resize", None)
-    h.update(f"{type(backbone).__name__}|{backbone.name}|{resize}|".encode())
-    _hash_state(backbone.model, h)
-    return h.hexdigest()
-
-
-def _hash_images(images) -> str:
-    a = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def cached_embeddings(
-    backbone,
-    images: np.ndarray | torch.Tensor,
-    cache_path: str | os.PathLike,
-    *,
-    chunk: int = 1024,
-) -> torch.Tensor:
-    """``backbone.embed(images)`` [N, D] (float32, CPU), computed once and kept in
-    ``cache_path`` (an uncompressed .npz, written atomically).
-
-    ``images``: uint8 [N, C, H, W] (or [N, H, W]) as stored by the data loaders, converted to
-    [-1, 1] chunk by chunk (``chunk`` images at a time), or a float tensor already in [-1, 1].
-    The cache is keyed by SHA-256 of the images (dtype, shape, bytes) and of
-    :func:`backbone_fingerprint`; a cache with another key (or unreadable) is recomputed and
-    replaced. Skewed training subsets take rows of the result: ``emb[indices]``.
-    """
-    cache_path = Path(cache_path)
-    key = hashlib.sha256(
-        f"{_hash_images(images)}|{backbone_fingerprint(backbone)}".encode()
-    ).hexdigest()
-    if cache_path.is_file():
-        try:
-            with np.load(cache_path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    return torch.from_numpy(z["embeddings"].copy())
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            warnings.warn(f"feature cache {cache_path} unreadable ({e}); recomputing", stacklevel=2)
-    x = torch.as_tensor(images)
-    if x.ndim == 3:
-        x = x[:, None]
-    parts = []
-    for s in range(0, x.shape[0], max(1, int(chunk))):
-        xb = x[s : s + chunk]
-        xb = xb.float() / 127.5 - 1.0 if xb.dtype == torch.uint8 else xb.float()
-        parts.append(backbone.embed(xb).detach().to(torch.float32).cpu())
-    emb = torch.cat(parts, dim=0)
-    with atomic_path(cache_path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            embeddings=emb.numpy(),
-            key=np.array(key),
-            backbone=np.array(backbone.name),
-            weights=np.array(str(getattr(backbone, "weights_path", None) or "")),
-        )
-    return emb
 
 
 def load_backbone(

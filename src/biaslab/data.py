@@ -110,10 +110,20 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def split_heldout(
-    x: np.ndarray, y: np.ndarray, classes, heldout_fraction: float, seed: int, what: str
+    x: np.ndarray,
+    y: np.ndarray,
+    classes,
+    heldout_fraction: float,
+    seed: int,
+    what: str,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per class, a seeded permutation cut into held-out (``heldout_fraction``) and held-in."""
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("x_in", "y_in", "x_out", "y_out")}
+    """Per class, a seeded permutation cut into held-out (``heldout_fraction``) and held-in.
+
+    ``extra``: further per-image arrays (say, attribute groups) split the same way, returned as
+    ``<name>_in`` / ``<name>_out``."""
+    arrays = {"x": x, "y": y, **(extra or {})}
+    out: dict[str, list[np.ndarray]] = {f"{k}_{p}": [] for k in arrays for p in ("in", "out")}
     rng = np.random.default_rng(seed)
     for c in classes:
         idx = np.flatnonzero(y == c)
@@ -121,10 +131,9 @@ def split_heldout(
             raise ValueError(f"{what} has no images of class {c}")
         idx = rng.permutation(idx)
         n_out = round(heldout_fraction * idx.size)
-        out["x_out"].append(x[idx[:n_out]])
-        out["y_out"].append(y[idx[:n_out]])
-        out["x_in"].append(x[idx[n_out:]])
-        out["y_in"].append(y[idx[n_out:]])
+        for k, a in arrays.items():
+            out[f"{k}_out"].append(a[idx[:n_out]])
+            out[f"{k}_in"].append(a[idx[n_out:]])
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -134,7 +143,9 @@ def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
     Diffusion training sets are drawn from the held-in part; the evaluation classifier is
     trained on all held-in images and scored on the held-out ones. For ``celeba`` the classes
     are the ``Male`` attribute (0 female, 1 male), read by ``biaslab.faces.load_celeba`` from
-    ``root`` (all splits, center crop, ``resolution`` px).
+    ``root`` (all splits, center crop, ``resolution`` px); the four ``Male x Blond_Hair``
+    groups (``2 * Male + Blond_Hair``, names in ``group_names``) ride along as ``group_in`` /
+    ``group_out`` for the group classifier of the same-seed figures (paper Figs. 1, 5, A).
     """
     if cfg.majority_class == cfg.minority_class:
         raise ValueError("data.minority_class: must differ from data.majority_class")
@@ -146,16 +157,24 @@ def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
             CelebAConfig(
                 root=cfg.root,
                 split="all",
-                classes="male",
+                classes="male_blond",
                 resolution=cfg.resolution,
                 max_images=cfg.max_images,
                 subset_seed=cfg.split_seed,
                 verify_md5=cfg.verify_md5,
             )
         )
+        group = faces["y"]
         arrays = split_heldout(
-            faces["x"], faces["y"], classes, cfg.heldout_fraction, cfg.split_seed, "CelebA"
+            faces["x"],
+            group // 2,  # the Male bit
+            classes,
+            cfg.heldout_fraction,
+            cfg.split_seed,
+            "CelebA",
+            extra={"group": group},
         )
+        arrays["group_names"] = faces["class_names"]
     else:
         x, y = load_source(cfg)
         arrays = split_heldout(
@@ -195,7 +214,8 @@ def make_skewed(
     """Deterministic subsample of the held-in pool with minority share ``fraction``.
 
     A fixed per-class permutation (by ``seed``) is cut at the needed counts, so sets at
-    different skews are nested.
+    different skews are nested. ``base_index`` maps each training image to its row of the
+    held-in pool (``x_in``), so features cached once for the pool serve every skew.
     """
     major, minor = (int(c) for c in base["classes"])
     y = base["y_in"]
@@ -204,7 +224,11 @@ def make_skewed(
     idx_min = rng.permutation(np.flatnonzero(y == minor))
     k_maj, k_min = skewed_counts(idx_maj.size, idx_min.size, fraction, n_train)
     idx = np.sort(np.concatenate([idx_maj[:k_maj], idx_min[:k_min]]))
-    return {"x": base["x_in"][idx], "y": y[idx], "classes": base["classes"]}
+    train = {"x": base["x_in"][idx], "y": y[idx], "classes": base["classes"], "base_index": idx}
+    if "group_in" in base:
+        train["group"] = base["group_in"][idx]
+        train["group_names"] = base["group_names"]
+    return train
 
 
 def manifest(arrays_by_split: dict[str, np.ndarray], classes: np.ndarray, **grid) -> pd.DataFrame:

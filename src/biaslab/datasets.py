@@ -30,6 +30,8 @@ from .colour_mnist import (
 from .data import DataConfig, make_base, make_skewed, manifest
 
 CONDITIONAL_DATASETS = (*COLOUR_DATASETS, "bffhq")
+#: attribute classifiers beside the class classifier: (target, dataset)
+ATTRIBUTE_TARGETS = {"bias": "bffhq", "group": "celeba"}
 
 
 def is_colour(dataset: str) -> bool:
@@ -92,22 +94,49 @@ def _bffhq_train(
         "y": base["pool_y"][idx],
         "bias": base["pool_bias"][idx],
         "classes": base["classes"],
+        "base_index": np.asarray(idx, dtype=np.int64),
     }
 
 
 def classifier_view(base: dict[str, np.ndarray], target: str) -> dict[str, np.ndarray]:
-    """What an evaluation classifier trains on: the class (``target="class"``) or, for BFFHQ,
-    the bias attribute (``"bias"``: gender) of the decorrelated held-in / held-out sets."""
+    """What an evaluation classifier trains on: the class (``target="class"``); for BFFHQ the
+    bias attribute (``"bias"``: gender) of the decorrelated held-in / held-out sets; for CelebA
+    the four ``Male x Blond_Hair`` groups (``"group"``)."""
     if target == "class":
         return base
-    if target != "bias" or "bias_in" not in base:
-        raise ValueError(f"classifier target {target!r}: only 'class', or 'bias' for BFFHQ")
+    if target not in ATTRIBUTE_TARGETS or f"{target}_in" not in base:
+        raise ValueError(
+            f"classifier target {target!r}: only 'class', 'bias' for BFFHQ or 'group' for CelebA"
+        )
+    n = 2 if target == "bias" else len(base["group_names"])
     return {
         "x_in": base["x_in"],
-        "y_in": base["bias_in"],
+        "y_in": base[f"{target}_in"],
         "x_out": base["x_out"],
-        "y_out": base["bias_out"],
-        "classes": np.array([0, 1], dtype=np.int64),
+        "y_out": base[f"{target}_out"],
+        "classes": np.arange(n, dtype=np.int64),
+    }
+
+
+def same_seed_labels(settings: dict[str, Any]) -> dict[str, Any]:
+    """How the same-seed figures (paper Figs. 5 and A) label the samples of a depth-family
+    dataset: the predictions column, the label names, and the minority label(s) whose seeds
+    Fig. A shows. CelebA: the four ``Male x Blond_Hair`` groups with "blond male" as the
+    minority; MNIST: the two digits."""
+    if settings["dataset"] == "celeba":
+        from .faces import CELEBA_CLASSES
+
+        names = [n.replace("_", " ") for n in CELEBA_CLASSES["male_blond"][1]]
+        return {
+            "column": "pred_group",
+            "names": dict(enumerate(names)),
+            "minority": [names.index("male blond")],
+        }
+    major, minor = int(settings["majority_class"]), int(settings["minority_class"])
+    return {
+        "column": "pred_class",
+        "names": {major: str(major), minor: str(minor)},
+        "minority": [minor],
     }
 
 

@@ -39,11 +39,14 @@ def evaluate_cell(
     knn_k: Sequence[int] = (1, 2, 5, 10),
     confidence_threshold: float = 0.9,
     train_embeddings: np.ndarray | None = None,
+    group_classifier_path: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one cell. ``train_embeddings``: the training set's kNN features from
-    ``train_embeddings`` (computed once per training set), else computed here.
+    ``train_embeddings`` (computed once per base or training set), else computed here.
     ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N]};
-    ``train``: {"x": uint8 training images, "y": digit labels, "classes": [major, minor]}.
+    ``train``: {"x": uint8 training images, "y": digit labels, "classes": [major, minor]},
+    and with ``group_classifier_path`` (CelebA) also "group" and "group_names": then every
+    sample gets a ``pred_group`` and the metrics a ``group_share`` row per group.
     """
     classifier, classes = load_classifier(classifier_path)
     if list(classes) != [int(c) for c in train["classes"]]:
@@ -83,6 +86,8 @@ def evaluate_cell(
         {"metric": "amplification", "value": float(is_min.mean()) - train_share, "n": n},
         {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
     ]
+    if group_classifier_path is not None:
+        rows += _group_rows(predictions, x_gen, train, group_classifier_path)
 
     rows += _diversity_memorization_rows(
         x_gen,
@@ -97,6 +102,32 @@ def evaluate_cell(
         train_embeddings=train_embeddings,
     )
     return predictions, _metrics_table(rows, grid)
+
+
+def _group_rows(
+    predictions: pd.DataFrame,
+    x_gen: torch.Tensor,
+    train: dict[str, np.ndarray],
+    group_classifier_path: str,
+) -> list[dict[str, Any]]:
+    """Classify the samples into attribute groups (adds ``pred_group`` and
+    ``group_confidence`` to ``predictions``); one generated and one training share per group."""
+    if "group" not in train or "group_names" not in train:
+        raise ValueError("a group classifier needs the training set's 'group' and 'group_names'")
+    names = [str(g) for g in train["group_names"]]
+    classifier, groups = load_classifier(group_classifier_path)
+    if list(groups) != list(range(len(names))):
+        raise ValueError(f"group classifier classes {list(groups)} do not fit the groups {names}")
+    idx, probs = predict(classifier, x_gen)
+    predictions["pred_group"] = groups[idx].astype(np.int64)
+    predictions["group_confidence"] = probs.max(axis=1).astype(np.float64)
+    n, n_train = len(idx), len(train["group"])
+    rows = []
+    for g, name in enumerate(names):
+        rows.append({**_share_row("group_share", int((groups[idx] == g).sum()), n), "group": name})
+        share = float(np.mean(train["group"] == g)) if n_train else np.nan
+        rows.append({"metric": "training_group_share", "group": name, "value": share, "n": n_train})
+    return rows
 
 
 def _diversity_memorization_rows(
@@ -154,14 +185,13 @@ def _diversity_memorization_rows(
 
 def _metrics_table(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFrame:
     metrics = pd.DataFrame(rows)
-    for col in ("ci_low", "ci_high", "backbone", "k"):
+    for col in ("ci_low", "ci_high", "backbone", "k", "group"):
         if col not in metrics:
             metrics[col] = np.nan
     for col in ("ci_low", "ci_high"):
         metrics[col] = metrics[col].astype(np.float64)
-    metrics["backbone"] = (
-        metrics["backbone"].astype(object).where(metrics["backbone"].notna(), None)
-    )
+    for col in ("backbone", "group"):
+        metrics[col] = metrics[col].astype(object).where(metrics[col].notna(), None)
     metrics["k"] = metrics["k"].astype("Int64")
     for key in reversed(GRID_COLUMNS):  # every grid column, NaN where it does not apply
         metrics.insert(0, key, grid.get(key, np.nan))
@@ -314,11 +344,48 @@ def train_embeddings(
     return torch.cat(parts).numpy(), bb.name
 
 
+def feature_pool(data: dict[str, np.ndarray], scope: str) -> np.ndarray:
+    """The images whose kNN features are cached: a training set's ``x`` (``scope="train"``),
+    or a base set's held-in pool (``"base"``: ``pool_x`` for BFFHQ, else ``x_in``), which the
+    training sets of every skew index through their ``base_index``."""
+    if scope == "train":
+        return data["x"]
+    if scope != "base":
+        raise ValueError(f"feature scope {scope!r}: 'base' or 'train'")
+    return data["pool_x"] if "pool_x" in data else data["x_in"]
+
+
+def training_set_features(
+    train: dict[str, np.ndarray], features: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The kNN features of ``train``'s images, from a cache file's arrays (``embeddings`` and
+    ``scope``): as stored for a per-training-set cache, indexed by ``train["base_index"]`` for
+    a cache of the base set."""
+    emb = features["embeddings"]
+    scope = str(features.get("scope", "train"))
+    if scope == "train":
+        return emb
+    if "base_index" not in train:
+        raise ValueError(
+            "the kNN feature cache covers the base set, but the training set has no base_index "
+            "(rebuild it with this version: it was written before the cache was shared)"
+        )
+    idx = np.asarray(train["base_index"], dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(emb)):
+        raise ValueError(
+            f"training set base_index reaches row {int(idx.max())}, but the base feature "
+            f"cache has {len(emb)} rows: the cache and the training set come from different "
+            "base sets"
+        )
+    return emb[idx]
+
+
 def evaluate_any(**kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``evaluate_conditional_cell`` for class-conditional cells, ``evaluate_cell`` otherwise."""
     from .datasets import CONDITIONAL_DATASETS
 
     if str(kwargs["grid"]["dataset"]) in CONDITIONAL_DATASETS:
+        kwargs.pop("group_classifier_path", None)
         return evaluate_conditional_cell(**kwargs)
     kwargs.pop("bias_classifier_path", None)
     return evaluate_cell(**kwargs)

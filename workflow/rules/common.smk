@@ -15,6 +15,11 @@ from biaslab.config import (
     conditional_resolution,
     resolve_sampling_grid,
 )  # noqa: E402
+from biaslab.datasets import (  # noqa: E402
+    ATTRIBUTE_TARGETS,
+    is_colour,
+    same_seed_labels,
+)
 from biaslab.grid import KNOB_COLUMNS, fraction_label  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -140,6 +145,23 @@ def dataset_settings(wildcards):
     }
 
 
+def features_file(wildcards):
+    """The kNN feature cache a cell reads: the base set's, which every skew indexes into, or,
+    for the recoloured MNIST sets (recoloured per rho, so not subsets of one base), the
+    training set's own."""
+    if is_colour(wildcards.dataset):
+        return "results/features/{dataset}/minority~{fraction}/train_features.npz"
+    return "results/features/{dataset}/base_features.npz"
+
+
+def attribute_classifier(wildcards, target):
+    """The attribute classifier a dataset's cells use beside the class classifier (BFFHQ:
+    gender as the bias; CelebA: the Male x Blond_Hair groups), or none."""
+    if ATTRIBUTE_TARGETS[target] != wildcards.dataset:
+        return []
+    return [f"results/classifier/{wildcards.dataset}/{target}_classifier.pt"]
+
+
 def num_classes(dataset):
     return len(conditional_classes(config, dataset)) if is_conditional(dataset) else 0
 
@@ -237,7 +259,8 @@ def all_targets():
     if COND["datasets"]:
         figs += ["fig_rho_vs_rho_data", "fig_rho_vs_steps", "fig_rho_vs_guidance"]
     same_seed = expand(
-        "fig5_same_seed/minority~{fraction}_seed~{seed}",
+        "{fig}/minority~{fraction}_seed~{seed}",
+        fig=["fig5_same_seed", "figA_minority_seeds"],
         fraction=FRACTIONS,
         seed=SEEDS,
     )

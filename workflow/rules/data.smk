@@ -61,16 +61,16 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
-rule train_bias_classifier:
+rule train_attribute_classifier:
     input:
         base="results/data/{dataset}/base.npz",
     output:
-        model="results/classifier/{dataset}/bias_classifier.pt",
-        accuracy="results/classifier/{dataset}/bias_accuracy.parquet",
+        model="results/classifier/{dataset}/{target}_classifier.pt",
+        accuracy="results/classifier/{dataset}/{target}_accuracy.parquet",
     log:
-        "logs/classifier/{dataset}_bias.log",
+        "logs/classifier/{dataset}_{target}.log",
     wildcard_constraints:
-        dataset="bffhq",
+        target="bias|group",
     conda:
         ENV
     threads: config["resources"]["eval_threads"]
@@ -79,7 +79,7 @@ rule train_bias_classifier:
         runtime=60,
     params:
         classifier=lambda wc: config["classifier"],
-        target="bias",
+        target=lambda wc: wc.target,
         grid=lambda wc: {
             "dataset": wc.dataset,
             "source": source(wc.dataset),

@@ -1,6 +1,29 @@
+rule base_features:
+    input:
+        data="results/data/{dataset}/base.npz",
+        classifier="results/classifier/{dataset}/classifier.pt",
+    output:
+        features="results/features/{dataset}/base_features.npz",
+    log:
+        "logs/features/{dataset}/base.log",
+    conda:
+        ENV
+    threads: config["resources"]["eval_threads"]
+    resources:
+        gpu=1,
+        cpus_per_gpu=config["resources"]["eval_threads"],
+        mem_mb=8000,
+        runtime=120,
+    params:
+        scope="base",
+        metrics=lambda wc: config["metrics"],
+    script:
+        "../scripts/train_features.py"
+
+
 rule train_features:
     input:
-        train="results/data/{dataset}/minority~{fraction}/train.npz",
+        data="results/data/{dataset}/minority~{fraction}/train.npz",
         classifier="results/classifier/{dataset}/classifier.pt",
     output:
         features="results/features/{dataset}/minority~{fraction}/train_features.npz",
@@ -15,6 +38,7 @@ rule train_features:
         mem_mb=8000,
         runtime=120,
     params:
+        scope="train",
         metrics=lambda wc: config["metrics"],
     script:
         "../scripts/train_features.py"
@@ -24,13 +48,10 @@ rule evaluate:
     input:
         samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
         train="results/data/{dataset}/minority~{fraction}/train.npz",
-        train_features="results/features/{dataset}/minority~{fraction}/train_features.npz",
+        train_features=features_file,
         classifier="results/classifier/{dataset}/classifier.pt",
-        bias_classifier=lambda wc: (
-            ["results/classifier/bffhq/bias_classifier.pt"]
-            if wc.dataset == "bffhq"
-            else []
-        ),
+        bias_classifier=lambda wc: attribute_classifier(wc, "bias"),
+        group_classifier=lambda wc: attribute_classifier(wc, "group"),
     output:
         predictions=f"results/eval/{MODEL}/{SAMPLER}/predictions.parquet",
         metrics=f"results/eval/{MODEL}/{SAMPLER}/metrics.parquet",

@@ -83,13 +83,28 @@ rule fig5_same_seed:
             cell=same_seed_cell(),
         ),
     output:
-        png=report(
+        fig5_png=report(
             "results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.png",
             caption="../report/fig5.rst",
             category="Same-seed samples",
-            labels={"minority fraction": "{fraction}", "training seed": "{seed}"},
+            labels={
+                "figure": "Fig. 5: first seeds",
+                "minority fraction": "{fraction}",
+                "training seed": "{seed}",
+            },
         ),
-        pdf="results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.pdf",
+        fig5_pdf="results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.pdf",
+        figA_png=report(
+            "results/figures/figA_minority_seeds/minority~{fraction}_seed~{seed}.png",
+            caption="../report/figA.rst",
+            category="Same-seed samples",
+            labels={
+                "figure": "Fig. A: minority seeds",
+                "minority fraction": "{fraction}",
+                "training seed": "{seed}",
+            },
+        ),
+        figA_pdf="results/figures/figA_minority_seeds/minority~{fraction}_seed~{seed}.pdf",
     log:
         "logs/figures/fig5/minority~{fraction}_seed~{seed}.log",
     conda:
@@ -100,7 +115,7 @@ rule fig5_same_seed:
         depths=DEPTHS,
         n=config["figures"]["grid_samples"],
         cell=same_seed_cell(),
-        classes=[config["data"]["majority_class"], config["data"]["minority_class"]],
+        labels=same_seed_labels(config["data"]),
     script:
         "../scripts/fig_same_seed.py"
 

@@ -6,16 +6,18 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from biaslab.evaluate import evaluate_any
+from biaslab.evaluate import evaluate_any, training_set_features
 from biaslab.io import load_npz, write_parquet
 
 torch.set_num_threads(snakemake.threads)
+train = load_npz(snakemake.input.train)
 predictions, metrics = evaluate_any(
     samples=load_npz(snakemake.input.samples),
-    train=load_npz(snakemake.input.train),
+    train=train,
     classifier_path=snakemake.input.classifier,
     bias_classifier_path=(list(snakemake.input.bias_classifier) or [None])[0],
-    train_embeddings=load_npz(snakemake.input.train_features)["embeddings"],
+    group_classifier_path=(list(snakemake.input.group_classifier) or [None])[0],
+    train_embeddings=training_set_features(train, load_npz(snakemake.input.train_features)),
     grid=snakemake.params.grid,
     **snakemake.params.metrics,
 )

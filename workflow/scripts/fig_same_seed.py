@@ -1,4 +1,6 @@
-"""Fig. 5 analogue: the first samples of every depth, same seeds, with predicted classes."""
+"""Paper Fig. 5 and Fig. A analogues: the same seeds decoded by every depth, with predicted
+labels; Fig. 5 the first samples, Fig. A the seeds where the shallowest model generated the
+minority (the blond men of CelebA). Columns whose label changes with depth are framed."""
 
 import sys
 
@@ -9,19 +11,38 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd
 
-from biaslab.figures import fig_same_seed_grid
+from biaslab.figures import differing_columns, fig_same_seed_grid, minority_first_columns
+from biaslab.grid import depth_sort_key
 from biaslab.io import load_npz, save_figure
 
 depths = snakemake.params.depths
+labels = snakemake.params.labels
+n = snakemake.params.n
 samples = {d: load_npz(p)["images"] for d, p in zip(depths, snakemake.input.samples, strict=True)}
 preds = {
-    d: pd.read_parquet(p).sort_values("sample_index")["pred_class"].to_numpy()
+    d: pd.read_parquet(p).sort_values("sample_index")[labels["column"]].to_numpy()
     for d, p in zip(depths, snakemake.input.predictions, strict=True)
 }
-names = {c: str(c) for c in snakemake.params.classes}
-title = (
+names = {int(k): v for k, v in labels["names"].items()}
+setting = (
     f"minority {snakemake.wildcards.fraction}, training seed {snakemake.wildcards.seed}, "
     f"{snakemake.params.cell}"
 )
-fig = fig_same_seed_grid(samples, preds, names, n=snakemake.params.n, title=title)
-save_figure(fig, [snakemake.output.png, snakemake.output.pdf])
+figures = {
+    "fig5": (None, setting),
+    "figA": (
+        minority_first_columns(preds, labels["minority"], n),
+        f"seeds where depth {min(depths, key=depth_sort_key)} generated "
+        + "/".join(names[m] for m in labels["minority"])
+        + f"; {setting}",
+    ),
+}
+for key, (columns, title) in figures.items():
+    fig = fig_same_seed_grid(samples, preds, names, n=n, title=title, columns=columns)
+    shown = columns if columns is not None else range(min(n, min(map(len, preds.values()))))
+    print(
+        f"{key}: columns {list(shown)}, differing {differing_columns(preds, shown)}",
+        file=sys.stderr,
+    )
+    out = snakemake.output
+    save_figure(fig, [out[f"{key}_png"], out[f"{key}_pdf"]])

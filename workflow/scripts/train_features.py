@@ -1,4 +1,5 @@
-"""The kNN-backbone features of one training set, computed once for every cell trained on it."""
+"""kNN-backbone features computed once: of a base set's held-in pool (``scope: base``; every
+skew's training set indexes into it) or of one training set (``scope: train``)."""
 
 import sys
 
@@ -7,12 +8,12 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.evaluate import train_embeddings
+from biaslab.evaluate import feature_pool, train_embeddings
 from biaslab.io import load_npz, write_npz
 
 torch.set_num_threads(snakemake.threads)
-emb, name = train_embeddings(
-    load_npz(snakemake.input.train), snakemake.input.classifier, **snakemake.params.metrics
-)
-print(f"{name}: {emb.shape}", file=sys.stderr)
-write_npz(snakemake.output.features, embeddings=emb, backbone=np.array(name))
+scope = snakemake.params.scope
+images = feature_pool(load_npz(snakemake.input.data), scope)
+emb, name = train_embeddings({"x": images}, snakemake.input.classifier, **snakemake.params.metrics)
+print(f"{scope} features, {name}: {emb.shape}", file=sys.stderr)
+write_npz(snakemake.output.features, embeddings=emb, backbone=np.array(name), scope=np.array(scope))
