@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
-from biaslab.models import build_unet
+from biaslab.models import build_unet, default_device
 from biaslab.sampling import SamplerConfig, generate, sample_seed
 from biaslab.train import TrainConfig, make_noise_scheduler
 
@@ -35,7 +35,9 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Print and return images/s per sampler: ``{"ddim": {"biaslab": ..., "diffusers": ...},
+    "ddpm": {...}}``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depth", default="2")
     ap.add_argument("--resolution", type=int, default=32)
@@ -44,13 +46,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    unet = build_unet(args.depth, resolution=args.resolution, in_channels=args.channels).eval()
+    device = default_device()
+    unet = build_unet(args.depth, resolution=args.resolution, in_channels=args.channels)
+    unet = unet.to(device).eval()
     sched_cfg = dict(make_noise_scheduler(TrainConfig()).config)
     seeds = [sample_seed(0, i) for i in range(args.n)]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     print(
         f"device {device}, depth {args.depth}, {args.resolution} px, {args.channels} ch, "
         f"batch {args.n}, {args.steps} steps, {args.threads} threads, median of {args.repeats}"
@@ -84,9 +87,11 @@ def main() -> None:
 
         return run
 
+    result = {}
     for kind, eta in (("ddim", 0.0), ("ddpm", 1.0)):
         t_ours, x_ours = timed(ours(kind, eta), args.repeats)
         t_pipe, x_pipe = timed(pipe(kind), args.repeats)
+        result[kind] = {"biaslab": args.n / t_ours, "diffusers": args.n / t_pipe}
         line = (
             f"{kind}: biaslab {args.n / t_ours:.1f} images/s, diffusers {type(pipe).__name__} "
             f"{args.n / t_pipe:.1f} images/s, ratio {t_pipe / t_ours:.2f}x"
@@ -97,6 +102,7 @@ def main() -> None:
             diff = np.abs(ours_f - np.asarray(x_pipe, dtype=np.float64)).max()
             line += f"; max |pixel difference| {diff:.4f} (uint8 step 0.0039)"
         print(line, flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -34,18 +34,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
-from biaslab.models import build_unet
+from biaslab.models import build_unet, default_device
 from biaslab.train import TrainConfig, train_diffusion
 
 
 def plain_loop(images: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:
     """images/s of the reference loop over ``cfg.steps`` steps (after 3 warm-up steps)."""
-    x = torch.from_numpy(images).float()[:, None] / 127.5 - 1
+    x = torch.from_numpy(images).float() / 127.5 - 1
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x), batch_size=cfg.batch_size, shuffle=True, drop_last=True
     )
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg.depth, resolution=x.shape[-1], in_channels=1).to(device)
+    unet = build_unet(cfg.depth, resolution=x.shape[-1], in_channels=x.shape[1]).to(device)
     sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, foreach=False)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=False)
@@ -86,7 +86,9 @@ def ours(images: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:
     return float(cfg.batch_size / np.mean(cfg.batch_size / per_step))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Print and return the median images/s: ``plain``, ``biaslab`` and the variants asked
+    for (``channels_last``, ``compile``, ``channels_last+compile``)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--depth", default="2")
     ap.add_argument("--resolution", type=int, default=32)
@@ -96,13 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-images", type=int, default=1024)
+    ap.add_argument("--channels", type=int, choices=(1, 3), default=1)
     ap.add_argument("--channels-last", action="store_true", help="also time channels_last")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     images = np.random.default_rng(0).integers(
-        0, 256, (args.n_images, args.resolution, args.resolution), dtype=np.uint8
+        0, 256, (args.n_images, args.channels, args.resolution, args.resolution), dtype=np.uint8
     )
     cfg = TrainConfig(
         depth=args.depth,
@@ -114,28 +117,34 @@ def main(argv: list[str] | None = None) -> None:
     )
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(
-        f"depth {args.depth}, {args.resolution} px, batch {args.batch}, {args.steps} timed "
+        f"depth {args.depth}, {args.resolution} px, {args.channels} ch, batch {args.batch}, "
+        f"{args.steps} timed "
         f"steps x {args.repeats} repeats, torch {torch.__version__}, {name}"
     )
-    variants = {f"biaslab loop ({args.precision}, resident data, fused/foreach)": {}}
+    variants = {"biaslab": {}}
     if args.channels_last:
-        variants["  + channels_last"] = {"channels_last": True}
+        variants["channels_last"] = {"channels_last": True}
     if args.compile:
-        variants["  + torch.compile"] = {"compile": True}
+        variants["compile"] = {"compile": True}
     if args.channels_last and args.compile:
-        variants["  + channels_last + torch.compile"] = {"channels_last": True, "compile": True}
-    plain, mine = [], {name: [] for name in variants}
-    for _ in range(args.repeats):  # alternate so drifts in machine load hit both
-        plain.append(plain_loop(images, cfg, device))
+        variants["channels_last+compile"] = {"channels_last": True, "compile": True}
+    rates: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
+    for _ in range(args.repeats):  # alternate so drifts in machine load hit every loop
+        rates["plain"].append(plain_loop(images, cfg, device))
         for name, options in variants.items():
-            mine[name].append(ours(images, dataclasses.replace(cfg, **options), device))
-    p = float(np.median(plain))
-    print(
-        f"{'plain diffusers-style loop (fp32, DataLoader, per-tensor AdamW)':<66}{p:9.1f} images/s"
-    )
-    for name, rates in mine.items():
-        m = float(np.median(rates))
-        print(f"{name:<66}{m:9.1f} images/s  {m / p:.2f}x")
+            rates[name].append(ours(images, dataclasses.replace(cfg, **options), device))
+    result = {name: float(np.median(r)) for name, r in rates.items()}
+    labels = {
+        "plain": "plain diffusers-style loop (fp32, DataLoader, per-tensor AdamW)",
+        "biaslab": f"biaslab loop ({args.precision}, resident data, fused/foreach)",
+        "channels_last": "  + channels_last",
+        "compile": "  + torch.compile",
+        "channels_last+compile": "  + channels_last + torch.compile",
+    }
+    for name, rate in result.items():
+        ratio = "" if name == "plain" else f"  {rate / result['plain']:.2f}x"
+        print(f"{labels[name]:<66}{rate:9.1f} images/s{ratio}")
+    return result
 
 
 if __name__ == "__main__":

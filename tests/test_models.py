@@ -183,3 +183,22 @@ def test_full_width_uses_32_groups():
 def test_narrow_copies_use_8_groups_for_every_depth(width):
     groups = {d: build_unet(d, resolution=32, width=width).config.norm_num_groups for d in DEPTHS}
     assert set(groups.values()) == {8}, groups
+
+
+def test_default_device_and_its_override(monkeypatch):
+    import torch
+
+    from biaslab.models import DEVICE_ENV, default_device
+
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert default_device().type == want
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "tpu-please")
+    with pytest.raises(ValueError, match="not a torch device"):
+        default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            default_device()

@@ -22,6 +22,7 @@ FIGURES = [
     "fig_loss_curves",
     "fig3_toy",
     "fig5_same_seed/minority~0.2_seed~0",
+    "figA_minority_seeds/minority~0.2_seed~0",
 ]
 
 pytestmark = pytest.mark.slow

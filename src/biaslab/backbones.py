@@ -394,11 +394,14 @@ def load_backbone(
     :class:`LpipsBackbone`; ``weights_path`` from ``metrics.backbone_weights``),
     ``"classifier"`` (wraps ``classifier``, see :class:`ClassifierBackbone`) or
     ``"inception"`` (kNN features only, see :class:`InceptionBackbone`; ``resize`` is
-    ignored: Inception-v3 always sees 299 x 299)."""
+    ignored: Inception-v3 always sees 299 x 299). ``device``: where the network runs (default:
+    the classifier's device for ``"classifier"``, else ``biaslab.models.default_device()``)."""
+    from .models import default_device
+
     if name in TORCHVISION_CHECKPOINTS:
         kwargs = {} if batch_size is None else {"batch_size": batch_size}
         return LpipsBackbone(
-            name, weights_path, resize, device=device if device is not None else "cpu", **kwargs
+            name, weights_path, resize, device=device or default_device(), **kwargs
         )
     if name == "classifier":
         if classifier is None:
@@ -407,9 +410,7 @@ def load_backbone(
         return ClassifierBackbone(classifier, device=device, **kwargs)
     if name == "inception":
         kwargs = {} if batch_size is None else {"batch_size": batch_size}
-        return InceptionBackbone(
-            weights_path, device=device if device is not None else "cpu", **kwargs
-        )
+        return InceptionBackbone(weights_path, device=device or default_device(), **kwargs)
     raise ValueError(
         f"unknown metrics.backbone {name!r}; expected one of 'alex', 'vgg', 'classifier', "
         "'inception'"

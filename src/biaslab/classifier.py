@@ -124,9 +124,15 @@ def train_classifier(
 def predict(
     model: SmallCNN, x: torch.Tensor, batch_size: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class indices and softmax probabilities for model-range images ``x``."""
+    """Class indices and softmax probabilities for model-range images ``x`` (the model runs on
+    its own device; the results are on the CPU)."""
     model.eval()
-    probs = [F.softmax(model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        probs = [
+            F.softmax(model(x[i : i + batch_size].to(device)), dim=1).float().cpu()
+            for i in range(0, len(x), batch_size)
+        ]
     p = torch.cat(probs).numpy()
     return p.argmax(1), p
 
@@ -142,8 +148,14 @@ def save_classifier(model: SmallCNN, classes: np.ndarray, path: str | Path) -> N
     )
 
 
-def load_classifier(path: str | Path) -> tuple[SmallCNN, np.ndarray]:
+def load_classifier(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[SmallCNN, np.ndarray]:
+    """The saved classifier on ``device`` (default: ``biaslab.models.default_device()``) and
+    its classes."""
+    from .models import default_device
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = SmallCNN(state["in_channels"], len(state["classes"]))
     model.load_state_dict(state["state_dict"])
-    return model.eval(), np.array(state["classes"])
+    return model.to(device or default_device()).eval(), np.array(state["classes"])

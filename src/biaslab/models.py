@@ -96,3 +96,27 @@ def build_unet(
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+#: environment variable that overrides the device every pipeline step runs on ("cpu", "cuda",
+#: "cuda:1", ...); unset: CUDA when available, else the CPU
+DEVICE_ENV = "BIASLAB_DEVICE"
+
+
+def default_device():
+    """The device the training, sampling and evaluation steps use: ``$BIASLAB_DEVICE`` when
+    set, else CUDA when available, else the CPU."""
+    import os
+
+    import torch
+
+    name = os.environ.get(DEVICE_ENV)
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError as e:
+            raise ValueError(f"{DEVICE_ENV}={name!r} is not a torch device ({e})") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{DEVICE_ENV}={name!r}, but CUDA is not available here")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

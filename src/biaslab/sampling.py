@@ -316,6 +316,19 @@ def unet_denoiser(unet: UNet2DModel) -> Denoiser:
     return denoise
 
 
+def on_device(denoiser: Denoiser, device: torch.device) -> Denoiser:
+    """``denoiser`` run on ``device`` (the U-Net's), its inputs moved there and its output
+    moved back: the samplers keep their state, and every random draw, on the CPU, so a sample
+    depends on its seed only, not on where the network runs."""
+    if device.type == "cpu":
+        return denoiser
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return denoiser(x.to(device), torch.as_tensor(t).to(device)).to(x.device)
+
+    return denoise
+
+
 def num_classes(unet: UNet2DModel) -> int:
     """K for a class-conditional U-Net (K + 1 class embeddings, null class K), else 0."""
     n = getattr(unet.config, "num_class_embeds", None)
@@ -355,7 +368,8 @@ def _check(cfg: SamplerConfig) -> None:
 def generate(
     unet: UNet2DModel, scheduler_config: dict, cfg: SamplerConfig, *, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds.
+    """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds. The U-Net
+    runs on its own device (move it first, say to ``biaslab.models.default_device()``).
 
     For a class-conditional U-Net, sample ``i`` is conditioned on ``sample_labels(cfg, K)[i]``
     with guidance ``cfg.guidance``.
@@ -381,16 +395,19 @@ def generate(
         if cfg.bypass != 0.0
         else contextlib.nullcontext()
     )
+    param = next(iter(unet.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
     out = []
     starts = range(0, cfg.n_samples, cfg.batch_size)
     with bypass:
         for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
             gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
             noise = per_sample_noise(shape, gens)
-            denoiser = (
+            denoiser = on_device(
                 unet_denoiser(unet)
                 if guided is None
-                else guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]))
+                else guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]).to(device)),
+                device,
             )
             x = sampler(
                 denoiser, noise, dict(scheduler_config), steps=cfg.steps, generators=gens, **knobs

@@ -8,6 +8,7 @@ import torch
 
 from biaslab.datasets import class_indices
 from biaslab.io import load_npz, write_parquet
+from biaslab.models import default_device
 from biaslab.train import TrainConfig, checkpoint_dir_for, save_model, train_diffusion
 
 torch.set_num_threads(snakemake.threads)
@@ -20,7 +21,7 @@ unet, log = train_diffusion(
     images,
     cfg,
     checkpoint_dir=ckpt,
-    device="cuda" if torch.cuda.is_available() else "cpu",
+    device=default_device(),
     labels=labels,
 )
 grid = snakemake.params.grid

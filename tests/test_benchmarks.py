@@ -1,0 +1,64 @@
+"""The benchmark scripts run and report what they measure (correctness only, never speed)."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_measure_budget_families_of_the_paper_configs():
+    import measure_budget
+
+    fams = measure_budget.families(measure_budget.load_config(ROOT / "config" / "paper.yaml"))
+    assert fams["mnist69"] == {
+        "resolution": 32,
+        "channels": 1,
+        "depths": ["2", "2L", "3", "4", "5", "6"],
+    }
+    assert fams["biased_mnist"]["channels"] == 3 and fams["biased_mnist"]["depths"] == [
+        "2",
+        "4",
+        "6",
+    ]
+    faces = measure_budget.families(
+        measure_budget.load_config(ROOT / "config" / "paper-celeba.yaml")
+    )
+    assert faces["celeba"]["resolution"] == 64 and faces["celeba"]["channels"] == 3
+    assert faces["bffhq"]["resolution"] == 64
+
+
+def test_measure_budget_runs_and_turns_rates_into_hours(capsys):
+    import measure_budget
+
+    from biaslab.budget import estimate
+
+    cfg = ROOT / "tests" / "config" / "tiny.yaml"
+    rows = measure_budget.main(
+        [
+            str(cfg),
+            "--steps",
+            "2",
+            "--sampling-steps",
+            "2",
+            "--sampling-batch",
+            "4",
+            "--threads",
+            "1",
+        ]
+    )
+    counts = estimate(measure_budget.load_config(cfg))
+    assert [r["family"] for r in rows] == [c["family"] for c in counts]
+    for row, count in zip(rows, counts, strict=True):
+        assert row["train_images"] == count["train_images"]
+        assert row["sample_evals"] == count["sample_evals"]
+        assert 0 < row["train_hours"] < math.inf and 0 < row["sample_hours"] < math.inf
+    out = capsys.readouterr().out
+    assert "images/s" in out and "total:" in out and "CPU" in out
