@@ -288,7 +288,8 @@ def train_diffusion(
 
     ema.copy_to(unet.parameters())
     unet.eval()
-    return unet.cpu(), pd.DataFrame(log)
+    # the standard layout again: safetensors saves contiguous tensors only
+    return unet.to(memory_format=torch.contiguous_format).cpu(), pd.DataFrame(log)
 
 
 def _check_labels(labels: np.ndarray | None, cfg: TrainConfig, n: int) -> torch.Tensor | None:
