@@ -127,6 +127,16 @@ def _check_celeba(data: dict[str, Any]) -> None:
         )
 
 
+def _check_depth(depth: str, resolution: int, depths_key: str, resolution_key: str) -> None:
+    """A Table-A depth that fits ``resolution``; errors name both config keys."""
+    if depth not in TABLE_A:
+        raise ConfigError(f"{depths_key}: unknown depth {depth!r}; Table A has {sorted(TABLE_A)}")
+    try:
+        check_resolution(depth, resolution)
+    except ValueError as e:
+        raise ConfigError(f"{depths_key} / {resolution_key}: {e}") from None
+
+
 def check_config(config: dict[str, Any]) -> None:
     data = config["data"]
     if data["majority_class"] == data["minority_class"]:
@@ -138,12 +148,7 @@ def check_config(config: dict[str, Any]) -> None:
     elif data.get("max_images") is not None:
         raise ConfigError("data.max_images: only used for CelebA")
     for d in config["model"]["depths"]:
-        if d not in TABLE_A:
-            raise ConfigError(f"model.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}")
-        try:
-            check_resolution(d, data["resolution"])
-        except ValueError as e:
-            raise ConfigError(f"model.depths / data.resolution: {e}") from None
+        _check_depth(d, data["resolution"], "model.depths", "data.resolution")
     if data["source"] == "mnist" and data["dataset"] == "mnist69":
         root = data.get("root")
         if not root:
@@ -225,16 +230,9 @@ def _check_conditional(config: dict[str, Any]) -> None:
                 f"conditional.rhos: {rho} is below 1/{k} (chance alignment with {k} classes)"
             )
     for d in conditional_depths(config):
-        if d not in TABLE_A:
-            raise ConfigError(
-                f"conditional.depths: unknown depth {d!r}; Table A has {sorted(TABLE_A)}"
-            )
         for ds in cond["datasets"]:  # each dataset at its own resolution
-            try:
-                check_resolution(d, conditional_resolution(config, ds))
-            except ValueError as e:
-                key = "conditional.bffhq.resolution" if ds == "bffhq" else "data.resolution"
-                raise ConfigError(f"conditional.depths / {key}: {e}") from None
+            key = "conditional.bffhq.resolution" if ds == "bffhq" else "data.resolution"
+            _check_depth(d, conditional_resolution(config, ds), "conditional.depths", key)
     resolve_sampling_grid(cond["grid"], conditional=True, key="conditional.grid")
     n = cond.get("n_samples") or config["sampling"]["n_samples"]
     if n < k:

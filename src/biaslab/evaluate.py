@@ -25,6 +25,16 @@ def _share_row(metric: str, k: int, n: int) -> dict[str, Any]:
     return {"metric": metric, "value": k / n if n else np.nan, "ci_low": lo, "ci_high": hi, "n": n}
 
 
+def _dataset_classifier(classifier_path: str, train: dict[str, np.ndarray]):
+    """The evaluation classifier and its classes, which must be the training set's."""
+    classifier, classes = load_classifier(classifier_path)
+    if list(classes) != [int(c) for c in train["classes"]]:
+        raise ValueError(
+            f"classifier classes {classes} differ from the dataset's {train['classes']}"
+        )
+    return classifier, classes
+
+
 def evaluate_cell(
     *,
     samples: dict[str, np.ndarray],
@@ -48,11 +58,7 @@ def evaluate_cell(
     and with ``group_classifier_path`` (CelebA) also "group" and "group_names": then every
     sample gets a ``pred_group`` and the metrics a ``group_share`` row per group.
     """
-    classifier, classes = load_classifier(classifier_path)
-    if list(classes) != [int(c) for c in train["classes"]]:
-        raise ValueError(
-            f"classifier classes {classes} differ from the dataset's {train['classes']}"
-        )
+    classifier, classes = _dataset_classifier(classifier_path, train)
     minor = int(classes[1])
     x_gen = to_model_range(samples["images"])
     x_train = to_model_range(train["x"])
@@ -236,11 +242,7 @@ def evaluate_conditional_cell(
     from .colour_mnist import attributes_of
     from .metrics import label_adherence, rho_model
 
-    classifier, classes = load_classifier(classifier_path)
-    if list(classes) != [int(c) for c in train["classes"]]:
-        raise ValueError(
-            f"classifier classes {classes} differ from the dataset's {train['classes']}"
-        )
+    classifier, classes = _dataset_classifier(classifier_path, train)
     if "labels" not in samples:
         raise ValueError("samples: no conditioning labels (is the model class-conditional?)")
     dataset = str(grid["dataset"])
