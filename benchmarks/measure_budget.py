@@ -95,14 +95,10 @@ def measure(config: dict, args: argparse.Namespace) -> list[dict]:
                     "--repeats", "1",
                     "--threads", str(args.threads),
                 ]  # fmt: skip
-                if training["channels_last"]:
-                    train_argv.append("--channels-last")
-                if training["compile"]:
-                    train_argv.append("--compile")
+                options = [o for o in ("channels_last", "compile") if training[o]]
+                train_argv += ["--" + o.replace("_", "-") for o in options]
                 t, log = _quiet(bench_train.main, train_argv)
-                variant = "channels_last+compile" if training["channels_last"] else "compile"
-                if not training["compile"]:
-                    variant = "channels_last" if training["channels_last"] else "biaslab"
+                variant = "+".join(options) or "biaslab"  # as bench_train names its variants
                 s, _ = _quiet(
                     bench_sampling.main,
                     [
