@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import to_model_range
+from .images import to_model_range
 from .io import save_torch
 
 

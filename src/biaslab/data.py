@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import MNIST_FILES
+from .images import to_model_range, to_uint8  # noqa: F401  (re-exported until the datasets split)
 
 
 @dataclass(frozen=True)
@@ -94,19 +95,6 @@ def resize_digits(images: np.ndarray, resolution: int) -> np.ndarray:
         kw = {} if mode == "area" else {"align_corners": False}
         x = F.interpolate(x, size=(resolution, resolution), mode=mode, **kw)
     return x.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
-
-
-def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, H, W] or [N, C, H, W] -> float tensor [N, C, H, W] in [-1, 1]."""
-    x = torch.as_tensor(images)
-    if x.ndim == 3:
-        x = x[:, None]
-    return x.float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Model-range tensor [N, C, H, W] in [-1, 1] -> uint8 [N, C, H, W] (clipped)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
 def split_heldout(

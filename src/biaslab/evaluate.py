@@ -15,7 +15,7 @@ import torch
 
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
-from .data import to_model_range
+from .images import to_model_range
 from .grid import GRID_COLUMNS, depth_sort_key
 from .metrics import clopper_pearson, knn_similarity, mean_pairwise_lpips
 

@@ -5,6 +5,13 @@ Aggregation concatenates tables and groups by these columns; nothing parses path
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
 # Order matters only for display. ``rho_data`` / ``rho_right`` (nominal bias alignment of the
 # training set) exist only for the coloured-MNIST datasets, where ``minority_fraction`` is the
 # bias-conflicting share ``1 - rho_data``.
@@ -12,8 +19,14 @@ DATA_COLUMNS = ("dataset", "source", "resolution", "minority_fraction", "rho_dat
 MODEL_COLUMNS = ("depth", "width", "train_seed", "train_steps", "num_classes")
 #: The sampler knobs: each is a Paramspace axis (a path component) and a column everywhere.
 KNOB_COLUMNS = ("sampler", "steps", "eta", "s_churn", "guidance", "bypass", "bypass_schedule")
-#: Every knob's "off" value (eta's default depends on the sampler: ``config.DEFAULT_ETA``).
-KNOB_DEFAULTS = {"s_churn": 0.0, "guidance": 0.0, "bypass": 0.0, "bypass_schedule": "constant"}
+#: Every knob's "off" value; a sampler's own defaults (``SamplerSpec.defaults``) come first.
+KNOB_DEFAULTS = {
+    "eta": 0.0,
+    "s_churn": 0.0,
+    "guidance": 0.0,
+    "bypass": 0.0,
+    "bypass_schedule": "constant",
+}
 #: Sampler settings that are global per run (EDM stochasticity window and noise scale).
 EDM_COLUMNS = ("s_min", "s_max", "s_noise")
 SAMPLER_COLUMNS = KNOB_COLUMNS + EDM_COLUMNS + ("n_samples", "sample_seed")
@@ -29,13 +42,120 @@ def depth_sort_key(depth: str) -> int:
     return DEPTH_ORDER.index(depth) if depth in DEPTH_ORDER else len(DEPTH_ORDER)
 
 
-def is_stochastic(row) -> bool:
+@dataclass(frozen=True)
+class SamplerSpec:
+    """The facts of one sampler, read by config checks, sampling, figures, budget and the
+    schema enum (a test checks it against this registry).
+
+    ``knobs``: the ``SamplingConfig`` fields its function ``sampling.sample_<name>`` takes;
+    ``defaults``: the value of a grid knob when a row leaves it out; ``fixed``: knobs whose
+    default is the only value allowed (ddpm's eta is 1 by definition); ``noise_knobs``: knobs
+    that make it stochastic when positive (``always_stochastic``: ancestral sampling);
+    ``evals_per_step``: U-Net evaluations for ``steps`` (classifier-free guidance doubles them);
+    ``knob_symbols``: how its knobs appear in figure labels."""
+
+    knobs: tuple[str, ...] = ()
+    defaults: Mapping[str, float] = field(default_factory=dict)
+    fixed: tuple[str, ...] = ()
+    noise_knobs: tuple[str, ...] = ()
+    always_stochastic: bool = False
+    evals_per_step: Callable[[int], int] = lambda steps: steps
+    knob_symbols: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def default(self, knob: str) -> Any:
+        return self.defaults.get(knob, KNOB_DEFAULTS.get(knob))
+
+
+_EDM_KNOBS = ("s_churn", "s_min", "s_max", "s_noise")
+
+#: The sampler registry: name -> spec. Adding a sampler = ``sampling.sample_<name>`` + a row
+#: here + the enum of ``sampler`` in ``workflow/schemas/config.schema.yaml``.
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(
+        knobs=("eta",),
+        defaults={"eta": 1.0},
+        fixed=("eta",),
+        always_stochastic=True,
+        knob_symbols={"eta": "η"},
+        description="ancestral DDPM (diffusers DDPMScheduler)",
+    ),
+    "ddim": SamplerSpec(
+        knobs=("eta",),
+        defaults={"eta": 0.0},
+        noise_knobs=("eta",),
+        knob_symbols={"eta": "η"},
+        description="DDIM with eta (diffusers DDIMScheduler)",
+    ),
+    "euler": SamplerSpec(
+        knobs=_EDM_KNOBS,
+        noise_knobs=("s_churn",),
+        knob_symbols={"s_churn": "S_churn"},
+        description="EDM Algorithm 2 without the Heun correction",
+    ),
+    "heun": SamplerSpec(
+        knobs=_EDM_KNOBS,
+        noise_knobs=("s_churn",),
+        evals_per_step=lambda steps: 2 * steps - 1,  # the last step is Euler
+        knob_symbols={"s_churn": "S_churn"},
+        description="EDM Algorithm 2 (Heun, second order)",
+    ),
+    "dpmpp": SamplerSpec(description="DPM-Solver++(2M), Karras sigmas (diffusers)"),
+}
+
+
+def sampler_spec(name: str) -> SamplerSpec:
+    try:
+        return SAMPLERS[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r} ({list(SAMPLERS)})") from None
+
+
+def is_stochastic(row: Mapping[str, Any]) -> bool:
     """Whether a sampler setting injects fresh noise during sampling (ancestral DDPM,
     DDIM with eta > 0, EDM with S_churn > 0)."""
-    sampler = str(row["sampler"])
-    if sampler == "ddpm":
+    spec = sampler_spec(row["sampler"])
+    if spec.always_stochastic:
         return True
-    return float(row.get("eta", 0.0) or 0.0) > 0 or float(row.get("s_churn", 0.0) or 0.0) > 0
+    return any(float(row.get(k, 0.0) or 0.0) > 0 for k in spec.noise_knobs)
+
+
+def network_evaluations(row: Mapping[str, Any]) -> int:
+    """U-Net image-evaluations per sample of a grid row (guidance doubles them)."""
+    n = sampler_spec(row["sampler"]).evals_per_step(int(row["steps"]))
+    return n * (2 if float(row.get("guidance", 0) or 0) else 1)
+
+
+def fmt_value(value: Any) -> str:
+    """A grid value as figures print it: floats in ``%g``, everything else as ``str``."""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _present(key: Mapping[str, Any], name: str) -> bool:
+    v = key.get(name)
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def setting_label(key: Mapping[str, Any]) -> str:
+    """``ddpm, 1000 steps, η=1`` from a dict of sampler knobs: sampler, steps, then the knobs
+    that are on (the sampler's own knobs, guidance, bypass)."""
+    parts = []
+    if _present(key, "sampler"):
+        parts.append(str(key["sampler"]))
+    if _present(key, "steps"):
+        parts.append(f"{fmt_value(key['steps'])} steps")
+    spec = SAMPLERS.get(str(key.get("sampler")))
+    for knob, symbol in (spec.knob_symbols if spec else {}).items():
+        if _present(key, knob):
+            parts.append(f"{symbol}={fmt_value(key[knob])}")
+    if _present(key, "guidance") and key["guidance"] != 0:
+        parts.append(f"w={fmt_value(key['guidance'])}")
+    if _present(key, "bypass") and key["bypass"] != 0:
+        ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
+        parts.append(f"bypass p={fmt_value(key['bypass'])}{ramp}")
+    return ", ".join(parts)
 
 
 def fraction_label(value: float) -> str:

@@ -41,7 +41,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from tqdm import tqdm
 
-from .data import to_uint8
+from .images import to_uint8
 from .denoisers import BYPASS_SCHEDULES, GuidedDenoiser, mid_block_bypass
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -32,7 +32,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .data import to_model_range
+from .images import to_model_range
 from .io import atomic_path, save_torch
 from .models import build_unet
 
