@@ -33,8 +33,8 @@ import bench_sampling  # noqa: E402
 import bench_train  # noqa: E402
 
 from biaslab.budget import estimate  # noqa: E402
-from biaslab.config import conditional_depths, conditional_resolution  # noqa: E402
 from biaslab.grid import depth_sort_key  # noqa: E402
+from biaslab.plan import plan  # noqa: E402
 
 
 def load_config(path: str | Path) -> dict:
@@ -50,22 +50,12 @@ def load_config(path: str | Path) -> dict:
 
 
 def families(config: dict) -> dict[str, dict]:
-    """Per family (as ``biaslab.budget`` names them): resolution, channels and depths."""
-    data = config["data"]
-    out = {
-        str(data["dataset"]): {
-            "resolution": int(data["resolution"]),
-            "channels": 3 if data["dataset"] == "celeba" else 1,
-            "depths": [str(d) for d in config["model"]["depths"]],
-        }
+    """Per family of the plan (as ``biaslab.budget`` names them): resolution, channels and
+    depths."""
+    return {
+        name: {"resolution": f.resolution, "channels": f.channels, "depths": list(f.depths)}
+        for name, f in plan(config).items()
     }
-    for ds in config["conditional"]["datasets"]:
-        out[ds] = {
-            "resolution": conditional_resolution(config, ds),
-            "channels": 3,
-            "depths": conditional_depths(config),
-        }
-    return out
 
 
 def _quiet(fn, argv: list[str]):

@@ -56,3 +56,32 @@ def write_idx_fixture(root: Path) -> None:
         "t10k-labels-idx1-ubyte",
     ):
         (raw / name).touch()
+
+
+GOLDEN = ROOT / "tests" / "golden"
+#: Whether ``amplification`` has the field's sign (positive: the majority share grew); the
+#: golden tables have the old one (generated minus training minority share).
+AMPLIFICATION_FLIPPED = False
+
+
+def assert_matches_golden(results: Path, name: str) -> None:
+    """``results/{metrics,predictions}.parquet`` of a tiny run equal the golden copies written
+    before the restructuring (tests/golden/README.md), up to row order. Changes made on
+    purpose since: ``amplification`` is positive when the majority share grew (it was
+    generated minus training minority share)."""
+    import pandas as pd
+
+    from biaslab.grid import GRID_COLUMNS
+
+    for table in ("metrics", "predictions"):
+        got = pd.read_parquet(results / f"{table}.parquet")
+        want = pd.read_parquet(GOLDEN / f"{name}_{table}.parquet")
+        if table == "metrics" and AMPLIFICATION_FLIPPED:
+            flip = want["metric"] == "amplification"
+            want.loc[flip, "value"] = -want.loc[flip, "value"]
+        assert list(got.columns) == list(want.columns), (table, list(got.columns))
+        ids = ("metric", "k", "group", "backbone") if table == "metrics" else ("sample_index",)
+        keys = [*GRID_COLUMNS, *ids]
+        got = got.sort_values(keys, kind="stable").reset_index(drop=True)
+        want = want.sort_values(keys, kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-7)

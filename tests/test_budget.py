@@ -27,6 +27,7 @@ def test_sample_evals_count_heun_and_guidance():
         "sampling": {"n_samples": 10, "grid": [{"sampler": "ddpm", "steps": 7}]},
         "conditional": {
             "datasets": ["biased_mnist"],
+            "classes": [0, 1, 2],
             "rhos": [0.9, 0.99],
             "n_samples": 3,
             "grid": [

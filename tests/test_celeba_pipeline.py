@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.data import DataConfig, make_base, make_skewed
 from biaslab.datasets import classifier_view
+from biaslab.datasets.celeba import make_base
+from biaslab.datasets.mnist import DataConfig, make_skewed
 from tests.helpers import ROOT, job_counts, snakemake
 from tests.test_faces import make_celeba
 
@@ -147,8 +148,9 @@ def test_paper_celeba_dry_run(tmp_path):
     # CelebA: 6 depths x 2 sampler settings; BFFHQ: 4 rho x 3 depths x 10 settings
     assert counts["train_diffusion"] == 6 + 12
     assert counts["sample"] == counts["evaluate"] == 12 + 120
-    # BFFHQ's gender (bias) and CelebA's Male x Blond_Hair group classifiers
-    assert counts["train_attribute_classifier"] == 2 and counts["train_classifier"] == 2
+    # the class classifiers of both, BFFHQ's gender (bias) and CelebA's Male x Blond_Hair
+    # group classifiers: one rule, a {target} wildcard
+    assert counts["train_classifier"] == 4
     # Inception kNN features once per base set (CelebA, BFFHQ's pool), none per training set
     assert counts["base_features"] == 2 and "train_features" not in counts
     (base / "list_bbox_celeba.txt").unlink()

@@ -15,7 +15,8 @@ from biaslab.classifier import (
     save_classifier,
     train_classifier,
 )
-from biaslab.data import DataConfig, make_base, to_model_range
+from biaslab.datasets.mnist import DataConfig, make_base
+from biaslab.images import to_model_range
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of biaslab.colour_mnist (Biased / Multi-Color MNIST, bias labeller) and the
+"""Tests of biaslab.datasets.colour_mnist (Biased / Multi-Color MNIST, bias labeller) and the
 rho_model / label-adherence metrics."""
 
 from __future__ import annotations
@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biaslab.colour_mnist import (
+from biaslab.datasets.colour_mnist import (
     PALETTE,
     bias_attribute,
     biased_mnist,
     compose,
     multicolour_mnist,
 )
-from biaslab.data import load_embedded_mnist, resize_digits
+from biaslab.datasets.common import resize_digits
+from biaslab.datasets.mnist import load_embedded_mnist
 from biaslab.metrics import clopper_pearson, label_adherence, rho_model
 
 

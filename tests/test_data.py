@@ -1,4 +1,5 @@
-"""Tests of biaslab.data: sources, held-in/held-out split, resizing, controlled skew."""
+"""Tests of biaslab.datasets.mnist and .common: sources, held-in/held-out split, resizing,
+controlled skew."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from biaslab.data import (
+from biaslab.datasets.common import manifest, resize_digits, skewed_counts
+from biaslab.datasets.mnist import (
     MNIST_FILES,
     DataConfig,
     load_embedded_mnist,
@@ -16,12 +18,8 @@ from biaslab.data import (
     load_source,
     make_base,
     make_skewed,
-    manifest,
-    resize_digits,
-    skewed_counts,
-    to_model_range,
-    to_uint8,
 )
+from biaslab.images import to_model_range, to_uint8
 
 
 def _keys(images: np.ndarray) -> list[bytes]:

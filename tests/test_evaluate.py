@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from biaslab.classifier import SmallCNN, save_classifier
-from biaslab.evaluate import evaluate_cell
+from biaslab.evaluate import MetricsConfig, evaluate_cell, training_features
 from biaslab.grid import GRID_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,7 +66,10 @@ def test_separate_knn_backbone_changes_only_knn_cosine(cell, tmp_path):
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     torch.save(net.state_dict(), weights)
     _, same = evaluate_cell(**cell)
-    _, other = evaluate_cell(**cell, knn_backbone="inception", knn_backbone_weights=str(weights))
+    _, other = evaluate_cell(
+        **cell,
+        metrics=MetricsConfig(knn_backbone="inception", knn_backbone_weights=str(weights)),
+    )
     cos_same = same[same.metric == "knn_cosine"]
     cos_other = other[other.metric == "knn_cosine"]
     assert (cos_other.backbone == "inception").all()
@@ -80,9 +83,7 @@ def test_separate_knn_backbone_changes_only_knn_cosine(cell, tmp_path):
 
 
 def test_precomputed_train_features_give_the_same_knn(cell):
-    from biaslab.evaluate import train_embeddings
-
-    emb, name = train_embeddings(cell["train"], cell["classifier_path"])
+    emb, name = training_features(cell["train"]["x"], cell["classifier_path"])
     assert name == "classifier" and emb.shape[0] == len(cell["train"]["x"])
     _, direct = evaluate_cell(**cell)
     _, cached = evaluate_cell(**cell, train_embeddings=emb)
@@ -97,8 +98,8 @@ def test_precomputed_train_features_give_the_same_knn(cell):
 def test_base_feature_cache_serves_every_skew(cell):
     """Features of the held-in pool, computed once, indexed by each skew's base_index, equal
     the features computed from each training set itself."""
-    from biaslab.data import make_skewed
-    from biaslab.evaluate import feature_pool, train_embeddings, training_set_features
+    from biaslab.datasets.mnist import make_skewed
+    from biaslab.evaluate import feature_pool, training_set_features
 
     rng = np.random.default_rng(3)
     base = {
@@ -106,12 +107,12 @@ def test_base_feature_cache_serves_every_skew(cell):
         "y_in": rng.permutation(np.array([6] * 20 + [9] * 10)),
         "classes": np.array([6, 9]),
     }
-    emb, _ = train_embeddings({"x": feature_pool(base, "base")}, cell["classifier_path"])
+    emb, _ = training_features(feature_pool(base, "base"), cell["classifier_path"])
     cache = {"embeddings": emb, "scope": np.array("base")}
     for fraction in (0.1, 0.3):
         train = make_skewed(base, fraction, n_train=None, seed=0)
         assert np.array_equal(train["x"], base["x_in"][train["base_index"]])
-        direct, _ = train_embeddings(train, cell["classifier_path"])
+        direct, _ = training_features(train["x"], cell["classifier_path"])
         np.testing.assert_allclose(
             training_set_features(train, cache), direct, rtol=1e-5, atol=1e-6
         )
@@ -138,7 +139,7 @@ def test_group_classifier_adds_group_shares(cell, tmp_path):
         "group": np.array([0] * 10 + [1] * 6 + [2] * 3 + [3]),
         "group_names": names,
     }
-    preds, metrics = evaluate_cell(**{**cell, "train": train}, group_classifier_path=str(path))
+    preds, metrics = evaluate_cell(**{**cell, "train": train}, attribute_classifier_path=str(path))
     assert set(preds["pred_group"]) <= {0, 1, 2, 3}
     g = metrics[metrics.metric == "group_share"].set_index("group")
     assert list(g.index) == names.tolist()
@@ -153,7 +154,18 @@ def test_group_classifier_adds_group_shares(cell, tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         evaluate_cell(
             **{**cell, "train": {**train, "group_names": names[:2]}},
-            group_classifier_path=str(path),
+            attribute_classifier_path=str(path),
         )
     with pytest.raises(ValueError, match="needs the training set"):
-        evaluate_cell(**cell, group_classifier_path=str(path))
+        evaluate_cell(**cell, attribute_classifier_path=str(path))
+
+
+def test_metrics_config_rejects_unknown_keys():
+    assert MetricsConfig.from_dict({"knn_k": [1, 3]}).knn_k == (1, 3)
+    with pytest.raises(ValueError, match="unknown keys \\['knn'\\]"):
+        MetricsConfig.from_dict({"knn": 5})
+    assert MetricsConfig(backbone="alex", backbone_weights="a.pth").knn_features() == (
+        "alex",
+        "a.pth",
+    )
+    assert MetricsConfig(knn_backbone="inception").knn_features() == ("inception", None)

@@ -1,4 +1,5 @@
-"""Tests of biaslab.faces on tiny fixture folders written in the real on-disk formats."""
+"""Tests of biaslab.datasets.celeba and .bffhq on tiny fixture folders written in the real
+on-disk formats."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biaslab.faces import (
-    CELEBA_ANNOTATIONS,
+from biaslab.datasets.bffhq import (
     BFFHQConfig,
-    CelebAConfig,
     bffhq_rho_indices,
-    check_celeba_root,
     load_bffhq,
-    load_celeba,
     parse_bffhq_name,
     scan_bffhq,
+)
+from biaslab.datasets.celeba import (
+    CELEBA_ANNOTATIONS,
+    CelebAConfig,
+    check_celeba_root,
+    load_celeba,
 )
 
 # The 40 CelebA attribute names in the order of list_attr_celeba.txt.

@@ -156,7 +156,7 @@ def test_per_sample_noise():
 def test_ddpm_rejects_eta(unet, sched_config, eta):
     with pytest.raises(ValueError, match="ddpm sampler has no eta"):
         _gen(unet, sched_config, sampler="ddpm", eta=eta)
-    with pytest.raises(ValueError, match="no eta"):
+    with pytest.raises(TypeError, match="eta"):  # not a parameter of ancestral DDPM
         sample_ddpm(
             lambda x, t: x,
             torch.zeros(1, 1, 4, 4),
@@ -173,6 +173,19 @@ def test_unknown_sampler(unet, sched_config):
     assert set(SAMPLERS) == {"ddpm", "ddim", "euler", "heun", "dpmpp"}
 
 
+def test_sampler_config_defaults_come_from_the_registry():
+    assert SamplerConfig(sampler="ddpm").eta == 1.0  # ancestral: eta 1 by definition
+    assert SamplerConfig(sampler="ddim").eta == 0.0
+    assert SamplerConfig(sampler="heun").s_churn == 0.0
+    assert SamplerConfig(sampler="ddpm").knobs() == {}
+    assert set(SamplerConfig(sampler="euler").knobs()) == {"s_churn", "s_min", "s_max", "s_noise"}
+
+
+def test_ddpm_default_config_samples(unet, sched_config):
+    images, _ = generate(unet, sched_config, SamplerConfig(sampler="ddpm", steps=2, n_samples=2))
+    assert images.shape[0] == 2
+
+
 def test_denoiser_sees_every_timestep_once(sched_config):
     """Samplers call the denoiser once per step, with descending timesteps, batch-wide."""
     calls = []
@@ -183,9 +196,9 @@ def test_denoiser_sees_every_timestep_once(sched_config):
 
     gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
     noise = per_sample_noise((1, 4, 4), gens)
-    for fn, eta in ((sample_ddpm, 1.0), (sample_ddim, 0.0)):
+    for fn, knobs in ((sample_ddpm, {}), (sample_ddim, {"eta": 0.0})):
         calls.clear()
-        out = fn(denoiser, noise, sched_config, steps=5, eta=eta, generators=gens)
+        out = fn(denoiser, noise, sched_config, steps=5, generators=gens, **knobs)
         assert out.shape == noise.shape
         ts = [int(t[0]) for t in calls]
         assert len(ts) == 5

@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from biaslab.grid import GRID_COLUMNS
-from tests.helpers import ROOT, job_counts, snakemake, snakemake_popen, write_idx_fixture
+from tests.helpers import (
+    ROOT,
+    assert_matches_golden,
+    job_counts,
+    snakemake,
+    snakemake_popen,
+    write_idx_fixture,
+)
 
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 FIGURES = [
@@ -63,6 +70,10 @@ def test_tiny_run_writes_tidy_metrics(tiny_run):
     assert log.groupby("depth")["step"].max().tolist() == [200, 200]
 
 
+def test_tiny_run_matches_golden_tables(tiny_run):
+    assert_matches_golden(tiny_run / "results", "tiny")
+
+
 def test_tiny_run_writes_figures_models_and_report(tiny_run):
     for fig in FIGURES:
         for ext in ("png", "pdf"):
@@ -96,6 +107,10 @@ def tiny_colour_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tiny_colour")
     snakemake("--cores", "2", "--configfile", str(TINY_COLOUR), cwd=work, timeout=900, check=True)
     return work
+
+
+def test_tiny_colour_run_matches_golden_tables(tiny_colour_run):
+    assert_matches_golden(tiny_colour_run / "results", "colour")
 
 
 def test_sampler_family_metrics_carry_every_knob(tiny_colour_run):

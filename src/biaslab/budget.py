@@ -18,43 +18,9 @@ from typing import Any
 
 import yaml
 
-#: U-Net evaluations per sample for ``steps`` (Heun: 2 steps - 1, the last step is Euler).
-NFE = {
-    "ddpm": lambda s: s,
-    "ddim": lambda s: s,
-    "euler": lambda s: s,
-    "heun": lambda s: 2 * s - 1,
-    "dpmpp": lambda s: s,
-}
-
-
-def _families(config: dict[str, Any]) -> list[dict[str, Any]]:
-    data, model, training = config["data"], config["model"], config["training"]
-    n_samples = config["sampling"].get("n_samples", 64)
-    fams = [
-        {
-            "family": str(data.get("dataset", "mnist69")),
-            "models": len(config["minority_fractions"])
-            * len(model["depths"])
-            * len(training.get("seeds", [0])),
-            "train_steps": training["steps"],
-            "grid": config["sampling"]["grid"],
-            "n_samples": n_samples,
-        }
-    ]
-    colour = config.get("conditional") or {}
-    for ds in colour.get("datasets", []):
-        depths = colour.get("depths") or model["depths"]
-        fams.append(
-            {
-                "family": ds,
-                "models": len(colour["rhos"]) * len(depths) * len(training.get("seeds", [0])),
-                "train_steps": colour.get("training_steps") or training["steps"],
-                "grid": colour["grid"],
-                "n_samples": colour.get("n_samples") or n_samples,
-            }
-        )
-    return fams
+from .config import with_defaults
+from .grid import network_evaluations
+from .plan import plan
 
 
 def estimate(
@@ -63,20 +29,22 @@ def estimate(
     train_rate: float | None = None,
     sample_rate: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Per family: models, training images, sampling cells and U-Net image-evaluations (guided
-    cells count twice: conditional and unconditional halves), and hours at the given rates."""
-    batch = config["training"]["batch_size"]
+    """Per family of the plan (``biaslab.plan``; ``config`` as read from a file: the schema's
+    defaults are filled first): models, training images, sampling cells and U-Net
+    image-evaluations (``grid.network_evaluations``: guided cells count twice), and hours at
+    the given rates."""
+    families = plan(with_defaults(config))
+    batch = int(config["training"]["batch_size"])
     rows = []
-    for fam in _families(config):
-        per_cell = [
-            NFE[r["sampler"]](r["steps"]) * (2 if r.get("guidance", 0) else 1) for r in fam["grid"]
-        ]
+    for fam in families.values():
+        models = len(fam.fractions) * len(fam.depths) * len(fam.seeds)
+        per_cell = [network_evaluations(r) for r in fam.knob_rows]
         row = {
-            "family": fam["family"],
-            "models": fam["models"],
-            "train_images": fam["models"] * fam["train_steps"] * batch,
-            "cells": fam["models"] * len(fam["grid"]),
-            "sample_evals": fam["models"] * fam["n_samples"] * sum(per_cell),
+            "family": fam.dataset,
+            "models": models,
+            "train_images": models * fam.train_steps * batch,
+            "cells": models * len(fam.knob_rows),
+            "sample_evals": models * fam.n_samples * sum(per_cell),
         }
         if train_rate:
             row["train_hours"] = row["train_images"] / train_rate / 3600

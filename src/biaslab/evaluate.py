@@ -6,7 +6,8 @@ column: one row per sample (predicted class, confidence) and one row per metric 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -15,14 +16,47 @@ import torch
 
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
-from .images import to_model_range
 from .grid import GRID_COLUMNS, depth_sort_key
-from .metrics import clopper_pearson, knn_similarity, mean_pairwise_lpips
+from .images import to_model_range
+from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
 
 
-def _share_row(metric: str, k: int, n: int) -> dict[str, Any]:
-    lo, hi = clopper_pearson(k, n)
-    return {"metric": metric, "value": k / n if n else np.nan, "ci_low": lo, "ci_high": hi, "n": n}
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The ``metrics`` section of the config: the LPIPS backbone (and its weights file), the
+    kNN feature space (``knn_backbone``, "same" = the LPIPS backbone), the resize before
+    the backbone, the k of the kNN similarity and the per-sample confidence cut-off."""
+
+    backbone: str = "classifier"
+    backbone_weights: str | None = None
+    knn_backbone: str = "same"
+    knn_backbone_weights: str | None = None
+    lpips_resize: int = 64
+    knn_k: tuple[int, ...] = (1, 2, 5, 10)
+    confidence_threshold: float = 0.9
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MetricsConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"metrics: unknown keys {unknown} (known: {sorted(known)})")
+        d = dict(d)
+        if "knn_k" in d:
+            d["knn_k"] = tuple(int(k) for k in d["knn_k"])
+        return cls(**d)
+
+    def knn_features(self) -> tuple[str, str | None]:
+        """The kNN backbone and its weights file."""
+        if self.knn_backbone == "same":
+            return self.backbone, self.backbone_weights
+        return self.knn_backbone, self.knn_backbone_weights
+
+
+def share_row(metric: str, k: int, n: int, **extra: Any) -> dict[str, Any]:
+    """A share ``k / n`` with its exact 95% interval (``metrics.share``) as a metrics row."""
+    s = share(k, n)
+    return {"metric": metric, **{c: s[c] for c in ("value", "ci_low", "ci_high", "n")}, **extra}
 
 
 def _dataset_classifier(classifier_path: str, train: dict[str, np.ndarray]):
@@ -35,89 +69,60 @@ def _dataset_classifier(classifier_path: str, train: dict[str, np.ndarray]):
     return classifier, classes
 
 
-def evaluate_cell(
-    *,
-    samples: dict[str, np.ndarray],
-    train: dict[str, np.ndarray],
-    classifier_path: str,
-    grid: dict[str, Any],
-    backbone: str = "classifier",
-    backbone_weights: str | None = None,
-    lpips_resize: int = 64,
-    knn_backbone: str = "same",
-    knn_backbone_weights: str | None = None,
-    knn_k: Sequence[int] = (1, 2, 5, 10),
-    confidence_threshold: float = 0.9,
-    train_embeddings: np.ndarray | None = None,
-    group_classifier_path: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate one cell. ``train_embeddings``: the training set's kNN features from
-    ``train_embeddings`` (computed once per base or training set), else computed here.
-    ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N]};
-    ``train``: {"x": uint8 training images, "y": digit labels, "classes": [major, minor]},
-    and with ``group_classifier_path`` (CelebA) also "group" and "group_names": then every
-    sample gets a ``pred_group`` and the metrics a ``group_share`` row per group.
-    """
-    classifier, classes = _dataset_classifier(classifier_path, train)
-    minor = int(classes[1])
-    x_gen = to_model_range(samples["images"])
-    x_train = to_model_range(train["x"])
-    n = len(x_gen)
+@dataclass
+class Classified:
+    """What every readout starts from: the cell's inputs, its samples in model range and the
+    class classifier's verdict on them."""
 
-    idx, probs = predict(classifier, x_gen)
-    pred_class = classes[idx]
-    confidence = probs.max(axis=1)
-    predictions = pd.DataFrame(
-        {
-            **{k: [grid.get(k, np.nan)] * n for k in GRID_COLUMNS},
-            "sample_index": np.arange(n),
-            "seed": samples["seeds"],
-            "pred_class": pred_class.astype(np.int64),
-            "is_minority": pred_class == minor,
-            "confidence": confidence.astype(np.float64),
-            "prob_minority": probs[:, 1].astype(np.float64),
-        }
-    )
+    dataset: str
+    samples: dict[str, np.ndarray]
+    train: dict[str, np.ndarray]
+    x_gen: torch.Tensor
+    classes: np.ndarray
+    pred: np.ndarray
+    probs: np.ndarray
+    confidence: np.ndarray
+    attribute_classifier_path: str | None
 
-    is_min = pred_class == minor
-    confident = confidence >= confidence_threshold
-    train_share = float(np.mean(train["y"] == minor))
-    rows = [
-        _share_row("minority_share", int(is_min.sum()), n),
-        _share_row(
-            "minority_share_confident", int((is_min & confident).sum()), int(confident.sum())
-        ),
-        _share_row("confident_share", int(confident.sum()), n),
-        {"metric": "training_minority_share", "value": train_share, "n": len(train["y"])},
-        {"metric": "amplification", "value": float(is_min.mean()) - train_share, "n": n},
-        {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
-    ]
-    if group_classifier_path is not None:
-        rows += _group_rows(predictions, x_gen, train, group_classifier_path)
 
-    rows += _diversity_memorization_rows(
-        x_gen,
-        x_train,
-        classifier,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-        lpips_resize=lpips_resize,
-        knn_backbone=knn_backbone,
-        knn_backbone_weights=knn_backbone_weights,
-        knn_k=knn_k,
-        train_embeddings=train_embeddings,
-    )
-    return predictions, _metrics_table(rows, grid)
+@dataclass
+class Readout:
+    """A family's bias readout of one cell: its per-sample columns (after ``sample_index`` and
+    ``seed``), which samples count as the minority (bias-conflicting), the training set's
+    minority share, and its own metric rows before and after the shared bias rows."""
+
+    columns: dict[str, Any]
+    is_minority: np.ndarray
+    training_minority_share: float
+    rows_before: list[dict[str, Any]] = field(default_factory=list)
+    rows_after: list[dict[str, Any]] = field(default_factory=list)
+
+
+def depth_readout(c: Classified) -> Readout:
+    """Unconditional models: the minority is the minority class (``classes[1]``); for CelebA
+    also the ``Male x Blond_Hair`` groups (an attribute classifier of the groups)."""
+    minor = int(c.classes[1])
+    is_min = c.pred == minor
+    columns = {
+        "pred_class": c.pred.astype(np.int64),
+        "is_minority": is_min,
+        "confidence": c.confidence.astype(np.float64),
+        "prob_minority": c.probs[:, 1].astype(np.float64),
+    }
+    rows = []
+    if c.attribute_classifier_path is not None:
+        rows = _group_rows(columns, c.x_gen, c.train, c.attribute_classifier_path)
+    return Readout(columns, is_min, float(np.mean(c.train["y"] == minor)), rows_after=rows)
 
 
 def _group_rows(
-    predictions: pd.DataFrame,
+    columns: dict[str, Any],
     x_gen: torch.Tensor,
     train: dict[str, np.ndarray],
     group_classifier_path: str,
 ) -> list[dict[str, Any]]:
     """Classify the samples into attribute groups (adds ``pred_group`` and
-    ``group_confidence`` to ``predictions``); one generated and one training share per group."""
+    ``group_confidence`` to ``columns``); one generated and one training share per group."""
     if "group" not in train or "group_names" not in train:
         raise ValueError("a group classifier needs the training set's 'group' and 'group_names'")
     names = [str(g) for g in train["group_names"]]
@@ -125,28 +130,152 @@ def _group_rows(
     if list(groups) != list(range(len(names))):
         raise ValueError(f"group classifier classes {list(groups)} do not fit the groups {names}")
     idx, probs = predict(classifier, x_gen)
-    predictions["pred_group"] = groups[idx].astype(np.int64)
-    predictions["group_confidence"] = probs.max(axis=1).astype(np.float64)
+    columns["pred_group"] = groups[idx].astype(np.int64)
+    columns["group_confidence"] = probs.max(axis=1).astype(np.float64)
     n, n_train = len(idx), len(train["group"])
     rows = []
     for g, name in enumerate(names):
-        rows.append({**_share_row("group_share", int((groups[idx] == g).sum()), n), "group": name})
-        share = float(np.mean(train["group"] == g)) if n_train else np.nan
-        rows.append({"metric": "training_group_share", "group": name, "value": share, "n": n_train})
+        rows.append(share_row("group_share", int((groups[idx] == g).sum()), n, group=name))
+        value = float(np.mean(train["group"] == g)) if n_train else np.nan
+        rows.append({"metric": "training_group_share", "group": name, "value": value, "n": n_train})
     return rows
 
 
-def _diversity_memorization_rows(
+def conditional_readout(c: Classified) -> Readout:
+    """Class-conditional models ("How I Met Your Bias"): coloured MNIST (bias attribute =
+    background colour, read by ``colour_mnist.attributes_of``) or BFFHQ (class = age; bias
+    attribute = gender, read by the attribute classifier; a class's aligned gender is its own
+    index). A sample is aligned when its bias attribute (left half for Multi-Color MNIST) is
+    the own attribute of the class it was conditioned on; the minority are the others.
+
+    Rows: ``rho_model`` (aligned share, exact 95% interval), ``rho_model_right``
+    (Multi-Color), ``label_adherence`` (the colour-decorrelated class classifier agrees with
+    the conditioning label), ``rho_model_adherent`` (rho_model among adherent samples), the
+    training set's measured ``training_rho`` (and ``training_rho_right``)."""
+    from .datasets.colour_mnist import attributes_of
+
+    if "labels" not in c.samples:
+        raise ValueError("samples: no conditioning labels (is the model class-conditional?)")
+    train, n = c.train, len(c.pred)
+    cond = c.classes[c.samples["labels"]]
+    if c.attribute_classifier_path:
+        bias_clf, bias_classes = load_classifier(c.attribute_classifier_path)
+        attrs = {"bias": bias_classes[predict(bias_clf, c.x_gen)[0]]}
+    else:
+        attrs = attributes_of(c.samples["images"], c.dataset, c.classes)
+    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
+    aligned = attrs[main] == cond
+    columns = {
+        "label": cond.astype(np.int64),
+        "pred_class": c.pred.astype(np.int64),
+        "confidence": c.confidence.astype(np.float64),
+        **{attr: ids.astype(np.int64) for attr, ids in attrs.items()},
+        "aligned": aligned,
+        "is_minority": ~aligned,
+    }
+    adherent = c.pred == cond
+    rho_train = float(np.mean(train[main] == train["y"]))
+    before = [
+        share_row("rho_model", int(aligned.sum()), n),
+        share_row("label_adherence", int(adherent.sum()), n),
+        share_row("rho_model_adherent", int((aligned & adherent).sum()), int(adherent.sum())),
+        {"metric": "training_rho", "value": rho_train, "n": len(train["y"])},
+    ]
+    after = []
+    if "colour_right" in attrs:
+        right = int((attrs["colour_right"] == cond).sum())
+        before.insert(1, share_row("rho_model_right", right, n))
+        rho_right = float(np.mean(train["colour_right"] == train["y"]))
+        after.append({"metric": "training_rho_right", "value": rho_right, "n": len(train["y"])})
+    return Readout(columns, ~aligned, 1.0 - rho_train, before, after)
+
+
+def bias_rows(
+    r: Readout, confidence: np.ndarray, threshold: float, n_train: int
+) -> list[dict[str, Any]]:
+    """The bias rows every family reports: % minority (all samples, and among confidently
+    classified ones), the confident share, the training share, the amplification and the mean
+    confidence."""
+    is_min, n = r.is_minority, len(r.is_minority)
+    confident = confidence >= threshold
+    n_confident = int(confident.sum())
+    return [
+        share_row("minority_share", int(is_min.sum()), n),
+        share_row("minority_share_confident", int((is_min & confident).sum()), n_confident),
+        share_row("confident_share", n_confident, n),
+        {"metric": "training_minority_share", "value": r.training_minority_share, "n": n_train},
+        {
+            "metric": "amplification",
+            "value": amplification(float(is_min.mean()), r.training_minority_share),
+            "n": n,
+        },
+        {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
+    ]
+
+
+def is_conditional(grid: Mapping[str, Any]) -> bool:
+    k = grid.get("num_classes")
+    return k is not None and not pd.isna(k) and int(k) > 0
+
+
+def evaluate_cell(
+    *,
+    samples: dict[str, np.ndarray],
+    train: dict[str, np.ndarray],
+    classifier_path: str,
+    grid: dict[str, Any],
+    metrics: MetricsConfig | None = None,
+    train_embeddings: np.ndarray | None = None,
+    attribute_classifier_path: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate one (model, sampler setting) cell: classify the samples, read the bias out
+    (``conditional_readout`` for class-conditional models, ``grid["num_classes"] > 0``, else
+    ``depth_readout``), measure diversity and memorization, and return the tidy predictions
+    (one row per sample) and metrics (one row per value), both with every grid column.
+
+    ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N], and "labels" (conditioning
+    class indices) for a conditional model}; ``train``: {"x": uint8 training images, "y":
+    labels, "classes", and the family's attributes}. ``train_embeddings``: the training set's
+    kNN features (``training_features``), else computed here. ``attribute_classifier_path``:
+    the CelebA group classifier or the BFFHQ gender classifier."""
+    metrics = metrics or MetricsConfig()
+    classifier, classes = _dataset_classifier(classifier_path, train)
+    x_gen = to_model_range(samples["images"])
+    idx, probs = predict(classifier, x_gen)
+    c = Classified(
+        str(grid["dataset"]),
+        samples,
+        train,
+        x_gen,
+        classes,
+        classes[idx],
+        probs,
+        probs.max(axis=1),
+        attribute_classifier_path,
+    )
+    r = (conditional_readout if is_conditional(grid) else depth_readout)(c)
+    n = len(x_gen)
+    predictions = pd.DataFrame(
+        {
+            **{k: [grid.get(k, np.nan)] * n for k in GRID_COLUMNS},
+            "sample_index": np.arange(n),
+            "seed": samples["seeds"],
+            **r.columns,
+        }
+    )
+    rows = r.rows_before + bias_rows(r, c.confidence, metrics.confidence_threshold, len(train["y"]))
+    rows += r.rows_after
+    rows += diversity_memorization_rows(
+        x_gen, to_model_range(train["x"]), classifier, metrics, train_embeddings
+    )
+    return predictions, _metrics_table(rows, grid)
+
+
+def diversity_memorization_rows(
     x_gen: torch.Tensor,
     x_train: torch.Tensor,
     classifier,
-    *,
-    backbone: str,
-    backbone_weights: str | None,
-    lpips_resize: int,
-    knn_backbone: str,
-    knn_backbone_weights: str | None,
-    knn_k: Sequence[int],
+    metrics: MetricsConfig,
     train_embeddings: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Mean pairwise LPIPS of the samples and kNN similarity to the training set (in the
@@ -154,23 +283,18 @@ def _diversity_memorization_rows(
     n = len(x_gen)
     rows: list[dict[str, Any]] = []
     bb = load_backbone(
-        backbone, weights_path=backbone_weights, resize=lpips_resize, classifier=classifier
+        metrics.backbone,
+        weights_path=metrics.backbone_weights,
+        resize=metrics.lpips_resize,
+        classifier=classifier,
     )
     with torch.no_grad():
-        rows.append(
-            {
-                "metric": "diversity_lpips",
-                "backbone": bb.name,
-                "n": n,
-                "value": mean_pairwise_lpips(bb.lpips_features(x_gen)),
-            }
-        )
-        if knn_backbone != "same":
+        diversity = mean_pairwise_lpips(bb.lpips_features(x_gen))
+        rows.append({"metric": "diversity_lpips", "backbone": bb.name, "n": n, "value": diversity})
+        if metrics.knn_backbone != "same":
+            name, weights = metrics.knn_features()
             bb = load_backbone(
-                knn_backbone,
-                weights_path=knn_backbone_weights,
-                resize=lpips_resize,
-                classifier=classifier,
+                name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
             )
         e_gen = bb.embed(x_gen)
         if train_embeddings is None:
@@ -182,6 +306,7 @@ def _diversity_memorization_rows(
                     f"train_embeddings {tuple(e_train.shape)} do not fit {len(x_train)} training "
                     f"images and {bb.name} features of width {e_gen.shape[1]}"
                 )
+    knn_k = metrics.knn_k
     for k, v in knn_similarity(e_gen, e_train, knn_k, metric="cosine").items():
         rows.append({"metric": "knn_cosine", "backbone": bb.name, "k": k, "value": v, "n": n})
     for k, v in knn_similarity(x_gen.flatten(1), x_train.flatten(1), knn_k, "l2").items():
@@ -204,145 +329,25 @@ def _metrics_table(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataF
     return metrics
 
 
-def evaluate_conditional_cell(
-    *,
-    samples: dict[str, np.ndarray],
-    train: dict[str, np.ndarray],
+def training_features(
+    images: np.ndarray,
     classifier_path: str,
-    grid: dict[str, Any],
-    backbone: str = "classifier",
-    backbone_weights: str | None = None,
-    lpips_resize: int = 64,
-    knn_backbone: str = "same",
-    knn_backbone_weights: str | None = None,
-    knn_k: Sequence[int] = (1, 2, 5, 10),
-    confidence_threshold: float = 0.9,
-    bias_classifier_path: str | None = None,
-    train_embeddings: np.ndarray | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate one cell of a class-conditional model ("How I Met Your Bias"): coloured MNIST
-    (bias attribute = background colour, read by ``colour_mnist.attributes_of``) or BFFHQ
-    (class = age; bias attribute = gender, read by the gender classifier at
-    ``bias_classifier_path``; a class's aligned gender is its own index).
-
-    ``samples``: {"images": uint8 RGB [N, 3, H, W], "seeds", "labels": conditioning class
-    indices}; ``train``: {"x", "y" (classes), "classes", and the bias attribute: "colour",
-    "colour_left"/"colour_right" or "bias"}.
-
-    Rows: ``rho_model`` (share of samples whose background colour - left half for Multi-Color
-    MNIST - is the own colour of the digit they were conditioned on) with its exact 95%
-    interval, ``rho_model_right`` (Multi-Color), ``label_adherence`` (the colour-decorrelated
-    digit classifier agrees with the conditioning label), ``rho_model_adherent`` (rho_model
-    among adherent samples), the training set's measured ``training_rho`` (and
-    ``training_rho_right``), and, for comparison with the depth family, ``minority_share`` = the
-    bias-conflicting share ``1 - rho_model``, ``training_minority_share`` = ``1 - training_rho``
-    and ``amplification`` = their difference (negative: bias amplified); then diversity and
-    kNN memorization as for every cell.
-    """
-    from .colour_mnist import attributes_of
-    from .metrics import label_adherence, rho_model
-
-    classifier, classes = _dataset_classifier(classifier_path, train)
-    if "labels" not in samples:
-        raise ValueError("samples: no conditioning labels (is the model class-conditional?)")
-    dataset = str(grid["dataset"])
-    x_gen = to_model_range(samples["images"])
-    x_train = to_model_range(train["x"])
-    n = len(x_gen)
-    cond = classes[samples["labels"]]
-    idx, probs = predict(classifier, x_gen)
-    pred = classes[idx]
-    confidence = probs.max(axis=1)
-    if bias_classifier_path:
-        bias_clf, bias_classes = load_classifier(bias_classifier_path)
-        attrs = {"bias": bias_classes[predict(bias_clf, x_gen)[0]]}
-    else:
-        attrs = attributes_of(samples["images"], dataset, classes)
-    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
-    aligned = attrs[main] == cond
-    predictions = pd.DataFrame(
-        {
-            **{k: [grid.get(k, np.nan)] * n for k in GRID_COLUMNS},
-            "sample_index": np.arange(n),
-            "seed": samples["seeds"],
-            "label": cond.astype(np.int64),
-            "pred_class": pred.astype(np.int64),
-            "confidence": confidence.astype(np.float64),
-            **{attr: ids.astype(np.int64) for attr, ids in attrs.items()},
-            "aligned": aligned,
-            "is_minority": ~aligned,
-        }
-    )
-
-    def share_row(metric: str, s: dict[str, Any]) -> dict[str, Any]:
-        return {"metric": metric, **{k: s[k] for k in ("value", "ci_low", "ci_high", "n")}}
-
-    adherent = pred == cond
-    confident = confidence >= confidence_threshold
-    rho_train = float(np.mean(train[main] == train["y"]))
-    rows = [
-        share_row("rho_model", rho_model(attrs[main], cond)),
-        share_row("label_adherence", label_adherence(pred, cond)),
-        share_row("rho_model_adherent", rho_model(attrs[main][adherent], cond[adherent])),
-        {"metric": "training_rho", "value": rho_train, "n": len(train["y"])},
-        _share_row("minority_share", int((~aligned).sum()), n),
-        _share_row(
-            "minority_share_confident", int((~aligned & confident).sum()), int(confident.sum())
-        ),
-        _share_row("confident_share", int(confident.sum()), n),
-        {"metric": "training_minority_share", "value": 1.0 - rho_train, "n": len(train["y"])},
-        {"metric": "amplification", "value": rho_train - float(aligned.mean()), "n": n},
-        {"metric": "mean_confidence", "value": float(confidence.mean()), "n": n},
-    ]
-    if "colour_right" in attrs:
-        rows.insert(1, share_row("rho_model_right", rho_model(attrs["colour_right"], cond)))
-        rows.append(
-            {
-                "metric": "training_rho_right",
-                "value": float(np.mean(train["colour_right"] == train["y"])),
-                "n": len(train["y"]),
-            }
-        )
-    rows += _diversity_memorization_rows(
-        x_gen,
-        x_train,
-        classifier,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-        lpips_resize=lpips_resize,
-        knn_backbone=knn_backbone,
-        knn_backbone_weights=knn_backbone_weights,
-        knn_k=knn_k,
-        train_embeddings=train_embeddings,
-    )
-    return predictions, _metrics_table(rows, grid)
-
-
-def train_embeddings(
-    train: dict[str, np.ndarray],
-    classifier_path: str,
+    metrics: MetricsConfig | None = None,
     *,
-    backbone: str = "classifier",
-    backbone_weights: str | None = None,
-    lpips_resize: int = 64,
-    knn_backbone: str = "same",
-    knn_backbone_weights: str | None = None,
     batch_size: int = 1024,
-    **_: Any,
 ) -> tuple[np.ndarray, str]:
-    """Features of a training set in the kNN backbone (``knn_backbone``, or ``backbone`` when
-    "same"), computed once and shared by every cell trained on it; and the backbone's name."""
+    """Features of real images in the kNN backbone (``MetricsConfig.knn_features``), computed
+    once and shared by every cell trained on them; and the backbone's name."""
+    metrics = metrics or MetricsConfig()
     classifier, _classes = load_classifier(classifier_path)
-    name, weights = (
-        (backbone, backbone_weights)
-        if knn_backbone == "same"
-        else (knn_backbone, knn_backbone_weights)
+    name, weights = metrics.knn_features()
+    bb = load_backbone(
+        name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
     )
-    bb = load_backbone(name, weights_path=weights, resize=lpips_resize, classifier=classifier)
     parts = []
     with torch.no_grad():
-        for s in range(0, len(train["x"]), batch_size):
-            parts.append(bb.embed(to_model_range(train["x"][s : s + batch_size])).float())
+        for s in range(0, len(images), batch_size):
+            parts.append(bb.embed(to_model_range(images[s : s + batch_size])).float())
     return torch.cat(parts).numpy(), bb.name
 
 
@@ -380,17 +385,6 @@ def training_set_features(
             "base sets"
         )
     return emb[idx]
-
-
-def evaluate_any(**kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``evaluate_conditional_cell`` for class-conditional cells, ``evaluate_cell`` otherwise."""
-    from .datasets import CONDITIONAL_DATASETS
-
-    if str(kwargs["grid"]["dataset"]) in CONDITIONAL_DATASETS:
-        kwargs.pop("group_classifier_path", None)
-        return evaluate_conditional_cell(**kwargs)
-    kwargs.pop("bias_classifier_path", None)
-    return evaluate_cell(**kwargs)
 
 
 _SORT_COLUMNS = (

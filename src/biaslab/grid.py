@@ -19,6 +19,16 @@ DATA_COLUMNS = ("dataset", "source", "resolution", "minority_fraction", "rho_dat
 MODEL_COLUMNS = ("depth", "width", "train_seed", "train_steps", "num_classes")
 #: The sampler knobs: each is a Paramspace axis (a path component) and a column everywhere.
 KNOB_COLUMNS = ("sampler", "steps", "eta", "s_churn", "guidance", "bypass", "bypass_schedule")
+#: The type of each knob (path components are strings; the tables hold these types).
+KNOB_TYPES = {
+    "sampler": str,
+    "steps": int,
+    "eta": float,
+    "s_churn": float,
+    "guidance": float,
+    "bypass": float,
+    "bypass_schedule": str,
+}
 #: Every knob's "off" value; a sampler's own defaults (``SamplerSpec.defaults``) come first.
 KNOB_DEFAULTS = {
     "eta": 0.0,
@@ -109,6 +119,33 @@ def sampler_spec(name: str) -> SamplerSpec:
         return SAMPLERS[str(name)]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r} ({list(SAMPLERS)})") from None
+
+
+#: The grid knobs that only some samplers have (each sampler's ``knobs`` say which).
+SAMPLER_SPECIFIC_KNOBS = tuple(
+    k for k in KNOB_COLUMNS if any(k in spec.knobs for spec in SAMPLERS.values())
+)
+
+
+def knob_error(sampler: str, values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(knob, message)`` for the first sampler-specific knob in ``values`` that ``sampler``
+    does not have (a value other than "off"), or that it has fixed at another value; None if
+    the knobs fit. Config checks and ``sampling.SamplerConfig`` both ask here."""
+    spec = sampler_spec(sampler)
+    for knob in SAMPLER_SPECIFIC_KNOBS:
+        if knob not in values:
+            continue
+        having = [n for n, s in SAMPLERS.items() if knob in s.knobs and knob not in s.fixed]
+        users = " and ".join(having) + (" has" if len(having) == 1 else " have")
+        value = float(values[knob])
+        if knob in spec.fixed and value != spec.default(knob):
+            return knob, (
+                f"the {sampler} sampler has no {knob} knob (it is {spec.default(knob):g} by "
+                f"definition: leave it out; {users} it)"
+            )
+        if knob not in spec.knobs and value != KNOB_DEFAULTS[knob]:
+            return knob, f"the {sampler} sampler has no {knob} knob ({users} it)"
+    return None
 
 
 def is_stochastic(row: Mapping[str, Any]) -> bool:

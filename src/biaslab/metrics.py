@@ -81,6 +81,12 @@ def share(k: int, n: int, alpha: float = 0.05) -> dict[str, float | int]:
     return {"value": k / n if n else math.nan, "ci_low": lo, "ci_high": hi, "k": int(k), "n": n}
 
 
+def amplification(generated_minority_share: float, training_minority_share: float) -> float:
+    """Bias amplification of a cell: generated minority (bias-conflicting) share minus the
+    training set's (negative: the minority shrank)."""
+    return float(generated_minority_share) - float(training_minority_share)
+
+
 def rho_model(
     bias: np.ndarray, labels: np.ndarray, own: np.ndarray | None = None, alpha: float = 0.05
 ) -> dict[str, float | int]:

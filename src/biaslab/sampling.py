@@ -8,7 +8,7 @@ generators, **knobs) -> x0`` in the spirit of NVlabs/edm's ``generate.py``; ``de
 returns the predicted noise of the DDPM-trained network at (possibly fractional) timestep
 ``t``, so guidance or interventions wrap the denoiser (``biaslab.denoisers``), not the sampler.
 
-Samplers (``SAMPLERS``; knobs in ``SAMPLER_KNOBS``):
+Samplers (registry ``grid.SAMPLERS``: knobs, defaults, cost; functions ``SAMPLE_FUNCTIONS``):
 
 * ``ddpm`` - ancestral DDPM (diffusers ``DDPMScheduler``);
 * ``ddim`` - DDIM with ``eta`` (diffusers ``DDIMScheduler``);
@@ -41,8 +41,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from tqdm import tqdm
 
-from .images import to_uint8
 from .denoisers import BYPASS_SCHEDULES, GuidedDenoiser, mid_block_bypass
+from .grid import SAMPLER_SPECIFIC_KNOBS, SAMPLERS, knob_error, sampler_spec
+from .images import to_uint8
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -81,16 +82,10 @@ def sample_ddpm(
     scheduler_config: dict,
     *,
     steps: int,
-    eta: float = 1.0,
     generators: list[torch.Generator],
 ) -> torch.Tensor:
-    """Ancestral DDPM (Ho et al. 2020, Alg. 2) on ``steps`` evenly spaced timesteps.
-
-    ``eta`` is not a DDPM knob; it must be 1 (full ancestral noise) and is kept in the grid
-    only for a uniform signature.
-    """
-    if eta != 1.0:
-        raise ValueError("sampling grid: the ddpm sampler has no eta; use eta: 1.0 or ddim")
+    """Ancestral DDPM (Ho et al. 2020, Alg. 2) on ``steps`` evenly spaced timesteps (eta = 1
+    by definition: the grid's eta column reads 1.0 and is no knob of this sampler)."""
     return _run(
         denoiser,
         noise,
@@ -265,28 +260,17 @@ def sample_dpmpp(
     return _run(denoiser, noise, scheduler, steps=steps, generators=generators)
 
 
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "dpmpp": sample_dpmpp,
-}
-
-#: The ``SamplerConfig`` fields each sampler takes (its knobs).
-SAMPLER_KNOBS: dict[str, tuple[str, ...]] = {
-    "ddpm": ("eta",),
-    "ddim": ("eta",),
-    "euler": ("s_churn", "s_min", "s_max", "s_noise"),
-    "heun": ("s_churn", "s_min", "s_max", "s_noise"),
-    "dpmpp": (),
+#: Each registered sampler's function, ``sample_<name>`` (``grid.SAMPLERS`` is the registry).
+SAMPLE_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    name: globals()[f"sample_{name}"] for name in SAMPLERS
 }
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """One sampling setting. ``eta`` is a ddpm/ddim knob, ``s_*`` are euler/heun knobs
-    (Karras et al. 2022 names; ``s_min``/``s_max``/``s_noise`` are ignored at ``s_churn = 0``).
+    """One sampling setting. ``eta`` is a ddim knob (ddpm: 1 by definition), ``s_*`` are
+    euler/heun knobs (Karras et al. 2022 names; ``s_min``/``s_max``/``s_noise`` are ignored at
+    ``s_churn = 0``); a knob left out takes the sampler's default (``grid.SAMPLERS``).
     ``guidance`` (w) and ``labels`` need a class-conditional model: sample ``i`` gets class
     ``labels[i % len(labels)]``, or ``i % K`` when ``labels`` is None. ``bypass`` is the
     fraction of the mid-block bypassed, ``bypass_schedule`` "constant" or "linear"
@@ -294,11 +278,11 @@ class SamplerConfig:
 
     sampler: str = "ddim"
     steps: int = 50
-    eta: float = 0.0
+    eta: float | None = None
     n_samples: int = 64
     sample_seed: int = 0
     batch_size: int = 256
-    s_churn: float = 0.0
+    s_churn: float | None = None
     s_min: float = 0.05
     s_max: float = 50.0
     s_noise: float = 1.003
@@ -306,6 +290,17 @@ class SamplerConfig:
     bypass: float = 0.0
     bypass_schedule: str = "constant"
     labels: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        spec = sampler_spec(self.sampler)
+        for knob in SAMPLER_SPECIFIC_KNOBS:
+            if getattr(self, knob) is None:
+                object.__setattr__(self, knob, float(spec.default(knob)))
+
+    def knobs(self) -> dict[str, float]:
+        """The keyword arguments of the sampler's function (its knobs less the fixed ones)."""
+        spec = sampler_spec(self.sampler)
+        return {k: getattr(self, k) for k in spec.knobs if k not in spec.fixed}
 
 
 def unet_denoiser(unet: UNet2DModel) -> Denoiser:
@@ -350,13 +345,9 @@ def sample_labels(cfg: SamplerConfig, k: int) -> np.ndarray | None:
 
 
 def _check(cfg: SamplerConfig) -> None:
-    if cfg.sampler not in SAMPLERS:
-        raise ValueError(f"sampling grid: unknown sampler {cfg.sampler!r} ({sorted(SAMPLERS)})")
-    knobs = SAMPLER_KNOBS[cfg.sampler]
-    if "eta" not in knobs and cfg.eta != 0.0:
-        raise ValueError(f"sampling grid: the {cfg.sampler} sampler has no eta (use 0.0)")
-    if "s_churn" not in knobs and cfg.s_churn != 0.0:
-        raise ValueError(f"sampling grid: the {cfg.sampler} sampler has no s_churn (use 0.0)")
+    err = knob_error(cfg.sampler, {k: getattr(cfg, k) for k in SAMPLER_SPECIFIC_KNOBS})
+    if err:
+        raise ValueError(f"sampling grid: {err[1]}")
     if cfg.s_churn < 0:
         raise ValueError(f"sampling grid: s_churn {cfg.s_churn} is negative")
     if cfg.bypass_schedule not in BYPASS_SCHEDULES:
@@ -375,8 +366,8 @@ def generate(
     with guidance ``cfg.guidance``.
     """
     _check(cfg)
-    sampler = SAMPLERS[cfg.sampler]
-    knobs = {k: getattr(cfg, k) for k in SAMPLER_KNOBS[cfg.sampler]}
+    sampler = SAMPLE_FUNCTIONS[cfg.sampler]
+    knobs = cfg.knobs()
     unet.eval()
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     k = num_classes(unet)

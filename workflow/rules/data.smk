@@ -1,6 +1,6 @@
 rule base_dataset:
     output:
-        data="results/data/{dataset}/base.npz",
+        data=BASE,
         manifest="results/data/{dataset}/base_manifest.parquet",
     log:
         "logs/data/{dataset}/base.log",
@@ -10,16 +10,16 @@ rule base_dataset:
         mem_mb=2000,
         runtime=30,
     params:
-        data=dataset_settings,
+        data=lambda wc: family(wc).data,
     script:
         "../scripts/base_dataset.py"
 
 
 rule skewed_dataset:
     input:
-        base="results/data/{dataset}/base.npz",
+        base=BASE,
     output:
-        data="results/data/{dataset}/minority~{fraction}/train.npz",
+        data=TRAIN,
         manifest="results/data/{dataset}/minority~{fraction}/manifest.parquet",
     log:
         "logs/data/{dataset}/minority~{fraction}.log",
@@ -29,48 +29,22 @@ rule skewed_dataset:
         mem_mb=2000,
         runtime=10,
     params:
-        data=dataset_settings,
+        data=lambda wc: family(wc).data,
         fraction=lambda wc: float(wc.fraction),
     script:
         "../scripts/skewed_dataset.py"
 
 
+# The evaluation classifiers, trained on the real held-in images: the class (every dataset),
+# BFFHQ's gender ("bias") and CelebA's Male x Blond_Hair groups ("group").
 rule train_classifier:
     input:
-        base="results/data/{dataset}/base.npz",
+        base=BASE,
     output:
-        model="results/classifier/{dataset}/classifier.pt",
-        accuracy="results/classifier/{dataset}/accuracy.parquet",
-    log:
-        "logs/classifier/{dataset}.log",
-    conda:
-        ENV
-    threads: config["resources"]["eval_threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        classifier=lambda wc: config["classifier"],
-        target="class",
-        grid=lambda wc: {
-            "dataset": wc.dataset,
-            "source": source(wc.dataset),
-            "resolution": resolution(wc.dataset),
-        },
-    script:
-        "../scripts/train_classifier.py"
-
-
-rule train_attribute_classifier:
-    input:
-        base="results/data/{dataset}/base.npz",
-    output:
-        model="results/classifier/{dataset}/{target}_classifier.pt",
+        model=CLASSIFIER,
         accuracy="results/classifier/{dataset}/{target}_accuracy.parquet",
     log:
         "logs/classifier/{dataset}_{target}.log",
-    wildcard_constraints:
-        target="bias|group",
     conda:
         ENV
     threads: config["resources"]["eval_threads"]
@@ -82,8 +56,8 @@ rule train_attribute_classifier:
         target=lambda wc: wc.target,
         grid=lambda wc: {
             "dataset": wc.dataset,
-            "source": source(wc.dataset),
-            "resolution": resolution(wc.dataset),
+            "source": family(wc).source,
+            "resolution": family(wc).resolution,
         },
     script:
         "../scripts/train_classifier.py"

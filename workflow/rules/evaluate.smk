@@ -1,9 +1,12 @@
+# kNN-backbone features of the real images, computed once and shared by every cell: of a base
+# set's held-in pool (every skew's training set indexes into it), or of one training set
+# (recoloured MNIST, recoloured per rho).
 rule base_features:
     input:
-        data="results/data/{dataset}/base.npz",
-        classifier="results/classifier/{dataset}/classifier.pt",
+        data=BASE,
+        classifier=CLASS_CLASSIFIER,
     output:
-        features="results/features/{dataset}/base_features.npz",
+        features=BASE_FEATURES,
     log:
         "logs/features/{dataset}/base.log",
     conda:
@@ -15,18 +18,17 @@ rule base_features:
         mem_mb=8000,
         runtime=120,
     params:
-        scope="base",
-        metrics=lambda wc: config["metrics"],
+        **feature_params("base"),
     script:
         "../scripts/train_features.py"
 
 
 rule train_features:
     input:
-        data="results/data/{dataset}/minority~{fraction}/train.npz",
-        classifier="results/classifier/{dataset}/classifier.pt",
+        data=TRAIN,
+        classifier=CLASS_CLASSIFIER,
     output:
-        features="results/features/{dataset}/minority~{fraction}/train_features.npz",
+        features=TRAIN_FEATURES,
     log:
         "logs/features/{dataset}/minority~{fraction}.log",
     conda:
@@ -38,23 +40,21 @@ rule train_features:
         mem_mb=8000,
         runtime=120,
     params:
-        scope="train",
-        metrics=lambda wc: config["metrics"],
+        **feature_params("train"),
     script:
         "../scripts/train_features.py"
 
 
 rule evaluate:
     input:
-        samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
-        train="results/data/{dataset}/minority~{fraction}/train.npz",
+        samples=SAMPLES,
+        train=TRAIN,
         train_features=features_file,
-        classifier="results/classifier/{dataset}/classifier.pt",
-        bias_classifier=lambda wc: attribute_classifier(wc, "bias"),
-        group_classifier=lambda wc: attribute_classifier(wc, "group"),
+        classifier=CLASS_CLASSIFIER,
+        attribute_classifier=attribute_classifier,
     output:
-        predictions=f"results/eval/{MODEL}/{SAMPLER}/predictions.parquet",
-        metrics=f"results/eval/{MODEL}/{SAMPLER}/metrics.parquet",
+        predictions=f"{EVAL}/predictions.parquet",
+        metrics=f"{EVAL}/metrics.parquet",
     log:
         f"logs/evaluate/{MODEL}/{SAMPLER}.log",
     group:
@@ -69,7 +69,7 @@ rule evaluate:
         runtime=120,
     params:
         grid=grid_params,
-        metrics=lambda wc: config["metrics"],
+        metrics=config["metrics"],
     script:
         "../scripts/evaluate.py"
 

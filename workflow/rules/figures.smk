@@ -66,22 +66,8 @@ rule fig_loss_curves:
 
 rule fig5_same_seed:
     input:
-        samples=lambda wc: expand(
-            "results/samples/{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/samples.npz",
-            dataset=DATASET,
-            fraction=wc.fraction,
-            depth=DEPTHS,
-            seed=wc.seed,
-            cell=same_seed_cell(),
-        ),
-        predictions=lambda wc: expand(
-            "results/eval/{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/predictions.parquet",
-            dataset=DATASET,
-            fraction=wc.fraction,
-            depth=DEPTHS,
-            seed=wc.seed,
-            cell=same_seed_cell(),
-        ),
+        samples=same_seed_files("results/samples", "samples.npz"),
+        predictions=same_seed_files("results/eval", "predictions.parquet"),
     output:
         fig5_png=report(
             "results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.png",
@@ -112,10 +98,10 @@ rule fig5_same_seed:
     resources:
         runtime=10,
     params:
-        depths=DEPTHS,
+        depths=DEPTH.depths,
         n=config["figures"]["grid_samples"],
         cell=same_seed_cell(),
-        labels=same_seed_labels(config["data"]),
+        labels=same_seed_labels(DEPTH.data),
     script:
         "../scripts/fig_same_seed.py"
 

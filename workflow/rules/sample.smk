@@ -1,8 +1,8 @@
 rule sample:
     input:
-        model=f"results/models/{MODEL}/model",
+        model=MODEL_DIR,
     output:
-        samples=f"results/samples/{MODEL}/{SAMPLER}/samples.npz",
+        samples=SAMPLES,
     log:
         f"logs/sample/{MODEL}/{SAMPLER}.log",
     group:
@@ -17,7 +17,7 @@ rule sample:
         runtime=240,
     params:
         sampling=lambda wc: {
-            **sampling_params(wc),
+            **family(wc).sampling_params(knob_values(wc)),
             "batch_size": int(config["sampling"]["batch_size"]),
         },
     script:

@@ -1,9 +1,9 @@
 rule train_diffusion:
     input:
-        data="results/data/{dataset}/minority~{fraction}/train.npz",
+        data=TRAIN,
     output:
-        model=directory(f"results/models/{MODEL}/model"),
-        log=f"results/models/{MODEL}/train_log.parquet",
+        model=directory(MODEL_DIR),
+        log=TRAIN_LOG,
     log:
         f"logs/train/{MODEL}.log",
     conda:
@@ -15,7 +15,7 @@ rule train_diffusion:
         mem_mb=8000,
         runtime=720,
     params:
-        training=train_params,
+        training=lambda wc: family(wc).train_params(wc.depth, wc.seed),
         grid=grid_params,
         checkpoint_dir=lambda wc: f"results/checkpoints/{MODEL}".format(**wc),
     script:

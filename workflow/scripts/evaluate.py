@@ -6,20 +6,19 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from biaslab.evaluate import evaluate_any, training_set_features
+from biaslab.evaluate import MetricsConfig, evaluate_cell, training_set_features
 from biaslab.io import load_npz, write_parquet
 
 torch.set_num_threads(snakemake.threads)
 train = load_npz(snakemake.input.train)
-predictions, metrics = evaluate_any(
+predictions, metrics = evaluate_cell(
     samples=load_npz(snakemake.input.samples),
     train=train,
     classifier_path=snakemake.input.classifier,
-    bias_classifier_path=(list(snakemake.input.bias_classifier) or [None])[0],
-    group_classifier_path=(list(snakemake.input.group_classifier) or [None])[0],
+    attribute_classifier_path=(list(snakemake.input.attribute_classifier) or [None])[0],
     train_embeddings=training_set_features(train, load_npz(snakemake.input.train_features)),
     grid=snakemake.params.grid,
-    **snakemake.params.metrics,
+    metrics=MetricsConfig.from_dict(snakemake.params.metrics),
 )
 print(metrics.to_string(), file=sys.stderr)
 write_parquet(predictions, snakemake.output.predictions)

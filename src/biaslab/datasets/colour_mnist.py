@@ -25,9 +25,13 @@ all its pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .common import class_counts_manifest, colour_manifest, resize_digits, rho_of, split_heldout
+from .mnist import DataConfig, load_source
 
 COLOUR_NAMES: tuple[str, ...] = (
     "red",
@@ -114,7 +118,8 @@ def _select(digits: np.ndarray, labels: np.ndarray, classes: np.ndarray):
 def biased_mnist(
     digits: np.ndarray, labels: np.ndarray, *, rho: float, seed: int, classes=None
 ) -> dict[str, np.ndarray]:
-    """Biased MNIST from uint8 digits [N, H, W] (e.g. ``data.resize_digits`` output) and their
+    """Biased MNIST from uint8 digits [N, H, W] (e.g. ``common.resize_digits``
+    output) and their
     digit labels; images of classes outside ``classes`` (default all ten) are dropped.
 
     Returns ``{"x": uint8 [M, 3, H, W], "y": digit [M], "colour": colour id [M],
@@ -195,7 +200,7 @@ def bias_attribute(
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ColourDataConfig:
-    """A coloured-MNIST dataset drawn from the same digits as ``data.DataConfig``."""
+    """A coloured-MNIST dataset drawn from the same digits as ``mnist.DataConfig``."""
 
     dataset: str = "biased_mnist"  # or "multicolour_mnist"
     source: str = "embedded"
@@ -245,8 +250,6 @@ def make_colour_base(cfg: ColourDataConfig) -> dict[str, np.ndarray]:
     Keys: ``digits_in`` (grey uint8 [N, H, W], the pool the skewed sets colour), ``y_in``,
     ``x_in`` / ``x_out`` (decorrelated RGB uint8 [N, 3, H, W]), ``y_out``, ``classes``.
     """
-    from .data import DataConfig, load_source, resize_digits, split_heldout
-
     x, y = load_source(DataConfig(source=cfg.source, root=cfg.root, download=cfg.download))
     classes = _classes(cfg.classes)
     a = split_heldout(
@@ -295,30 +298,6 @@ def make_colour_train(
     return {**out, "classes": base["classes"]}
 
 
-def colour_manifest(train: dict[str, np.ndarray], **grid) -> pd.DataFrame:
-    """Counts per (class, bias attribute, aligned) of a conditional training set, tidy: the
-    colour ids of coloured MNIST, or ``bias`` (BFFHQ gender); aligned = attribute == class."""
-    rows = []
-    attrs = [k for k in ("colour", "colour_left", "colour_right", "bias") if k in train]
-    for attr in attrs:
-        aligned = train[attr] == train["y"]
-        for c in train["classes"]:
-            m = train["y"] == c
-            for flag in (True, False):
-                count = int((m & (aligned == flag)).sum())
-                rows.append(
-                    {
-                        **grid,
-                        "attribute": attr,
-                        "class": int(c),
-                        "aligned": flag,
-                        "count": count,
-                        "share_of_class": count / max(int(m.sum()), 1),
-                    }
-                )
-    return pd.DataFrame(rows)
-
-
 def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
     """The bias attribute(s) of RGB images, restricted to the colours of ``classes``:
     ``{"colour": ids}`` (Biased MNIST) or ``{"colour_left", "colour_right"}``."""
@@ -330,3 +309,38 @@ def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.nda
             "colour_right": bias_attribute(images, half="right", colours=classes),
         }
     raise ValueError(f"colour dataset {dataset!r} not in {DATASETS}")
+
+
+# ------------------------------------------------- the source interface of biaslab.datasets
+
+#: class-conditional models; the skew is the bias-conflicting share ``1 - rho``
+CONDITIONAL = True
+
+
+def _colour_config(settings: dict[str, Any]) -> ColourDataConfig:
+    s = dict(settings)
+    s["classes"] = tuple(int(c) for c in s["classes"])
+    return ColourDataConfig(**s)
+
+
+def base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    return make_colour_base(_colour_config(settings))
+
+
+def base_manifest(base: dict[str, np.ndarray], grid: dict[str, Any]) -> pd.DataFrame:
+    return class_counts_manifest(base, **grid)
+
+
+def train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], fraction: float
+) -> dict[str, np.ndarray]:
+    """The training set at bias-conflicting share ``fraction`` (rho = 1 - fraction)."""
+    seed = int(settings["split_seed"])
+    cfg = _colour_config(settings)
+    return make_colour_train(base, cfg, rho_of(fraction), seed=seed)
+
+
+def train_manifest(
+    train: dict[str, np.ndarray], grid: dict[str, Any], fraction: float
+) -> pd.DataFrame:
+    return colour_manifest(train, **grid, rho_data=rho_of(fraction))

@@ -1,0 +1,295 @@
+"""BFFHQ from local files: class = age, bias = gender, class-conditional models at a share
+``rho`` of gender-aligned images per age class.
+
+Nothing here downloads anything. The loader reads a local directory (the config key
+``data.root``) and fails before any work with an error that names the missing or broken file
+and the layout expected.
+
+BFFHQ (Lee et al. 2021, "Learning Debiased Representation via Disentangled Feature
+Augmentation"): target = age, bias = gender. The released archive unpacks to::
+
+    bffhq/<ratio>/align/<target>/<file>      training images whose gender agrees with the age
+    bffhq/<ratio>/conflict/<target>/<file>   training images whose gender disagrees
+    bffhq/valid/<file>
+    bffhq/test/<file>
+
+with ``<ratio>`` = ``0.5pct`` in the release, and file names ``<index>_<target>_<bias>.<ext>``
+(the two integer labels are the last two ``_``-separated fields of the stem). The age target
+is 0 = young, 1 = old; the gender label's meaning is as reported by the dataset authors
+(aligned = young women and old men) and is not needed here: only ``target == bias``
+(aligned) matters. Images are 128 x 128 in the release and are resized to ``resolution``
+(64) with the same filter as CelebA (``common.prepare_face``). The loader pools the folders
+named in ``parts`` (default: the 0.5pct training set, valid and test, as in the public code
+of "How I Met Your Bias", which pools them to reach high aligned fractions rho), and
+:func:`bffhq_rho_indices` subsamples the pool to a chosen rho = share of aligned images in
+each age class. The loader checks what it can of this assumed layout: every image name must
+parse, and inside ``align``/``conflict`` folders the labels must agree with the folder names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import class_counts_manifest, colour_manifest, open_image, rho_of, split_heldout
+
+#: class-conditional models; the skew is the bias-conflicting share ``1 - rho``
+CONDITIONAL = True
+#: the attribute classifier beside the class classifier: gender, the bias
+ATTRIBUTE_TARGET = "bias"
+
+BFFHQ_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_BFFHQ_NAME = re.compile(r"^(?P<stem>.*)_(?P<target>\d+)_(?P<bias>\d+)$")
+_BFFHQ_LAYOUT = (
+    "expected layout: <data.root>/bffhq/<ratio>/{align,conflict}/<age>/<index>_<age>_<gender>"
+    ".png for a training ratio folder such as 0.5pct, and <data.root>/bffhq/{valid,test}/"
+    "<index>_<age>_<gender>.png (age 0 young / 1 old; <data.root> may also be the bffhq "
+    "folder itself)"
+)
+
+
+@dataclass(frozen=True)
+class BFFHQConfig:
+    root: str | None = None
+    parts: tuple[str, ...] = ("0.5pct", "valid", "test")
+    resolution: int = 64
+
+
+def parse_bffhq_name(path: str | Path) -> tuple[int, int]:
+    """``(target, bias)`` from a name ``<anything>_<target>_<bias>.<ext>`` (labels 0 or 1)."""
+    path = Path(path)
+    m = _BFFHQ_NAME.match(path.stem)
+    if m is None or path.suffix.lower() not in BFFHQ_IMAGE_SUFFIXES:
+        raise ValueError(
+            f"data.root: cannot parse BFFHQ labels from {path}: names must look like "
+            f"<index>_<age>_<gender>{{{','.join(BFFHQ_IMAGE_SUFFIXES)}}}"
+        )
+    t, b = int(m["target"]), int(m["bias"])
+    if t not in (0, 1) or b not in (0, 1):
+        raise ValueError(f"data.root: {path}: labels must be 0 or 1, got target {t} bias {b}")
+    return t, b
+
+
+def _bffhq_dir(root: str | Path | None) -> Path:
+    if not root:
+        raise ValueError("data.root: required for BFFHQ (the folder that holds bffhq/)")
+    root = Path(root)
+    return root / "bffhq" if (root / "bffhq").is_dir() else root
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BFFHQ_IMAGE_SUFFIXES
+    )
+
+
+def scan_bffhq(root: str | Path | None, parts: tuple[str, ...] | list[str]) -> dict:
+    """Paths and labels of the images in the named parts of ``<root>/bffhq`` (no decoding).
+
+    A part with ``align``/``conflict`` subfolders is a training-ratio folder; otherwise the
+    part's own image files are read. Returns ``paths``, ``target``, ``bias``, ``part`` arrays
+    (sorted by part, then path).
+    """
+    base = _bffhq_dir(root)
+    if not parts:
+        raise ValueError("data.parts: name at least one BFFHQ folder (e.g. 0.5pct, valid, test)")
+    missing = [base / p for p in parts if not (base / p).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"data.root={str(root)!r}: BFFHQ folders not found: "
+            + ", ".join(str(p) for p in missing)
+            + f"; {_BFFHQ_LAYOUT}. Nothing is downloaded at run time."
+        )
+    paths, target, bias, part_of = [], [], [], []
+    for part in parts:
+        folder = base / part
+        nested = (folder / "align").is_dir() or (folder / "conflict").is_dir()
+        if nested:
+            for kind in ("align", "conflict"):
+                if not (folder / kind).is_dir():
+                    raise FileNotFoundError(
+                        f"data.root: {folder / kind} not found; {_BFFHQ_LAYOUT}"
+                    )
+                for sub in sorted(p for p in (folder / kind).iterdir() if p.is_dir()):
+                    for path in _images_in(sub):
+                        t, b = parse_bffhq_name(path)
+                        if sub.name != str(t) or (kind == "align") != (t == b):
+                            raise ValueError(
+                                f"data.root: {path}: labels (age {t}, gender {b}) disagree with "
+                                f"its folder {kind}/{sub.name}; {_BFFHQ_LAYOUT}"
+                            )
+                        paths.append(path)
+                        target.append(t)
+                        bias.append(b)
+                        part_of.append(part)
+        else:
+            for path in _images_in(folder):
+                t, b = parse_bffhq_name(path)
+                paths.append(path)
+                target.append(t)
+                bias.append(b)
+                part_of.append(part)
+        if not paths or part_of[-1] != part:
+            raise FileNotFoundError(f"data.root: no BFFHQ images under {folder}; {_BFFHQ_LAYOUT}")
+    return {
+        "paths": np.array([str(p) for p in paths]),
+        "target": np.array(target, dtype=np.int64),
+        "bias": np.array(bias, dtype=np.int64),
+        "part": np.array(part_of),
+    }
+
+
+def load_bffhq(cfg: BFFHQConfig, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """BFFHQ pool of ``cfg.parts``: ``x`` uint8 [N, 3, r, r], ``target`` (age), ``bias``
+    (gender), ``aligned`` (target == bias), ``paths``, ``part``. With ``indices`` (into the
+    pool of :func:`scan_bffhq`) only those images are decoded."""
+    scan = scan_bffhq(cfg.root, tuple(cfg.parts))
+    if indices is not None:
+        indices = np.asarray(indices, dtype=np.int64)
+        scan = {k: v[indices] for k, v in scan.items()}
+    x = np.empty((len(scan["paths"]), 3, cfg.resolution, cfg.resolution), dtype=np.uint8)
+    for k, p in enumerate(scan["paths"]):
+        x[k] = open_image(Path(p), cfg.resolution, None, "data.root")
+    return {"x": x, **scan, "aligned": scan["target"] == scan["bias"]}
+
+
+def bffhq_rho_counts(
+    n_aligned: np.ndarray, n_conflict: np.ndarray, rho: float, n_per_class: int | None
+) -> tuple[int, int]:
+    """Per-class counts (aligned, conflicting) with aligned share ``rho``, the same for every
+    class; ``n_per_class`` None takes the largest that every class's pool allows."""
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho: {rho} is not in [0, 1]")
+    if n_per_class is None:
+        caps = []
+        for a, c in zip(n_aligned, n_conflict, strict=True):
+            cap_a = a / rho if rho > 0 else np.inf
+            cap_c = c / (1 - rho) if rho < 1 else np.inf
+            caps.append(min(cap_a, cap_c))
+        n_per_class = int(min(caps))
+    k_align = round(n_per_class * rho)
+    k_conf = n_per_class - k_align
+    for cls, (a, c) in enumerate(zip(n_aligned, n_conflict, strict=True)):
+        if k_align > a or k_conf > c:
+            raise ValueError(
+                f"data.n_per_class: {n_per_class} images per class at rho {rho} need {k_align} "
+                f"aligned and {k_conf} conflicting images of class {cls}, but the pool has "
+                f"{a} and {c}"
+            )
+    if n_per_class < 1:
+        raise ValueError(f"rho {rho}: the pool leaves no images per class")
+    return k_align, k_conf
+
+
+def bffhq_rho_indices(
+    target: np.ndarray,
+    bias: np.ndarray,
+    rho: float,
+    *,
+    n_per_class: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sorted indices of a class-balanced subset in which a share ``rho`` of each target
+    class is bias-aligned (``bias == target``). Fixed per-(class, aligned) permutations by
+    ``seed`` are cut at the counts, so subsets at different rho share what they can."""
+    target, bias = np.asarray(target), np.asarray(bias)
+    classes = np.unique(target)
+    rng = np.random.default_rng(seed)
+    pools = []
+    for c in classes:
+        al = rng.permutation(np.flatnonzero((target == c) & (bias == c)))
+        co = rng.permutation(np.flatnonzero((target == c) & (bias != c)))
+        pools.append((al, co))
+    k_al, k_co = bffhq_rho_counts(
+        np.array([a.size for a, _ in pools]), np.array([c.size for _, c in pools]), rho, n_per_class
+    )
+    return np.sort(np.concatenate([np.concatenate([a[:k_al], c[:k_co]]) for a, c in pools]))
+
+
+# ------------------------------------------------ the pipeline's base and training sets
+
+
+def make_bffhq_base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """BFFHQ pool (``parts``) split per (age, gender) group into held-in / held-out; the
+    classifiers' sets are the largest gender-balanced (rho = 0.5) subsets of each part, so
+    neither the age nor the gender classifier can read one attribute off the other.
+
+    Keys: ``pool_x``, ``pool_y`` (age), ``pool_bias`` (gender): the held-in pool the training
+    sets are drawn from; ``x_in``/``y_in``/``bias_in`` and ``x_out``/``y_out``/``bias_out``:
+    the decorrelated classifier sets; ``classes`` [0, 1]."""
+    pool = load_bffhq(
+        BFFHQConfig(
+            root=settings["root"],
+            parts=tuple(settings["parts"]),
+            resolution=int(settings["resolution"]),
+        )
+    )
+    group = 2 * pool["target"] + pool["bias"]
+    a = split_heldout(
+        pool["x"], group, range(4), settings["heldout_fraction"], settings["split_seed"], "BFFHQ"
+    )
+    out = {
+        "pool_x": a["x_in"],
+        "pool_y": a["y_in"] // 2,
+        "pool_bias": a["y_in"] % 2,
+        "classes": np.array([0, 1], dtype=np.int64),
+    }
+    for part in ("in", "out"):
+        t, b = a[f"y_{part}"] // 2, a[f"y_{part}"] % 2
+        idx = bffhq_rho_indices(t, b, 0.5, seed=int(settings["split_seed"]))
+        out[f"x_{part}"], out[f"y_{part}"], out[f"bias_{part}"] = (
+            a[f"x_{part}"][idx],
+            t[idx],
+            b[idx],
+        )
+    return out
+
+
+def make_bffhq_train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], rho: float
+) -> dict[str, np.ndarray]:
+    """The training set at aligned share ``rho``, drawn from the held-in pool of
+    :func:`make_bffhq_base`; ``base_index`` = its rows of the pool."""
+    idx = bffhq_rho_indices(
+        base["pool_y"],
+        base["pool_bias"],
+        rho,
+        n_per_class=settings.get("n_per_class"),
+        seed=int(settings["split_seed"]),
+    )
+    return {
+        "x": base["pool_x"][idx],
+        "y": base["pool_y"][idx],
+        "bias": base["pool_bias"][idx],
+        "classes": base["classes"],
+        "base_index": np.asarray(idx, dtype=np.int64),
+    }
+
+
+# ------------------------------------------------- the source interface of biaslab.datasets
+
+
+def base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    return make_bffhq_base(settings)
+
+
+def base_manifest(base: dict[str, np.ndarray], grid: dict[str, Any]) -> pd.DataFrame:
+    return class_counts_manifest(base, **grid)
+
+
+def train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], fraction: float
+) -> dict[str, np.ndarray]:
+    """The training set at bias-conflicting share ``fraction`` (rho = 1 - fraction)."""
+    return make_bffhq_train(base, settings, rho_of(fraction))
+
+
+def train_manifest(
+    train: dict[str, np.ndarray], grid: dict[str, Any], fraction: float
+) -> pd.DataFrame:
+    return colour_manifest(train, **grid, rho_data=rho_of(fraction))

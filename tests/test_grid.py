@@ -1,0 +1,67 @@
+"""The sampler registry (biaslab.grid.SAMPLERS) is the one place a sampler's facts live: the
+schema enum, the sampling functions, the config checks, the budget and the labels read it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from biaslab.config import ConfigError, resolve_sampling_grid
+from biaslab.grid import (
+    KNOB_COLUMNS,
+    KNOB_TYPES,
+    SAMPLERS,
+    is_stochastic,
+    knob_error,
+    network_evaluations,
+    setting_label,
+)
+from biaslab.sampling import SAMPLE_FUNCTIONS, SamplerConfig
+from tests.helpers import ROOT
+
+
+def test_schema_enum_is_the_registry():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    enum = schema["$defs"]["sampler_grid"]["items"]["properties"]["sampler"]["enum"]
+    assert enum == list(SAMPLERS)
+    knobs = set(schema["$defs"]["sampler_grid"]["items"]["properties"])
+    assert knobs == set(KNOB_COLUMNS) == set(KNOB_TYPES)
+
+
+def test_every_registered_sampler_has_a_function_taking_its_knobs():
+    import inspect
+
+    assert set(SAMPLE_FUNCTIONS) == set(SAMPLERS)
+    for name, spec in SAMPLERS.items():
+        params = inspect.signature(SAMPLE_FUNCTIONS[name]).parameters
+        assert set(SamplerConfig(sampler=name).knobs()) <= set(params), name
+        for knob in ("eta", "s_churn"):
+            if knob not in spec.knobs or knob in spec.fixed:
+                assert knob not in params, (name, knob)
+
+
+def test_resolved_rows_take_the_sampler_defaults():
+    rows = resolve_sampling_grid(
+        [{"sampler": "ddpm", "steps": 10}, {"sampler": "ddim", "steps": 10}]
+    )
+    assert [r["eta"] for r in rows] == [1.0, 0.0]
+    assert all(list(r) == list(KNOB_COLUMNS) for r in rows)
+    with pytest.raises(ConfigError, match=r"sampling.grid\[0\].eta: the ddpm sampler has no eta"):
+        resolve_sampling_grid([{"sampler": "ddpm", "steps": 10, "eta": 0.0}])
+    with pytest.raises(ConfigError, match=r"\[0\].s_churn: the dpmpp sampler .*euler and heun"):
+        resolve_sampling_grid([{"sampler": "dpmpp", "steps": 10, "s_churn": 1.0}])
+
+
+def test_knob_error_stochasticity_cost_and_labels():
+    assert knob_error("heun", {"s_churn": 40.0, "eta": 0.0}) is None
+    assert knob_error("heun", {"eta": 0.5})[0] == "eta"
+    assert is_stochastic({"sampler": "ddpm", "eta": 1.0})
+    assert is_stochastic({"sampler": "ddim", "eta": 0.5})
+    assert not is_stochastic({"sampler": "ddim", "eta": 0.0})
+    assert is_stochastic({"sampler": "euler", "s_churn": 1.0})
+    assert not is_stochastic({"sampler": "dpmpp"})
+    assert network_evaluations({"sampler": "heun", "steps": 6}) == 11
+    assert network_evaluations({"sampler": "ddim", "steps": 6, "guidance": 1.0}) == 12
+    row = {"sampler": "heun", "steps": 6, "eta": 0.0, "s_churn": 40.0, "guidance": 1.0}
+    assert setting_label(row) == "heun, 6 steps, S_churn=40, w=1"
+    assert setting_label({"sampler": "ddpm", "steps": 1000, "eta": 1.0}) == "ddpm, 1000 steps, η=1"

@@ -1,0 +1,53 @@
+"""biaslab.plan: one typed family per dataset, built once from the config."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from biaslab.config import ConfigError, with_defaults
+from biaslab.grid import GRID_COLUMNS, KNOB_COLUMNS
+from biaslab.plan import plan
+from tests.helpers import ROOT
+
+
+def _plan(path):
+    return plan(with_defaults(yaml.safe_load((ROOT / path).read_text())))
+
+
+def test_default_config_plan():
+    fams = _plan("config.yaml")
+    assert list(fams) == ["mnist69", "biased_mnist"]
+    depth, cond = fams["mnist69"], fams["biased_mnist"]
+    assert depth.fractions == ("0.1", "0.3") and depth.depths == ("2", "3", "4")
+    assert not depth.conditional and depth.features_scope == "base"
+    assert cond.conditional and cond.num_classes == 3 and cond.features_scope == "train"
+    assert cond.fractions == ("0.2", "0.05")  # 1 - rho, as path labels
+    assert cond.n_samples == 90 and cond.train_steps == 500
+    assert all(list(r) == list(KNOB_COLUMNS) for r in cond.knob_rows)
+    assert cond.train_params("2", 0)["num_classes"] == 3
+    assert "seeds" not in depth.train_params("2", 0)
+
+
+def test_cell_columns_are_grid_columns_typed_from_path_strings():
+    cond = _plan("config.yaml")["biased_mnist"]
+    knobs = {k: str(v) for k, v in cond.knob_rows[0].items()}
+    g = cond.cell_columns("0.05", "2", "0", knobs)
+    assert set(g) <= set(GRID_COLUMNS)
+    assert g["rho_data"] == 0.95 and g["train_seed"] == 0 and g["steps"] == 10
+    assert isinstance(g["guidance"], float) and g["num_classes"] == 3
+    assert "rho_right" not in g  # Multi-Color MNIST only
+    multi = _plan("config/paper.yaml")["multicolour_mnist"]
+    assert multi.cell_columns("0.1", "2", 0)["rho_right"] == 0.9
+
+
+def test_family_checks_name_their_keys():
+    cfg = with_defaults(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    cfg["conditional"]["depths"] = ["6"]
+    with pytest.raises(ConfigError, match=r"conditional.depths / data.resolution"):
+        plan(cfg)
+    cfg = with_defaults({"conditional": {"datasets": ["biased_mnist"], "n_samples": 4}})
+    with pytest.raises(ConfigError, match="conditional.n_samples"):
+        plan(cfg)
+    with pytest.raises(ConfigError, match=r"\['training'\]\['steps'\]"):
+        with_defaults({"training": {"steps": "many"}})
