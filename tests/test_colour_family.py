@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from biaslab.classifier import ClassifierConfig, save_classifier, train_classifier
-from biaslab.colour_mnist import attributes_of
 from biaslab.datasets import build_base, build_train, class_indices, rho_of
-from biaslab.evaluate import evaluate_any, summary_table
-from biaslab.figures_sampler import (
+from biaslab.datasets.colour_mnist import attributes_of
+from biaslab.evaluate import evaluate_cell, summary_table
+from biaslab.figures import (
     cell_table,
     fig_bias_diversity_frontier,
     fig_bypass,
@@ -148,7 +148,7 @@ def colour_cell(base, tmp_path_factory):
 
 
 def test_rho_model_of_training_images_is_their_alignment(colour_cell):
-    pred, m = evaluate_any(**colour_cell)
+    pred, m = evaluate_cell(**colour_cell)
     value = dict(zip(m.loc[m.k.isna(), "metric"], m.loc[m.k.isna(), "value"], strict=True))
     samples = colour_cell["samples"]
     true = float(np.mean(pred["label"] == pred["colour"]))
@@ -173,7 +173,7 @@ def test_wrong_labels_lower_rho_model_and_adherence(colour_cell):
     s = dict(cell["samples"])
     s["labels"] = (s["labels"] + 1) % 3  # conditioned on the wrong digit
     cell["samples"] = s
-    _, m = evaluate_any(**cell)
+    _, m = evaluate_cell(**cell)
     value = dict(zip(m.loc[m.k.isna(), "metric"], m.loc[m.k.isna(), "value"], strict=True))
     assert value["rho_model"] < 0.2 and value["label_adherence"] < 0.1
 
@@ -182,7 +182,7 @@ def test_unlabelled_samples_rejected(colour_cell):
     cell = dict(colour_cell)
     cell["samples"] = {k: v for k, v in cell["samples"].items() if k != "labels"}
     with pytest.raises(ValueError, match="conditioning labels"):
-        evaluate_any(**cell)
+        evaluate_cell(**cell)
 
 
 # --------------------------------------------------------------------------------------------

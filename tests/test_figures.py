@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -13,7 +15,8 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 from biaslab import figures, toy
-from biaslab.grid import GRID_COLUMNS
+from biaslab.figures.common import facet_title, replicate_summary
+from biaslab.grid import GRID_COLUMNS, setting_label
 from biaslab.io import save_figure
 
 matplotlib.use("Agg")
@@ -132,6 +135,117 @@ def _check_saves(fig: Figure, tmp_path) -> None:
 
 def test_synthetic_table_has_grid_columns():
     assert set(GRID_COLUMNS) <= set(make_metrics().columns)
+
+
+# ---------------------------------------------------------------- registry and helpers
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
+
+
+def _workflow_figure_names() -> set[str]:
+    """Every figure name the workflow can request: the figure names listed in
+    ``all_targets()`` (common.smk) and the file stems of the rules in figures.smk."""
+    common = (WORKFLOW / "rules" / "common.smk").read_text()
+    body = common.split("def all_targets():", 1)[1].split("\ndef ", 1)[0]
+    names = set(re.findall(r'"(fig\w*)"', body))
+    rules = (WORKFLOW / "rules" / "figures.smk").read_text()
+    names |= set(re.findall(r"results/figures/(\w+)(?:\.png|/)", rules))
+    for kinds in re.findall(r'wildcard_constraints:\s*kind="([\w|]+)"', rules):
+        names |= {f"fig_{k}" for k in kinds.split("|")}
+    return names
+
+
+def test_registry_has_every_workflow_figure():
+    names = _workflow_figure_names()
+    assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
+    assert len(names) == 11
+    assert names == set(figures.FIGURES)
+    assert all(callable(f) for f in figures.FIGURES.values())
+
+
+def test_registry_depth_figures_use_the_depth_family():
+    m = make_metrics()
+    m = m[m.metric.isin(["minority_share", "diversity_lpips"])]
+    conditional = m.assign(num_classes=3.0, value=0.99)
+    bypassed = m.assign(bypass=0.5, value=0.99)
+    fig = figures.FIGURES["fig4_minority_vs_depth"](pd.concat([m, conditional, bypassed]))
+    ref = figures.fig_minority_vs_depth(m)
+    assert len(fig.get_axes()) == len(ref.get_axes())
+    for ax, ax_ref in zip(fig.get_axes(), ref.get_axes(), strict=True):
+        for line, line_ref in zip(ax.get_lines(), ax_ref.get_lines(), strict=True):
+            np.testing.assert_allclose(line.get_ydata(), line_ref.get_ydata())
+
+
+# what biaslab.figures._setting_label printed before the labels moved to biaslab.grid
+OLD_LABELS = [
+    ({"sampler": "ddpm", "steps": 1000, "eta": 1.0, "s_churn": 0.0}, "ddpm, 1000 steps, η=1"),
+    (
+        {"sampler": "heun", "steps": 18, "eta": 0.0, "s_churn": 40.0, "guidance": 0.0},
+        "heun, 18 steps, S_churn=40",
+    ),
+    (
+        {"sampler": "euler", "steps": 10, "eta": np.nan, "s_churn": 0.0},
+        "euler, 10 steps, S_churn=0",
+    ),
+    ({"sampler": "ddim", "steps": 50, "eta": 0.0, "guidance": 3.0}, "ddim, 50 steps, η=0, w=3"),
+    (
+        {
+            "sampler": "ddim",
+            "steps": 20,
+            "eta": 0.5,
+            "s_churn": np.nan,
+            "guidance": 0.0,
+            "bypass": 0.5,
+            "bypass_schedule": "linear",
+        },
+        "ddim, 20 steps, η=0.5, bypass p=0.5 ramped",
+    ),
+    (
+        {"sampler": "ddim", "steps": 20, "eta": 0.0, "bypass": 1.0, "bypass_schedule": "constant"},
+        "ddim, 20 steps, η=0, bypass p=1",
+    ),
+    (
+        {
+            "sampler": "dpmpp",
+            "steps": np.float64(25),
+            "eta": 0.0,
+            "s_churn": 5.0,
+            "guidance": np.nan,
+        },
+        "dpmpp, 25 steps",
+    ),
+    ({"steps": 5, "eta": 1.0}, "5 steps"),
+    ({}, ""),
+]
+
+
+@pytest.mark.parametrize(("row", "label"), OLD_LABELS)
+def test_setting_label_as_before(row, label):
+    assert setting_label(row) == label
+    assert facet_title({"dataset": "mnist", **row}) == " | ".join(p for p in ("mnist", label) if p)
+    assert setting_label(pd.Series(row, dtype=object).to_dict()) == label
+
+
+def test_replicate_summary():
+    rep = pd.DataFrame(
+        {
+            "depth": ["2", "2", "4", "6", "6"],
+            "value": [0.2, 0.4, 0.5, np.nan, 0.7],
+            "ci_low": [0.1, 0.3, 0.45, 0.0, 0.6],
+            "ci_high": [0.3, 0.5, 0.6, 1.0, 0.9],
+        }
+    )
+    s = replicate_summary(rep, ["depth"]).set_index("depth")
+    sem = np.std([0.2, 0.4], ddof=1) / np.sqrt(2)
+    assert s.loc["2", "mean"] == pytest.approx(0.3) and s.loc["2", "n_rep"] == 2
+    assert s.loc["2", ["err_lo", "err_hi"]].tolist() == pytest.approx([sem, sem])
+    assert s.loc["2", ["lo", "hi"]].tolist() == pytest.approx([0.3 - sem, 0.3 + sem])
+    # one replicate: its own interval
+    assert s.loc["4", ["lo", "hi"]].tolist() == [0.45, 0.6]
+    assert s.loc["4", ["err_lo", "err_hi"]].tolist() == pytest.approx([0.05, 0.1])
+    assert s.loc["6", "mean"] == 0.7 and s.loc["6", "n_rep"] == 1  # NaN values are skipped
+    cells = rep.rename(columns={"value": "m", "ci_low": "m_lo", "ci_high": "m_hi"})
+    t = replicate_summary(cells, ["depth"], value="m", lo="m_lo", hi="m_hi")
+    pd.testing.assert_frame_equal(t, s.reset_index())
 
 
 # ---------------------------------------------------------------- Fig. 4

@@ -47,7 +47,7 @@ def test_family_checks_name_their_keys():
     with pytest.raises(ConfigError, match=r"conditional.depths / data.resolution"):
         plan(cfg)
     cfg = with_defaults({"conditional": {"datasets": ["biased_mnist"], "n_samples": 4}})
-    with pytest.raises(ConfigError, match="conditional.n_samples"):
+    with pytest.raises(ConfigError, match=r"conditional\.n_samples"):
         plan(cfg)
     with pytest.raises(ConfigError, match=r"\['training'\]\['steps'\]"):
         with_defaults({"training": {"steps": "many"}})

@@ -23,7 +23,9 @@ except ConfigError as e:
 
 
 ENV = "../../environment.yml"
-DEPTH = PLAN[config["data"]["dataset"]]  # the depth family: same-seed figures (Figs. 5, A)
+DEPTH = PLAN[
+    config["data"]["dataset"]
+]  # the depth family: same-seed figures (Figs. 5, A)
 # One Paramspace per family over the sampler knobs (a path component and column per knob).
 SPACES = {
     name: Paramspace(

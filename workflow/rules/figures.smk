@@ -3,19 +3,17 @@ rule fig4_minority_vs_depth:
         metrics="results/metrics.parquet",
     output:
         png=report(
-            "results/figures/fig4_minority_vs_depth.png",
+            figure("fig4_minority_vs_depth", "png"),
             caption="../report/fig4.rst",
             category="Bias vs depth",
         ),
-        pdf="results/figures/fig4_minority_vs_depth.pdf",
+        pdf=figure("fig4_minority_vs_depth", "pdf"),
     log:
         "logs/figures/fig4.log",
     conda:
         ENV
     resources:
         runtime=10,
-    params:
-        kind="minority_vs_depth",
     script:
         "../scripts/figure.py"
 
@@ -25,19 +23,17 @@ rule fig_knn_vs_k:
         metrics="results/metrics.parquet",
     output:
         png=report(
-            "results/figures/fig_knn_vs_k.png",
+            figure("fig_knn_vs_k", "png"),
             caption="../report/knn.rst",
             category="Memorization",
         ),
-        pdf="results/figures/fig_knn_vs_k.pdf",
+        pdf=figure("fig_knn_vs_k", "pdf"),
     log:
         "logs/figures/knn.log",
     conda:
         ENV
     resources:
         runtime=10,
-    params:
-        kind="knn_vs_k",
     script:
         "../scripts/figure.py"
 
@@ -47,19 +43,17 @@ rule fig_loss_curves:
         train_log="results/train_log.parquet",
     output:
         png=report(
-            "results/figures/fig_loss_curves.png",
+            figure("fig_loss_curves", "png"),
             caption="../report/loss.rst",
             category="Training",
         ),
-        pdf="results/figures/fig_loss_curves.pdf",
+        pdf=figure("fig_loss_curves", "pdf"),
     log:
         "logs/figures/loss.log",
     conda:
         ENV
     resources:
         runtime=10,
-    params:
-        kind="loss_curves",
     script:
         "../scripts/figure.py"
 
@@ -70,7 +64,7 @@ rule fig5_same_seed:
         predictions=same_seed_files("results/eval", "predictions.parquet"),
     output:
         fig5_png=report(
-            "results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.png",
+            figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "png"),
             caption="../report/fig5.rst",
             category="Same-seed samples",
             labels={
@@ -79,9 +73,9 @@ rule fig5_same_seed:
                 "training seed": "{seed}",
             },
         ),
-        fig5_pdf="results/figures/fig5_same_seed/minority~{fraction}_seed~{seed}.pdf",
+        fig5_pdf=figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "pdf"),
         figA_png=report(
-            "results/figures/figA_minority_seeds/minority~{fraction}_seed~{seed}.png",
+            figure("figA_minority_seeds/minority~{fraction}_seed~{seed}", "png"),
             caption="../report/figA.rst",
             category="Same-seed samples",
             labels={
@@ -90,7 +84,7 @@ rule fig5_same_seed:
                 "training seed": "{seed}",
             },
         ),
-        figA_pdf="results/figures/figA_minority_seeds/minority~{fraction}_seed~{seed}.pdf",
+        figA_pdf=figure("figA_minority_seeds/minority~{fraction}_seed~{seed}", "pdf"),
     log:
         "logs/figures/fig5/minority~{fraction}_seed~{seed}.log",
     conda:
@@ -109,11 +103,11 @@ rule fig5_same_seed:
 rule fig3_toy:
     output:
         png=report(
-            "results/figures/fig3_toy.png",
+            figure("fig3_toy", "png"),
             caption="../report/fig3.rst",
             category="Toy (Fig. 3)",
         ),
-        pdf="results/figures/fig3_toy.pdf",
+        pdf=figure("fig3_toy", "pdf"),
         table="results/tables/fig3_toy.parquet",
     log:
         "logs/figures/fig3_toy.log",
@@ -154,12 +148,12 @@ rule fig_sampler_study:
         metrics="results/metrics.parquet",
     output:
         png=report(
-            "results/figures/fig_{kind}.png",
+            figure("fig_{kind}", "png"),
             caption="../report/sampler.rst",
             category="Sampler settings",
             labels={"figure": "{kind}"},
         ),
-        pdf="results/figures/fig_{kind}.pdf",
+        pdf=figure("fig_{kind}", "pdf"),
     log:
         "logs/figures/{kind}.log",
     wildcard_constraints:
@@ -168,7 +162,5 @@ rule fig_sampler_study:
         ENV
     resources:
         runtime=10,
-    params:
-        kind=lambda wc: wc.kind,
     script:
         "../scripts/figure.py"

@@ -1,28 +1,20 @@
-"""Draw one figure from a gathered table (PNG and PDF)."""
+"""Draw one figure from a gathered table (PNG and PDF).
+
+The figure is ``biaslab.figures.FIGURES[name]``, ``name`` the stem of the PNG output
+(``results/figures/fig4_minority_vs_depth.png`` -> ``fig4_minority_vs_depth``), drawn from the
+rule's one input table (``metrics.parquet``, or ``train_log.parquet`` for the loss curves).
+"""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import matplotlib
+from pathlib import Path
 
-matplotlib.use("Agg")
 import pandas as pd
 
-from biaslab import figures, figures_sampler
-from biaslab.io import save_figure
+from biaslab.figures import FIGURES, save
 
-kind = snakemake.params.kind
-if kind == "loss_curves":
-    fig = figures.fig_loss_curves(pd.read_parquet(snakemake.input.train_log))
-else:
-    metrics = pd.read_parquet(snakemake.input.metrics)
-    depth_figures = {
-        "minority_vs_depth": figures.fig_minority_vs_depth,
-        "knn_vs_k": figures.fig_knn_vs_k,
-    }
-    if kind in depth_figures:  # the paper's depth figures: unconditional models, no bypass
-        fig = depth_figures[kind](figures.depth_family(metrics))
-    else:
-        fig = getattr(figures_sampler, f"fig_{kind}")(metrics)
-save_figure(fig, [snakemake.output.png, snakemake.output.pdf])
+name = Path(snakemake.output.png).stem
+fig = FIGURES[name](pd.read_parquet(snakemake.input[0]))
+save(fig, [snakemake.output.png, snakemake.output.pdf])

@@ -1,5 +1,5 @@
 """Figures of the sampler-knob study ("How I Met Your Bias") and the mid-block bypass, from the
-tidy ``metrics.parquet``.
+tidy ``metrics.parquet`` (through ``biaslab.figures.tables.cell_table``).
 
 * ``fig_rho_vs_rho_data`` - rho_model vs rho_data with the identity line and 95% interval
   bands, for {few, many} steps x {deterministic, stochastic};
@@ -10,8 +10,8 @@ tidy ``metrics.parquet``.
   Pareto frontier across all knobs.
 
 All functions are pure (DataFrame in, ``Figure`` out). Replicates (train_seed x sample_seed)
-are averaged; the band / error bar is the cell's exact 95% interval when there is one
-replicate, else ±1 s.e.m. across replicates.
+are averaged (``common.replicate_summary``); the band / error bar is the cell's exact 95%
+interval when there is one replicate, else ±1 s.e.m. across replicates.
 """
 
 from __future__ import annotations
@@ -19,19 +19,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import _depth_colors, _depth_order, _no_data, _setting_label
-from .grid import GRID_COLUMNS, depth_sort_key, is_stochastic
+from biaslab.grid import depth_sort_key, is_stochastic, setting_label
 
-matplotlib.use("Agg")
+from .common import depth_colors, depth_order, fraction_legend, groups, no_data, replicate_summary
+from .tables import cell_table
 
 __all__ = [
-    "cell_table",
     "fig_bias_diversity_frontier",
     "fig_bypass",
     "fig_rho_vs_guidance",
@@ -40,81 +38,15 @@ __all__ = [
     "pareto_front",
 ]
 
-REPLICATES = ("train_seed", "sample_seed")
-#: Metrics gathered per cell by ``cell_table`` (value, ci_low, ci_high each).
-CELL_METRICS = (
-    "rho_model",
-    "label_adherence",
-    "training_rho",
-    "minority_share",
-    "training_minority_share",
-    "amplification",
-    "confident_share",
-    "diversity_lpips",
-)
 #: A sampler setting without its guidance / bypass (what a line of a figure holds fixed).
 SETTING = ("sampler", "steps", "eta", "s_churn")
-#: The model and data a cell belongs to (panel keys).
-MODEL_KEYS = ("dataset", "minority_fraction", "depth", "width", "train_steps")
-
-
-def cell_table(metrics: pd.DataFrame, *, lpips_backbone: str | None = None) -> pd.DataFrame:
-    """One row per cell (every grid column present) with ``<metric>``, ``<metric>_lo`` and
-    ``<metric>_hi`` for each of ``CELL_METRICS`` found; diversity from ``lpips_backbone``
-    (default: the first by name)."""
-    m = metrics[metrics["k"].isna()] if "k" in metrics else metrics
-    m = m[m["metric"].isin(CELL_METRICS)].copy()
-    if m.empty:
-        raise ValueError(f"no rows of {CELL_METRICS} in metrics")
-    div = m["metric"] == "diversity_lpips"
-    if div.any() and "backbone" in m:
-        names = sorted(m.loc[div, "backbone"].dropna().astype(str).unique())
-        chosen = lpips_backbone if lpips_backbone is not None else (names[0] if names else None)
-        if chosen is not None:
-            m = m[~div | (m["backbone"].astype(str) == chosen)]
-    keys = [c for c in GRID_COLUMNS if c in m.columns]
-    for col in ("ci_low", "ci_high"):
-        if col not in m:
-            m[col] = np.nan
-    wide = m.pivot_table(
-        index=keys, columns="metric", values=["value", "ci_low", "ci_high"], dropna=False
-    )
-    out = pd.DataFrame(index=wide.index)
-    for name in wide["value"].columns:
-        out[name] = wide["value"][name]
-        out[f"{name}_lo"] = wide["ci_low"][name] if name in wide["ci_low"] else np.nan
-        out[f"{name}_hi"] = wide["ci_high"][name] if name in wide["ci_high"] else np.nan
-    out = out.reset_index()
-    out = out.dropna(subset=[c for c in CELL_METRICS if c in out.columns], how="all")
-    out["depth"] = out["depth"].astype(str)
-    for k, v in (("s_churn", 0.0), ("guidance", 0.0), ("bypass", 0.0), ("eta", 0.0)):
-        if k not in out:
-            out[k] = v
-        out[k] = out[k].fillna(v)
-    if "bypass_schedule" not in out:
-        out["bypass_schedule"] = "constant"
-    out["bypass_schedule"] = out["bypass_schedule"].fillna("constant")
-    out["stochastic"] = [is_stochastic(r) for r in out.to_dict("records")]
-    return out
 
 
 def _aggregate(cells: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
-    """Mean of ``metric`` over replicates per ``by`` group, with lo/hi: the exact interval for
-    one replicate, mean ± s.e.m. for several."""
-    rows = []
-    sub = cells.dropna(subset=[metric])
-    for key, g in sub.groupby(list(by), sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        vals = g[metric].to_numpy(dtype=float)
-        mean = float(vals.mean())
-        if len(vals) == 1:
-            lo = float(g[f"{metric}_lo"].iloc[0]) if f"{metric}_lo" in g else np.nan
-            hi = float(g[f"{metric}_hi"].iloc[0]) if f"{metric}_hi" in g else np.nan
-        else:
-            sem = float(vals.std(ddof=1) / np.sqrt(len(vals)))
-            lo, hi = mean - sem, mean + sem
-        rows.append({**dict(zip(by, key, strict=True)), "mean": mean, "lo": lo, "hi": hi})
-    return pd.DataFrame(rows, columns=[*by, "mean", "lo", "hi"])
+    """``replicate_summary`` of the cells that have ``metric``, per ``by`` group."""
+    return replicate_summary(
+        cells.dropna(subset=[metric]), by, value=metric, lo=f"{metric}_lo", hi=f"{metric}_hi"
+    )
 
 
 def _conditional(cells: pd.DataFrame) -> pd.DataFrame:
@@ -126,15 +58,12 @@ def _conditional(cells: pd.DataFrame) -> pd.DataFrame:
 def _model_panels(
     cells: pd.DataFrame, extra: Sequence[str] = ()
 ) -> list[tuple[dict, pd.DataFrame]]:
+    """One panel per (dataset, varying width / train_steps, ``extra``, depth), depth-ordered."""
     keys = [c for c in ("dataset", "width", "train_steps", *extra) if c in cells]
     keys = [c for c in keys if cells[c].nunique(dropna=False) > 1 or c in ("dataset", *extra)]
     keys.append("depth")
-    groups = []
-    for key, g in cells.groupby(keys, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        groups.append((dict(zip(keys, key, strict=True)), g))
     return sorted(
-        groups,
+        groups(cells, keys, sort=False),
         key=lambda kg: tuple(
             depth_sort_key(v) if k == "depth" else str(v) for k, v in kg[0].items()
         ),
@@ -157,7 +86,8 @@ def _title(key: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _grid(n: int, ncols: int = 3, size=(4.6, 3.8)) -> tuple[Figure, np.ndarray]:
+def _panel_grid(n: int, ncols: int = 3, size=(4.6, 3.8)) -> tuple[Figure, np.ndarray]:
+    """``n`` panels in rows of ``ncols``; the unused ones hidden."""
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(
@@ -176,13 +106,19 @@ def _reference_guidance(cells: pd.DataFrame) -> float:
     return float(min(w for w, c in counts.items() if c == best))
 
 
-def _cells_at_guidance(metrics: pd.DataFrame, guidance: float | None) -> tuple[pd.DataFrame, float]:
-    """Conditional cells without bypass at guidance ``guidance`` (default: the w of the step
-    sweep, ``_reference_guidance``), and that w."""
+def _cells_without_bypass(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Conditional cells (with a rho_model) sampled without bypass."""
     cells = _conditional(cell_table(metrics))
     cells = cells[cells["bypass"] == 0]
     if cells.empty:
         raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
+    return cells
+
+
+def _cells_at_guidance(metrics: pd.DataFrame, guidance: float | None) -> tuple[pd.DataFrame, float]:
+    """Conditional cells without bypass at guidance ``guidance`` (default: the w of the step
+    sweep, ``_reference_guidance``), and that w."""
+    cells = _cells_without_bypass(metrics)
     w = _reference_guidance(cells) if guidance is None else float(guidance)
     return cells[cells["guidance"] == w], w
 
@@ -198,16 +134,9 @@ def _setting_style(row: dict[str, Any], steps_range: dict[str, tuple[int, int]])
 # --------------------------------------------------------------------------------------------
 # rho_model vs rho_data
 # --------------------------------------------------------------------------------------------
-def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None) -> Figure:
-    """rho_model vs rho_data (the training set's measured alignment), with the identity line
-    (no amplification) and 95% interval bands, one panel per (dataset, depth).
-
-    Lines: per sampler, its fewest and most steps, each deterministic and stochastic (the
-    largest eta or S_churn in the grid): {few, many} steps x {deterministic, stochastic}. Blue
-    solid = deterministic, orange dashed = stochastic, darker = more steps. Cells at guidance
-    ``guidance`` (default: the w of the step sweep), no bypass.
-    """
-    cells, w = _cells_at_guidance(metrics, guidance)
+def _extreme_settings(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per sampler, the cells of its fewest and most steps, each deterministic and at its
+    strongest noise (largest eta + S_churn)."""
     chosen = []
     for _, g in cells.groupby("sampler"):
         few, many = g["steps"].min(), g["steps"].max()
@@ -219,10 +148,23 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
                     continue
                 level = gg[["eta", "s_churn"]].sum(axis=1).max()  # the strongest noise
                 chosen.append(gg[gg[["eta", "s_churn"]].sum(axis=1) == level])
-    cells = pd.concat(chosen) if chosen else cells.iloc[0:0]
+    return pd.concat(chosen) if chosen else cells.iloc[0:0]
+
+
+def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None) -> Figure:
+    """rho_model vs rho_data (the training set's measured alignment), with the identity line
+    (no amplification) and 95% interval bands, one panel per (dataset, depth).
+
+    Lines: per sampler, its fewest and most steps, each deterministic and stochastic (the
+    largest eta or S_churn in the grid): {few, many} steps x {deterministic, stochastic}. Blue
+    solid = deterministic, orange dashed = stochastic, darker = more steps. Cells at guidance
+    ``guidance`` (default: the w of the step sweep), no bypass.
+    """
+    cells, w = _cells_at_guidance(metrics, guidance)
+    cells = _extreme_settings(cells)
     steps_range = {s: (g["steps"].min(), g["steps"].max()) for s, g in cells.groupby("sampler")}
     panels = _model_panels(cells)
-    fig, axes = _grid(len(panels))
+    fig, axes = _panel_grid(len(panels))
     for ax, (key, g) in zip(axes.flat, panels, strict=False):
         for setting, gs in g.groupby(list(SETTING), sort=True):
             row = {
@@ -236,7 +178,7 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
             x = x[order]
             y, lo, hi = (agg_y[c].to_numpy(dtype=float)[order] for c in ("mean", "lo", "hi"))
             style = _setting_style(row, steps_range)
-            label = _setting_label(row) + (" (stochastic)" if row["stochastic"] else "")
+            label = setting_label(row) + (" (stochastic)" if row["stochastic"] else "")
             ax.plot(x, y, marker="o", label=label, **style)
             ax.fill_between(x, lo, hi, color=style["color"], alpha=0.18, linewidth=0)
         lims = [min(cells["training_rho"].min(), cells["rho_model_lo"].min()) - 0.03, 1.0]
@@ -263,7 +205,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
     sweep), no bypass."""
     cells, w = _cells_at_guidance(metrics, guidance)
     panels = _model_panels(cells, extra=("minority_fraction",))
-    fig, axes = _grid(len(panels))
+    fig, axes = _panel_grid(len(panels))
     cmap = plt.get_cmap("tab10")
     lines = sorted(cells[["sampler", "eta", "s_churn"]].drop_duplicates().itertuples(index=False))
     color = {tuple(line): cmap(i % 10) for i, line in enumerate(lines)}
@@ -283,7 +225,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
                 capsize=3,
                 color=color[(sampler, eta, churn)],
                 linestyle="--" if stoch else "-",
-                label=_setting_label(row) + (" (stochastic)" if stoch else " (deterministic)"),
+                label=setting_label(row) + (" (stochastic)" if stoch else " (deterministic)"),
             )
         rho = float(g["training_rho"].mean())
         ax.axhline(rho, color="0.4", linestyle=":", linewidth=1, label=f"rho_data {rho:.3f}")
@@ -302,16 +244,31 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
 # --------------------------------------------------------------------------------------------
 # rho_model vs guidance
 # --------------------------------------------------------------------------------------------
+def _draw_guidance_panel(ax, g: pd.DataFrame, metric: str, fractions, colors) -> None:
+    """One line of ``metric`` vs w per rho_data (dotted rho_data lines under rho_model)."""
+    for frac in fractions:
+        gf = g[g["minority_fraction"] == frac]
+        if gf.empty:
+            continue
+        agg = _aggregate(gf, ["guidance"], metric)
+        x = agg["guidance"].to_numpy(dtype=float)
+        rho = float(gf["training_rho"].mean())
+        ax.plot(x, agg["mean"], marker="o", color=colors[frac], label=f"rho_data {rho:.2f}")
+        ax.fill_between(x, agg["lo"], agg["hi"], color=colors[frac], alpha=0.18, lw=0)
+        if metric == "rho_model":
+            ax.axhline(rho, color=colors[frac], linestyle=":", linewidth=0.9)
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlim(left=-0.02)
+    ax.set_xlabel("guidance w (symmetric log; w = 0: conditional model)")
+
+
 def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
     """rho_model (top) and label adherence (bottom) vs guidance w on a symmetric-log axis
     (linear below 0.1, so w = 0 is drawn), one line per rho_data, 95% interval bands, one
     column per (dataset, depth). Uses the sampler setting with the most distinct w values
     (named in the titles), no bypass. Low label adherence marks cells where the model does not
     follow its class and rho_model is not about the conditioned class."""
-    cells = _conditional(cell_table(metrics))
-    cells = cells[cells["bypass"] == 0]
-    if cells.empty:
-        raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
+    cells = _cells_without_bypass(metrics)
     counts = cells.groupby(list(SETTING))["guidance"].nunique()
     setting = dict(zip(SETTING, counts.idxmax(), strict=True))
     for k, v in setting.items():
@@ -327,24 +284,11 @@ def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
             (1, "label_adherence", "label adherence (95% CI)"),
         ):
             ax = axes[r, j]
-            for frac in fractions:
-                gf = g[g["minority_fraction"] == frac]
-                if gf.empty:
-                    continue
-                agg = _aggregate(gf, ["guidance"], metric)
-                x = agg["guidance"].to_numpy(dtype=float)
-                rho = float(gf["training_rho"].mean())
-                ax.plot(x, agg["mean"], marker="o", color=colors[frac], label=f"rho_data {rho:.2f}")
-                ax.fill_between(x, agg["lo"], agg["hi"], color=colors[frac], alpha=0.18, lw=0)
-                if metric == "rho_model":
-                    ax.axhline(rho, color=colors[frac], linestyle=":", linewidth=0.9)
-            ax.set_xscale("symlog", linthresh=0.1)
-            ax.set_xlim(left=-0.02)
-            ax.set_xlabel("guidance w (symmetric log; w = 0: conditional model)")
+            _draw_guidance_panel(ax, g, metric, fractions, colors)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3, which="both")
             if r == 0:
-                ax.set_title(f"{_title(key)} | {_setting_label(setting)}", fontsize=9)
+                ax.set_title(f"{_title(key)} | {setting_label(setting)}", fontsize=9)
                 ax.legend(fontsize=7)
     fig.suptitle("Bias and label adherence vs classifier-free guidance")
     fig.tight_layout()
@@ -354,69 +298,76 @@ def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------------------------
 # % minority and diversity vs mid-block bypass
 # --------------------------------------------------------------------------------------------
+_BYPASS_BASE = [*SETTING, "guidance", "bypass_schedule"]
+_BYPASS_PANELS = (
+    ("minority_share", "% minority generated (95% CI)", 100.0),
+    ("diversity_lpips", "diversity (mean pairwise LPIPS)", 1.0),
+)
+
+
+def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Per (dataset, setting, bypass schedule) with p > 0: its cells and those of p = 0 of the
+    same setting (whose bypass_schedule is "constant")."""
+    zero = cells[cells["bypass"] == 0]
+    rows = []
+    for key, g in cells[cells["bypass"] > 0].groupby(["dataset", *_BYPASS_BASE], sort=True):
+        key = dict(zip(["dataset", *_BYPASS_BASE], key, strict=True))
+        z = zero
+        for k in ["dataset", *SETTING, "guidance"]:
+            z = z[z[k] == key[k]]
+        rows.append((key, pd.concat([z, g])))
+    return rows
+
+
+def _draw_bypass_panel(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
+    """``metric`` vs p, coloured by depth, dashed by training minority fraction."""
+    styles = ["-", "--", ":", "-."]
+    depths = depth_order(g["depth"])
+    colors = depth_colors(depths)
+    fractions = sorted(g["minority_fraction"].unique())
+    for d in depths:
+        for i, frac in enumerate(fractions):
+            gd = g[(g["depth"] == d) & (g["minority_fraction"] == frac)]
+            if gd.empty or metric not in gd:
+                continue
+            agg = _aggregate(gd, ["bypass"], metric)
+            x = agg["bypass"].to_numpy(dtype=float)
+            y = scale * agg["mean"].to_numpy(dtype=float)
+            label = f"depth {d}, {fraction_legend(frac)}"
+            ax.plot(
+                x, y, marker="o", color=colors[d], linestyle=styles[i % len(styles)], label=label
+            )
+            if agg["lo"].notna().any():
+                ax.fill_between(
+                    x, scale * agg["lo"], scale * agg["hi"], color=colors[d], alpha=0.12, lw=0
+                )
+    if metric == "minority_share" and "training_minority_share" in g:
+        for share in g.groupby("minority_fraction")["training_minority_share"].mean():
+            ax.axhline(100 * share, color="0.5", linestyle=":", linewidth=0.9)
+
+
 def fig_bypass(metrics: pd.DataFrame) -> Figure:
     """% minority (bias-conflicting share for coloured MNIST; 95% CI) and diversity (mean
     pairwise LPIPS) vs the mid-block bypass fraction p. One row of two panels per dataset and
     sampler setting whose grid sweeps p (other knobs fixed, bypass schedule named); lines
     coloured by depth, solid/dashed/dotted by training minority fraction, dotted grey
     horizontal lines at the training minority shares."""
-    cells = cell_table(metrics)
-    base = [*SETTING, "guidance", "bypass_schedule"]
-    zero = cells[cells["bypass"] == 0]
-    rows = []
-    for key, g in cells[cells["bypass"] > 0].groupby(["dataset", *base], sort=True):
-        key = dict(zip(["dataset", *base], key, strict=True))
-        # p = 0 of the same setting (its bypass_schedule is "constant")
-        z = zero
-        for k in ["dataset", *SETTING, "guidance"]:
-            z = z[z[k] == key[k]]
-        rows.append((key, pd.concat([z, g])))
+    rows = _bypass_sweeps(cell_table(metrics))
     if not rows:
         fig, ax = plt.subplots(figsize=(6, 3))
-        _no_data(ax, "no mid-block bypass sweep in this grid (sampling.grid rows with bypass > 0)")
+        no_data(ax, "no mid-block bypass sweep in this grid (sampling.grid rows with bypass > 0)")
         ax.set_axis_off()
         return fig
     fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.9 * len(rows)), squeeze=False)
-    styles = ["-", "--", ":", "-."]
     for r, (key, g) in enumerate(rows):
-        depths = _depth_order(g["depth"])
-        colors = _depth_colors(depths)
-        fractions = sorted(g["minority_fraction"].unique())
-        for c, (metric, ylabel, scale) in enumerate(
-            (
-                ("minority_share", "% minority generated (95% CI)", 100.0),
-                ("diversity_lpips", "diversity (mean pairwise LPIPS)", 1.0),
-            )
-        ):
+        for c, (metric, ylabel, scale) in enumerate(_BYPASS_PANELS):
             ax = axes[r, c]
-            for d in depths:
-                for i, frac in enumerate(fractions):
-                    gd = g[(g["depth"] == d) & (g["minority_fraction"] == frac)]
-                    if gd.empty or metric not in gd:
-                        continue
-                    agg = _aggregate(gd, ["bypass"], metric)
-                    x = agg["bypass"].to_numpy(dtype=float)
-                    y = scale * agg["mean"].to_numpy(dtype=float)
-                    ls = styles[i % len(styles)]
-                    label = f"depth {d}, {100 * frac:.3g}% minority in training"
-                    ax.plot(x, y, marker="o", color=colors[d], linestyle=ls, label=label)
-                    if agg["lo"].notna().any():
-                        ax.fill_between(
-                            x,
-                            scale * agg["lo"],
-                            scale * agg["hi"],
-                            color=colors[d],
-                            alpha=0.12,
-                            lw=0,
-                        )
-            if metric == "minority_share" and "training_minority_share" in g:
-                for share in g.groupby("minority_fraction")["training_minority_share"].mean():
-                    ax.axhline(100 * share, color="0.5", linestyle=":", linewidth=0.9)
+            _draw_bypass_panel(ax, g, metric, scale)
             ax.set_xlabel("mid-block bypass p")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ramp = " (ramped)" if key["bypass_schedule"] == "linear" else ""
-            ax.set_title(f"{key['dataset']} | {_setting_label(key)}{ramp}", fontsize=9)
+            ax.set_title(f"{key['dataset']} | {setting_label(key)}{ramp}", fontsize=9)
         axes[r, 0].legend(fontsize=7)
     fig.suptitle("Training-free mid-block bypass")
     fig.tight_layout()
@@ -444,6 +395,31 @@ def pareto_front(bias: np.ndarray, diversity: np.ndarray) -> np.ndarray:
     return np.array(sorted(front, key=lambda i: diversity[i]), dtype=np.int64)
 
 
+def _draw_frontier_panel(ax, g: pd.DataFrame, color, markers) -> None:
+    """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated."""
+    for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
+        ax.scatter(
+            gs["diversity_lpips"],
+            gs["bias_pp"],
+            color=color[sampler],
+            marker=markers.get(depth, "o"),
+            s=28,
+            alpha=0.8,
+            label=f"{sampler}, depth {depth}",
+        )
+    front = pareto_front(g["bias_pp"].to_numpy(), g["diversity_lpips"].to_numpy())
+    f = g.iloc[front]
+    ax.plot(f["diversity_lpips"], f["bias_pp"], color="k", linewidth=1, label="frontier")
+    for _, row in f.iterrows():
+        ax.annotate(
+            setting_label(row.to_dict()) + f" (d{row['depth']})",
+            (row["diversity_lpips"], row["bias_pp"]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+
+
 def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
     """Every cell (every knob, depth and seed) as a point: x = diversity (mean pairwise LPIPS),
     y = bias amplification in percentage points = training minority share - generated minority
@@ -458,35 +434,13 @@ def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
     panels = []
     for key, g in cells.groupby(["dataset", "minority_fraction"], sort=True):
         panels.append((dict(zip(["dataset", "minority_fraction"], key, strict=True)), g))
-    fig, axes = _grid(len(panels), ncols=2, size=(6.2, 4.6))
-    samplers = sorted(cells["sampler"].unique())
+    fig, axes = _panel_grid(len(panels), ncols=2, size=(6.2, 4.6))
     cmap = plt.get_cmap("tab10")
-    color = {s: cmap(i % 10) for i, s in enumerate(samplers)}
-    depths = _depth_order(cells["depth"])
-    markers = dict(zip(depths, "osD^vP*X", strict=False))
+    color = {s: cmap(i % 10) for i, s in enumerate(sorted(cells["sampler"].unique()))}
+    markers = dict(zip(depth_order(cells["depth"]), "osD^vP*X", strict=False))
     for ax, (key, g) in zip(axes.flat, panels, strict=False):
         g = g.reset_index(drop=True)
-        for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
-            ax.scatter(
-                gs["diversity_lpips"],
-                gs["bias_pp"],
-                color=color[sampler],
-                marker=markers.get(depth, "o"),
-                s=28,
-                alpha=0.8,
-                label=f"{sampler}, depth {depth}",
-            )
-        front = pareto_front(g["bias_pp"].to_numpy(), g["diversity_lpips"].to_numpy())
-        f = g.iloc[front]
-        ax.plot(f["diversity_lpips"], f["bias_pp"], color="k", linewidth=1, label="frontier")
-        for _, row in f.iterrows():
-            ax.annotate(
-                _setting_label(row.to_dict()) + f" (d{row['depth']})",
-                (row["diversity_lpips"], row["bias_pp"]),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
+        _draw_frontier_panel(ax, g, color, markers)
         ax.axhline(0, color="0.5", linestyle=":", linewidth=0.9)
         ax.set_xlabel("diversity (mean pairwise LPIPS, higher = more diverse)")
         ax.set_ylabel("bias amplification (pp, lower = less biased)")
