@@ -285,7 +285,7 @@ def test_fig_minority_vs_depth_mean_over_seeds_and_single_seed_ci():
     np.testing.assert_allclose(line.get_ydata(), expected)
     # one seed only: no faint points needed, and the bars are the CI of that run
     one = m[m.train_seed == 0]
-    fig1 = figures.fig_minority_vs_depth(one, confidence_threshold=0.0)
+    fig1 = figures.fig_minority_vs_depth(one, confident_share_min=0.0)
     left1 = fig1.get_axes()[0]
     labels = [t.get_text() for t in left1.get_legend().get_texts()]
     assert not any(lab.startswith("hollow") for lab in labels)
@@ -469,3 +469,14 @@ def test_fig_toy(tmp_path):
     assert [m.shape[0] for m in ex] == [16, 8, 4, 2, 1]
     assert len(figures.fig_toy(res, ex[:3]).get_axes()) == 4
     _check_saves(fig, tmp_path)
+
+
+def test_hollow_markers_follow_their_own_key_not_the_per_sample_cutoff():
+    """``figures.confident_share_min`` (Fig. 4's hollow-marker share) is its own config key,
+    passed by the rule; ``metrics.confidence_threshold`` is the per-sample cut-off only."""
+    import inspect
+
+    text = (WORKFLOW / "rules" / "figures.smk").read_text()
+    assert 'config["figures"]["confident_share_min"]' in text
+    params = inspect.signature(figures.fig_minority_vs_depth).parameters
+    assert "confident_share_min" in params and "confidence_threshold" not in params

@@ -14,6 +14,8 @@ rule fig4_minority_vs_depth:
         ENV
     resources:
         runtime=10,
+    params:
+        options={"confident_share_min": config["figures"]["confident_share_min"]},
     script:
         "../scripts/figure.py"
 

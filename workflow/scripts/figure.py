@@ -2,7 +2,8 @@
 
 The figure is ``biaslab.figures.FIGURES[name]``, ``name`` the stem of the PNG output
 (``results/figures/fig4_minority_vs_depth.png`` -> ``fig4_minority_vs_depth``), drawn from the
-rule's one input table (``metrics.parquet``, or ``train_log.parquet`` for the loss curves).
+rule's one input table (``metrics.parquet``, or ``train_log.parquet`` for the loss curves),
+with the rule's ``params.options`` as keyword arguments.
 """
 
 import sys
@@ -16,5 +17,5 @@ import pandas as pd
 from biaslab.figures import FIGURES, save
 
 name = Path(snakemake.output.png).stem
-fig = FIGURES[name](pd.read_parquet(snakemake.input[0]))
+fig = FIGURES[name](pd.read_parquet(snakemake.input[0]), **snakemake.params.get("options", {}))
 save(fig, [snakemake.output.png, snakemake.output.pdf])

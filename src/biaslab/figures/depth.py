@@ -227,7 +227,7 @@ def _finish_fig4_row(ax_s, ax_d, row: _Fig4Row, depths, backbone, any_hollow: bo
 def fig_minority_vs_depth(
     metrics: pd.DataFrame,
     *,
-    confidence_threshold: float = 0.9,
+    confident_share_min: float = 0.9,
     lpips_backbone: str | None = None,
 ) -> Figure:
     """Paper Fig. 4: percentage of minority samples generated, and sample diversity, vs depth.
@@ -246,7 +246,9 @@ def fig_minority_vs_depth(
     several, they are ±1 standard error of the mean across replicates (the seed-to-seed spread
     already contains the sampling noise), and each replicate is drawn as a faint point.
 
-    Points whose mean ``confident_share`` is below ``confidence_threshold`` are drawn hollow
+    Points whose mean ``confident_share`` is below ``confident_share_min`` (config
+    ``figures.confident_share_min``; the per-sample cut-off of ``confident_share`` itself is
+    ``metrics.confidence_threshold``) are drawn hollow
     (replicate points likewise, by their own share), with a note in the legend: the minority
     percentage of samples the classifier does not recognise is not meaningful.
     """
@@ -263,7 +265,7 @@ def fig_minority_vs_depth(
 
     fig, axes = plt.subplots(len(keys), 2, figsize=(11, 3.9 * len(keys)), squeeze=False)
     for (ax_s, ax_d), key in zip(axes, keys, strict=True):
-        row = _Fig4Row.of(data, key, x_of, confidence_threshold)
+        row = _Fig4Row.of(data, key, x_of, confident_share_min)
         any_hollow = False
         for frac in fractions:
             any_hollow |= _draw_share(ax_s, row, frac, colors[frac])
