@@ -156,7 +156,7 @@ def test_rho_model_of_training_images_is_their_alignment(colour_cell):
     assert value["rho_model"] == pytest.approx(true)
     assert value["training_rho"] == pytest.approx(own)
     assert value["minority_share"] == pytest.approx(1 - value["rho_model"])
-    assert value["amplification"] == pytest.approx(value["training_rho"] - value["rho_model"])
+    assert value["amplification"] == pytest.approx(value["rho_model"] - value["training_rho"])
     # the labeller is exact on real images: rho_model is the alignment of the picked images
     assert true == pytest.approx(aligned_share(samples["images"], pred["label"].to_numpy()))
     assert value["label_adherence"] >= 0.9
@@ -225,7 +225,7 @@ def synthetic_metrics() -> pd.DataFrame:
                     "training_rho": (rho, np.nan, np.nan),
                     "minority_share": (1 - r, 1 - r - 0.04, 1 - r + 0.05),
                     "training_minority_share": (1 - rho, np.nan, np.nan),
-                    "amplification": (rho - r, np.nan, np.nan),
+                    "amplification": (r - rho, np.nan, np.nan),
                     "diversity_lpips": (0.3 - 0.02 * w, np.nan, np.nan),
                 },
             )
@@ -247,7 +247,7 @@ def synthetic_metrics() -> pd.DataFrame:
                 {
                     "minority_share": (s, s - 0.02, s + 0.02),
                     "training_minority_share": (0.1, np.nan, np.nan),
-                    "amplification": (s - 0.1, np.nan, np.nan),
+                    "amplification": (0.1 - s, np.nan, np.nan),
                     "diversity_lpips": (0.2 + 0.05 * p, np.nan, np.nan),
                 },
             )

@@ -56,7 +56,7 @@ def test_tables_carry_grid_and_consistent_shares(cell):
     assert share.value == pytest.approx(preds.is_minority.mean())
     assert share.ci_low <= share.value <= share.ci_high
     assert m.loc["training_minority_share"].value == pytest.approx(0.2)
-    assert m.loc["amplification"].value == pytest.approx(share.value - 0.2)
+    assert m.loc["amplification"].value == pytest.approx(0.2 - share.value)  # majority grew: > 0
     knn = metrics[metrics.metric == "knn_cosine"]
     assert list(knn.k) == [1, 2, 5, 10] and (knn.backbone == "classifier").all()
 
@@ -169,3 +169,10 @@ def test_metrics_config_rejects_unknown_keys():
         "a.pth",
     )
     assert MetricsConfig(knn_backbone="inception").knn_features() == ("inception", None)
+
+
+def test_amplification_sign_is_positive_when_the_majority_grew():
+    from biaslab.metrics import amplification
+
+    assert amplification(generated_minority_share=0.05, training_minority_share=0.1) == 0.1 - 0.05
+    assert amplification(0.2, 0.1) < 0  # the minority grew: bias reduced

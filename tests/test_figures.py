@@ -90,7 +90,7 @@ def make_metrics(low_conf_depth: str | None = "4") -> pd.DataFrame:
         add(g, "minority_share", share, ci=(max(share - 0.03, 0), share + 0.03))
         train_share = g["minority_fraction"] + 0.002
         add(g, "training_minority_share", train_share)
-        add(g, "amplification", share - train_share)
+        add(g, "amplification", train_share - share)
         conf = 0.8 if g["depth"] == low_conf_depth else 0.97
         add(g, "confident_share", conf, ci=(conf - 0.02, conf + 0.02))
         add(g, "mean_confidence", conf)

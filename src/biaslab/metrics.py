@@ -82,9 +82,10 @@ def share(k: int, n: int, alpha: float = 0.05) -> dict[str, float | int]:
 
 
 def amplification(generated_minority_share: float, training_minority_share: float) -> float:
-    """Bias amplification of a cell: generated minority (bias-conflicting) share minus the
-    training set's (negative: the minority shrank)."""
-    return float(generated_minority_share) - float(training_minority_share)
+    """Bias amplification of a cell, the field's sign: the training set's minority
+    (bias-conflicting) share minus the generated one. Positive: the majority (aligned) share
+    grew, the bias was amplified; negative: it was reduced. The one definition in the code."""
+    return float(training_minority_share) - float(generated_minority_share)
 
 
 def rho_model(

@@ -430,7 +430,7 @@ def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
     cells = cell_table(metrics).dropna(subset=["amplification", "diversity_lpips"])
     if cells.empty:
         raise ValueError("no cells with both amplification and diversity_lpips")
-    cells = cells.assign(bias_pp=-100 * cells["amplification"])
+    cells = cells.assign(bias_pp=100 * cells["amplification"])
     panels = []
     for key, g in cells.groupby(["dataset", "minority_fraction"], sort=True):
         panels.append((dict(zip(["dataset", "minority_fraction"], key, strict=True)), g))
