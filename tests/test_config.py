@@ -62,20 +62,20 @@ BAD_CONFIGS = {
         "    - {sampler: ddim, steps: 10, eta: 0.0, bypass: 0.0}\n",
         "sampling.grid: duplicate rows",
     ),
-    "colour rho below chance": (
+    "conditional rho below chance": (
         "conditional:\n  datasets: [biased_mnist]\n  classes: [0, 1, 2, 3]\n  rhos: [0.2]\n",
         "conditional.rhos",
     ),
-    "unknown colour dataset": (
+    "unknown conditional dataset": (
         "conditional:\n  datasets: [cmnist]\n",
         "['conditional']['datasets']",
     ),
-    "colour grid checked too": (
+    "conditional grid checked too": (
         "conditional:\n  datasets: [biased_mnist]\n  grid:\n    - {sampler: dpmpp, steps: 10, "
         "s_churn: 1}\n",
         "conditional.grid[0].s_churn",
     ),
-    "colour samples below classes": (
+    "conditional samples below classes": (
         "conditional:\n  datasets: [biased_mnist]\n  n_samples: 5\n",
         "conditional.n_samples",
     ),

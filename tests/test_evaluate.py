@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from biaslab.classifier import SmallCNN, save_classifier
-from biaslab.evaluate import MetricsConfig, evaluate_cell, training_features
+from biaslab.evaluate import MetricsConfig, evaluate_cell, knn_features
 from biaslab.grid import GRID_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,16 +83,16 @@ def test_separate_knn_backbone_changes_only_knn_cosine(cell, tmp_path):
 
 
 def test_precomputed_train_features_give_the_same_knn(cell):
-    emb, name = training_features(cell["train"]["x"], cell["classifier_path"])
+    emb, name = knn_features(cell["train"]["x"], cell["classifier_path"])
     assert name == "classifier" and emb.shape[0] == len(cell["train"]["x"])
     _, direct = evaluate_cell(**cell)
-    _, cached = evaluate_cell(**cell, train_embeddings=emb)
+    _, cached = evaluate_cell(**cell, train_features=emb)
     pd_cols = ["metric", "k", "value"]
     a, b = direct[pd_cols], cached[pd_cols]
     assert a[["metric", "k"]].equals(b[["metric", "k"]])
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="do not fit"):
-        evaluate_cell(**cell, train_embeddings=emb[:-1])
+        evaluate_cell(**cell, train_features=emb[:-1])
 
 
 def test_base_feature_cache_serves_every_skew(cell):
@@ -107,12 +107,12 @@ def test_base_feature_cache_serves_every_skew(cell):
         "y_in": rng.permutation(np.array([6] * 20 + [9] * 10)),
         "classes": np.array([6, 9]),
     }
-    emb, _ = training_features(feature_pool(base, "base"), cell["classifier_path"])
+    emb, _ = knn_features(feature_pool(base, "base"), cell["classifier_path"])
     cache = {"embeddings": emb, "scope": np.array("base")}
     for fraction in (0.1, 0.3):
         train = make_skewed(base, fraction, n_train=None, seed=0)
         assert np.array_equal(train["x"], base["x_in"][train["base_index"]])
-        direct, _ = training_features(train["x"], cell["classifier_path"])
+        direct, _ = knn_features(train["x"], cell["classifier_path"])
         np.testing.assert_allclose(
             training_set_features(train, cache), direct, rtol=1e-5, atol=1e-6
         )
@@ -164,11 +164,11 @@ def test_metrics_config_rejects_unknown_keys():
     assert MetricsConfig.from_dict({"knn_k": [1, 3]}).knn_k == (1, 3)
     with pytest.raises(ValueError, match="unknown keys \\['knn'\\]"):
         MetricsConfig.from_dict({"knn": 5})
-    assert MetricsConfig(backbone="alex", backbone_weights="a.pth").knn_features() == (
+    assert MetricsConfig(backbone="alex", backbone_weights="a.pth").knn_network() == (
         "alex",
         "a.pth",
     )
-    assert MetricsConfig(knn_backbone="inception").knn_features() == ("inception", None)
+    assert MetricsConfig(knn_backbone="inception").knn_network() == ("inception", None)
 
 
 def test_amplification_sign_is_positive_when_the_majority_grew():

@@ -98,26 +98,28 @@ def test_tiny_run_writes_figures_models_and_report(tiny_run):
     assert (tiny_run / "results" / "report.html").stat().st_size > 10_000
 
 
-TINY_COLOUR = ROOT / "tests" / "config" / "tiny-colour.yaml"
+TINY_CONDITIONAL = ROOT / "tests" / "config" / "tiny-conditional.yaml"
 KNOBS = ["sampler", "steps", "eta", "s_churn", "guidance", "bypass", "bypass_schedule"]
 
 
 @pytest.fixture(scope="module")
-def tiny_colour_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny_colour")
-    snakemake("--cores", "2", "--configfile", str(TINY_COLOUR), cwd=work, timeout=900, check=True)
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny_conditional")
+    snakemake(
+        "--cores", "2", "--configfile", str(TINY_CONDITIONAL), cwd=work, timeout=900, check=True
+    )
     return work
 
 
-def test_tiny_colour_run_matches_golden_tables(tiny_colour_run):
-    assert_matches_golden(tiny_colour_run / "results", "colour")
+def test_tiny_conditional_run_matches_golden_tables(tiny_conditional_run):
+    assert_matches_golden(tiny_conditional_run / "results", "conditional")
 
 
-def test_sampler_family_metrics_carry_every_knob(tiny_colour_run):
+def test_sampler_family_metrics_carry_every_knob(tiny_conditional_run):
     import yaml
 
-    cfg = yaml.safe_load(TINY_COLOUR.read_text())
-    m = pd.read_parquet(tiny_colour_run / "results" / "metrics.parquet")
+    cfg = yaml.safe_load(TINY_CONDITIONAL.read_text())
+    m = pd.read_parquet(tiny_conditional_run / "results" / "metrics.parquet")
     assert set(GRID_COLUMNS) <= set(m.columns)
     cells = m[m.metric == "minority_share"]
     colour = cells[cells.dataset != "mnist69"]
@@ -148,13 +150,13 @@ def test_sampler_family_metrics_carry_every_knob(tiny_colour_run):
     assert len(m[m.metric == "label_adherence"]) == 20
     train_rho = m[m.metric == "training_rho"].groupby("rho_data")["value"].first()
     assert train_rho.round(2).to_dict() == {0.8: 0.8, 0.95: 0.93}  # round(0.95 * 30) / 30
-    p = pd.read_parquet(tiny_colour_run / "results" / "predictions.parquet")
+    p = pd.read_parquet(tiny_conditional_run / "results" / "predictions.parquet")
     cp = p[p.dataset != "mnist69"]
     # conditioning labels cycle through the classes: 4 samples per digit in each cell
     assert (cp.groupby(["dataset", "rho_data", *KNOBS])["label"].value_counts() == 4).all()
 
 
-def test_sampler_family_figures_and_conditional_models(tiny_colour_run):
+def test_sampler_family_figures_and_conditional_models(tiny_conditional_run):
     figs = [
         "fig_rho_vs_rho_data",
         "fig_rho_vs_steps",
@@ -165,19 +167,19 @@ def test_sampler_family_figures_and_conditional_models(tiny_colour_run):
     ]
     for fig in figs:
         for ext in ("png", "pdf"):
-            path = tiny_colour_run / "results" / "figures" / f"{fig}.{ext}"
+            path = tiny_conditional_run / "results" / "figures" / f"{fig}.{ext}"
             assert path.stat().st_size > 1000, path
     from diffusers import UNet2DModel
 
-    model = tiny_colour_run / "results/models/biased_mnist/minority~0.05/depth~2/seed~0/model"
+    model = tiny_conditional_run / "results/models/biased_mnist/minority~0.05/depth~2/seed~0/model"
     unet = UNet2DModel.from_pretrained(model / "unet")
     assert unet.config.num_class_embeds == 4 and unet.config.in_channels == 3
-    summary = (tiny_colour_run / "results" / "tables" / "summary.md").read_text()
+    summary = (tiny_conditional_run / "results" / "tables" / "summary.md").read_text()
     assert "rho_model [95% CI]" in summary and "label adherence %" in summary
     cell = (
         "sampler~heun_steps~3_eta~0.0_s_churn~10.0_guidance~1.0_bypass~0.0_bypass_schedule~constant"
     )
-    base = tiny_colour_run / "results/samples/multicolour_mnist/minority~0.2/depth~2/seed~0"
+    base = tiny_conditional_run / "results/samples/multicolour_mnist/minority~0.2/depth~2/seed~0"
     from biaslab.io import load_npz
 
     s = load_npz(base / cell / "samples.npz")

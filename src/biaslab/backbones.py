@@ -1,4 +1,4 @@
-"""Feature backbones for LPIPS diversity and kNN memorisation scores.
+"""Feature backbones for LPIPS diversity and kNN memorization scores.
 
 Every backbone takes images as float tensors in [-1, 1] of shape N x C x H x W (C = 1 or 3) and
 offers
@@ -14,7 +14,7 @@ offers
 Nothing here downloads anything: the ImageNet weights are read from local torchvision
 checkpoint files (``python -m biaslab.fetch_weights`` fetches them once, on a machine with
 internet). The kNN features of each base set are computed once, by the workflow rule
-``base_features`` (:func:`biaslab.evaluate.train_embeddings`).
+``base_features`` (:func:`biaslab.evaluate.knn_features`).
 """
 
 from __future__ import annotations

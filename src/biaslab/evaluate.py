@@ -46,7 +46,7 @@ class MetricsConfig:
             d["knn_k"] = tuple(int(k) for k in d["knn_k"])
         return cls(**d)
 
-    def knn_features(self) -> tuple[str, str | None]:
+    def knn_network(self) -> tuple[str, str | None]:
         """The kNN backbone and its weights file."""
         if self.knn_backbone == "same":
             return self.backbone, self.backbone_weights
@@ -225,7 +225,7 @@ def evaluate_cell(
     classifier_path: str,
     grid: dict[str, Any],
     metrics: MetricsConfig | None = None,
-    train_embeddings: np.ndarray | None = None,
+    train_features: np.ndarray | None = None,
     attribute_classifier_path: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one (model, sampler setting) cell: classify the samples, read the bias out
@@ -235,8 +235,8 @@ def evaluate_cell(
 
     ``samples``: {"images": uint8 [N, C, H, W], "seeds": [N], and "labels" (conditioning
     class indices) for a conditional model}; ``train``: {"x": uint8 training images, "y":
-    labels, "classes", and the family's attributes}. ``train_embeddings``: the training set's
-    kNN features (``training_features``), else computed here. ``attribute_classifier_path``:
+    labels, "classes", and the family's attributes}. ``train_features``: the training set's
+    kNN features (``knn_features``), else computed here. ``attribute_classifier_path``:
     the CelebA group classifier or the BFFHQ gender classifier."""
     metrics = metrics or MetricsConfig()
     classifier, classes = _dataset_classifier(classifier_path, train)
@@ -266,7 +266,7 @@ def evaluate_cell(
     rows = r.rows_before + bias_rows(r, c.confidence, metrics.confidence_threshold, len(train["y"]))
     rows += r.rows_after
     rows += diversity_memorization_rows(
-        x_gen, to_model_range(train["x"]), classifier, metrics, train_embeddings
+        x_gen, to_model_range(train["x"]), classifier, metrics, train_features
     )
     return predictions, _metrics_table(rows, grid)
 
@@ -276,10 +276,10 @@ def diversity_memorization_rows(
     x_train: torch.Tensor,
     classifier,
     metrics: MetricsConfig,
-    train_embeddings: np.ndarray | None = None,
+    train_features: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Mean pairwise LPIPS of the samples and kNN similarity to the training set (in the
-    features ``train_embeddings`` of the kNN backbone when given)."""
+    features ``train_features`` of the kNN backbone when given)."""
     n = len(x_gen)
     rows: list[dict[str, Any]] = []
     bb = load_backbone(
@@ -292,18 +292,18 @@ def diversity_memorization_rows(
         diversity = mean_pairwise_lpips(bb.lpips_features(x_gen))
         rows.append({"metric": "diversity_lpips", "backbone": bb.name, "n": n, "value": diversity})
         if metrics.knn_backbone != "same":
-            name, weights = metrics.knn_features()
+            name, weights = metrics.knn_network()
             bb = load_backbone(
                 name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
             )
         e_gen = bb.embed(x_gen)
-        if train_embeddings is None:
+        if train_features is None:
             e_train = bb.embed(x_train)
         else:
-            e_train = torch.as_tensor(train_embeddings)
+            e_train = torch.as_tensor(train_features)
             if e_train.shape != (len(x_train), e_gen.shape[1]):
                 raise ValueError(
-                    f"train_embeddings {tuple(e_train.shape)} do not fit {len(x_train)} training "
+                    f"train_features {tuple(e_train.shape)} do not fit {len(x_train)} training "
                     f"images and {bb.name} features of width {e_gen.shape[1]}"
                 )
     knn_k = metrics.knn_k
@@ -329,18 +329,18 @@ def _metrics_table(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataF
     return metrics
 
 
-def training_features(
+def knn_features(
     images: np.ndarray,
     classifier_path: str,
     metrics: MetricsConfig | None = None,
     *,
     batch_size: int = 1024,
 ) -> tuple[np.ndarray, str]:
-    """Features of real images in the kNN backbone (``MetricsConfig.knn_features``), computed
+    """Features of real images in the kNN backbone (``MetricsConfig.knn_network``), computed
     once and shared by every cell trained on them; and the backbone's name."""
     metrics = metrics or MetricsConfig()
     classifier, _classes = load_classifier(classifier_path)
-    name, weights = metrics.knn_features()
+    name, weights = metrics.knn_network()
     bb = load_backbone(
         name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
     )

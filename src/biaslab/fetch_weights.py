@@ -3,7 +3,7 @@
     python -m biaslab.fetch_weights --dest DIR [alex] [vgg] [inception]
 
 Downloads the IMAGENET1K_V1 state dicts that the metric backbones read (AlexNet and VGG16 for
-LPIPS, Inception-v3 for the kNN memorisation scores of Table 3) from torchvision's URLs into
+LPIPS, Inception-v3 for the kNN memorization scores of Table 3) from torchvision's URLs into
 ``DIR`` through ``torch.hub.load_state_dict_from_url`` (which checks the SHA-256 prefix in the
 file name), then prints the config keys to set. With no net named, all three are fetched; files
 already in ``DIR`` are kept. Pipelines never call this: nothing is downloaded at run time.

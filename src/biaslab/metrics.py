@@ -458,7 +458,7 @@ def knn_similarity(
     chunk: int = 1024,
     margin: int = 16,
 ) -> dict[int, float]:
-    """Memorisation score per ``k``: ``mean_i mean_{r <= k} v_{i,r}`` where ``v_{i,r}`` is the
+    """Memorization score per ``k``: ``mean_i mean_{r <= k} v_{i,r}`` where ``v_{i,r}`` is the
     distance (``l2``) or cosine similarity (``cosine``) of generated row ``i`` to its ``r``-th
     nearest training row (exact, see :func:`knn_search`, run once with ``max(ks)``).
     """

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,131 @@ def _set_rng_state(gen: torch.Generator, state: torch.Tensor) -> None:
     gen.set_state(state.cpu() if gen.device.type == "cpu" else state)
 
 
+@dataclass
+class _TrainState:
+    """Everything a checkpoint holds: model, optimizer, LR schedule, EMA, the data generator,
+    the log so far and the step."""
+
+    cfg: TrainConfig
+    unet: UNet2DModel
+    optimizer: torch.optim.Optimizer
+    lr_sched: Any
+    ema: EMAModel
+    gen: torch.Generator
+    log: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+
+    def save(self, path: Path) -> None:
+        save_torch(
+            {
+                "config": self.cfg.as_dict(),
+                "step": self.step,
+                "model": self.unet.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_sched.state_dict(),
+                "ema": self.ema.state_dict(),
+                "generator": self.gen.get_state(),
+                "log": self.log,
+            },
+            path,
+        )
+
+    def restore(self, path: Path, device: torch.device) -> None:
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state["config"] != self.cfg.as_dict():
+            raise RuntimeError(
+                f"checkpoint {path} was written with a different training config; "
+                "delete it to start over"
+            )
+        self.unet.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_sched.load_state_dict(state["lr_scheduler"])
+        self.ema.load_state_dict(state["ema"])
+        _set_rng_state(self.gen, state["generator"])
+        self.log = state["log"]
+        self.step = state["step"]
+
+
+def _new_state(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device) -> _TrainState:
+    """A fresh model (seeded by ``cfg.seed``) with its optimizer, schedule, EMA and generator."""
+    _, c, h, _ = shape
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(
+        cfg.depth,
+        resolution=h,
+        in_channels=c,
+        width=cfg.width,
+        num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
+    ).to(device)
+    unet = unet.to(memory_format=_memory_format(cfg))
+    # One fused kernel for all parameters on CUDA; the same maths as the per-tensor loop.
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(
+        unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused
+    )
+    lr_sched = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    return _TrainState(cfg, unet, optimizer, lr_sched, ema, gen)
+
+
+def _memory_format(cfg: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def _batch_loss(
+    s: _TrainState,
+    forward,
+    x0_all: torch.Tensor,
+    y_all: torch.Tensor | None,
+    alphas: torch.Tensor,
+) -> torch.Tensor:
+    """The epsilon-prediction loss of one random batch (draws from ``s.gen`` in a fixed
+    order: images, noise, timesteps, label dropout)."""
+    cfg, gen, device = s.cfg, s.gen, x0_all.device
+    idx = torch.randint(0, len(x0_all), (cfg.batch_size,), generator=gen, device=device)
+    x0 = x0_all[idx]
+    noise = torch.randn(x0.shape, generator=gen, device=device)
+    t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device)
+    class_labels = None
+    if y_all is not None:
+        drop = torch.rand((cfg.batch_size,), generator=gen, device=device)
+        class_labels = torch.where(drop < cfg.label_dropout, cfg.num_classes, y_all[idx])
+    a = alphas[t].view(-1, 1, 1, 1)
+    noisy = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=_memory_format(cfg))
+    with _autocast(cfg.precision, device):
+        pred = forward(noisy, t, class_labels=class_labels).sample
+    loss = F.mse_loss(pred.float(), noise)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss.item()}) at step {s.step + 1} (depth {cfg.depth}, "
+            f"lr {cfg.lr}); lower training.lr or use training.precision: fp32"
+        )
+    return loss
+
+
+def _optimizer_step(s: _TrainState, loss: torch.Tensor, dt_start: float) -> None:
+    """Backward, clip, AdamW, LR schedule, EMA; one log row."""
+    loss.backward()
+    if s.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(s.unet.parameters(), s.cfg.grad_clip)
+    s.optimizer.step()
+    lr_now = s.lr_sched.get_last_lr()[0]
+    s.lr_sched.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    s.ema.step(s.unet.parameters())
+    s.step += 1
+    dt = time.perf_counter() - dt_start
+    s.log.append(
+        {
+            "step": s.step,
+            "loss": float(loss.item()),
+            "lr": float(lr_now),
+            "images_per_s": s.cfg.batch_size / dt,
+        }
+    )
+
+
 def train_diffusion(
     images: np.ndarray,
     cfg: TrainConfig,
@@ -156,140 +281,52 @@ def train_diffusion(
     """
     device = torch.device(device)
     x0_all = to_model_range(images).to(device)
-    n, c, h, _ = x0_all.shape
-    y_all = _check_labels(labels, cfg, n)
+    y_all = _check_labels(labels, cfg, len(x0_all))
     if y_all is not None:
         y_all = y_all.to(device)
-    checkpoint_dir = Path(checkpoint_dir)
-    ckpt_path = checkpoint_dir / "last.pt"
-
-    torch.manual_seed(cfg.seed)
-    unet = build_unet(
-        cfg.depth,
-        resolution=h,
-        in_channels=c,
-        width=cfg.width,
-        num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
-    ).to(device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    unet = unet.to(memory_format=memory_format)
-    forward = torch.compile(unet, dynamic=False) if cfg.compile else unet
-    noise_scheduler = make_noise_scheduler(cfg)
-    alphas = noise_scheduler.alphas_cumprod.to(device)
-    # One fused kernel for all parameters on CUDA; the same maths as the per-tensor loop.
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(
-        unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused
-    )
-    lr_sched = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps)
-    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, foreach=True)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    log: list[dict[str, float]] = []
-    step = 0
-
+    ckpt_path = Path(checkpoint_dir) / "last.pt"
+    s = _new_state(cfg, tuple(x0_all.shape), device)
+    forward = torch.compile(s.unet, dynamic=False) if cfg.compile else s.unet
+    alphas = make_noise_scheduler(cfg).alphas_cumprod.to(device)
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != cfg.as_dict():
-            raise RuntimeError(
-                f"checkpoint {ckpt_path} was written with a different training config; "
-                "delete it to start over"
-            )
-        unet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_sched.load_state_dict(state["lr_scheduler"])
-        ema.load_state_dict(state["ema"])
-        _set_rng_state(gen, state["generator"])
-        log = state["log"]
-        step = state["step"]
-        print(f"resuming from {ckpt_path} at step {step}", file=sys.stderr)
-
-    def checkpoint() -> None:
-        save_torch(
-            {
-                "config": cfg.as_dict(),
-                "step": step,
-                "model": unet.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_sched.state_dict(),
-                "ema": ema.state_dict(),
-                "generator": gen.get_state(),
-                "log": log,
-            },
-            ckpt_path,
-        )
+        s.restore(ckpt_path, device)
+        print(f"resuming from {ckpt_path} at step {s.step}", file=sys.stderr)
 
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
-    unet.train()
+    s.unet.train()
     bar = tqdm(
         total=cfg.steps,
-        initial=step,
+        initial=s.step,
         disable=not progress,
         file=sys.stderr,
         mininterval=5.0,
         desc=f"train depth {cfg.depth}",
     )
     with _catch_stop_signals() as received:
-        while step < cfg.steps:
+        while s.step < cfg.steps:
             t0 = time.perf_counter()
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
-            x0 = x0_all[idx]
-            noise = torch.randn(x0.shape, generator=gen, device=device)
-            t = torch.randint(
-                0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device
-            )
-            class_labels = None
-            if y_all is not None:
-                drop = torch.rand((cfg.batch_size,), generator=gen, device=device)
-                class_labels = torch.where(drop < cfg.label_dropout, cfg.num_classes, y_all[idx])
-            a = alphas[t].view(-1, 1, 1, 1)
-            noisy = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=memory_format)
-            with _autocast(cfg.precision, device):
-                pred = forward(noisy, t, class_labels=class_labels).sample
-            loss = F.mse_loss(pred.float(), noise)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at step {step + 1} (depth {cfg.depth}, "
-                    f"lr {cfg.lr}); lower training.lr or use training.precision: fp32"
-                )
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
-            optimizer.step()
-            lr_now = lr_sched.get_last_lr()[0]
-            lr_sched.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.step(unet.parameters())
-            step += 1
-            dt = time.perf_counter() - t0
-            log.append(
-                {
-                    "step": step,
-                    "loss": float(loss.item()),
-                    "lr": float(lr_now),
-                    "images_per_s": cfg.batch_size / dt,
-                }
-            )
+            _optimizer_step(s, _batch_loss(s, forward, x0_all, y_all, alphas), t0)
             bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean([r['loss'] for r in log[-50:]]):.4f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                checkpoint()
-            if step == kill_at:
+            if s.step % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean([r['loss'] for r in s.log[-50:]]):.4f}")
+            if s.step % cfg.checkpoint_every == 0 or s.step == cfg.steps:
+                s.save(ckpt_path)
+            if s.step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             if received:
-                if step % cfg.checkpoint_every != 0 and step != cfg.steps:
-                    checkpoint()
+                if s.step % cfg.checkpoint_every != 0 and s.step != cfg.steps:
+                    s.save(ckpt_path)
                 bar.close()
                 raise Preempted(
-                    f"received {signal.Signals(received[0]).name} at step {step}/{cfg.steps}; "
+                    f"received {signal.Signals(received[0]).name} at step {s.step}/{cfg.steps}; "
                     f"checkpoint written to {ckpt_path}; rerunning the job resumes from it"
                 )
     bar.close()
 
-    ema.copy_to(unet.parameters())
-    unet.eval()
+    s.ema.copy_to(s.unet.parameters())
+    s.unet.eval()
     # the standard layout again: safetensors saves contiguous tensors only
-    return unet.to(memory_format=torch.contiguous_format).cpu(), pd.DataFrame(log)
+    return s.unet.to(memory_format=torch.contiguous_format).cpu(), pd.DataFrame(s.log)
 
 
 def _check_labels(labels: np.ndarray | None, cfg: TrainConfig, n: int) -> torch.Tensor | None:

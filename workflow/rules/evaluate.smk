@@ -20,7 +20,7 @@ rule base_features:
     params:
         **feature_params("base"),
     script:
-        "../scripts/train_features.py"
+        "../scripts/features.py"
 
 
 rule train_features:
@@ -42,7 +42,7 @@ rule train_features:
     params:
         **feature_params("train"),
     script:
-        "../scripts/train_features.py"
+        "../scripts/features.py"
 
 
 rule evaluate:

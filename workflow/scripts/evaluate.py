@@ -16,7 +16,7 @@ predictions, metrics = evaluate_cell(
     train=train,
     classifier_path=snakemake.input.classifier,
     attribute_classifier_path=(list(snakemake.input.attribute_classifier) or [None])[0],
-    train_embeddings=training_set_features(train, load_npz(snakemake.input.train_features)),
+    train_features=training_set_features(train, load_npz(snakemake.input.train_features)),
     grid=snakemake.params.grid,
     metrics=MetricsConfig.from_dict(snakemake.params.metrics),
 )

@@ -315,7 +315,7 @@ def fig_knn_vs_k(
     """Paper Table 3 as a figure: kNN similarity to the training set vs k, one line per depth.
 
     Left: ``knn_cosine`` (feature-space cosine similarity, averaged over the k nearest training
-    images; higher = closer to memorisation). Right: ``knn_l2`` (pixel Euclidean distance; lower
+    images; higher = closer to memorization). Right: ``knn_l2`` (pixel Euclidean distance; lower
     = closer). Lines are coloured by depth (viridis, in ``DEPTH_ORDER``); each is the mean over
     replicates, with a ±1 s.e.m. band when there are several. Only one sampler setting is shown
     (``setting`` or the first in sorted order, named in the title); one row of panels per

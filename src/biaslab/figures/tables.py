@@ -57,7 +57,7 @@ def depth_family(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Table 3: memorisation / kNN similarity to the training set
+# Table 3: memorization / kNN similarity to the training set
 # --------------------------------------------------------------------------------------------
 def sampler_settings(df: pd.DataFrame) -> list[tuple]:
     """The distinct sampler settings (values of the knob columns present), sorted."""

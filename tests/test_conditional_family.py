@@ -1,5 +1,5 @@
-"""The coloured-MNIST family in the pipeline: datasets, decorrelated classifier data, the
-per-cell evaluation (rho_model, label adherence) and the sampler-study figures."""
+"""The conditional family on coloured MNIST in the pipeline: datasets, decorrelated classifier
+data, the per-cell evaluation (rho_model, label adherence) and the sampler-study figures."""
 
 from __future__ import annotations
 

@@ -8,13 +8,13 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.evaluate import MetricsConfig, feature_pool, training_features
+from biaslab.evaluate import MetricsConfig, feature_pool, knn_features
 from biaslab.io import load_npz, write_npz
 
 torch.set_num_threads(snakemake.threads)
 scope = snakemake.params.scope
 images = feature_pool(load_npz(snakemake.input.data), scope)
 metrics = MetricsConfig.from_dict(snakemake.params.metrics)
-emb, name = training_features(images, snakemake.input.classifier, metrics)
+emb, name = knn_features(images, snakemake.input.classifier, metrics)
 print(f"{scope} features, {name}: {emb.shape}", file=sys.stderr)
 write_npz(snakemake.output.features, embeddings=emb, backbone=np.array(name), scope=np.array(scope))
