@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, check_config, check_depth, resolve_sampling_grid
+from .datasets import facts
 from .grid import KNOB_TYPES, fraction_label
 
 
@@ -138,7 +139,6 @@ def depth_family(config: Mapping[str, Any]) -> Family:
         dataset=str(data["dataset"]),
         source=str(data["source"]),
         resolution=int(data["resolution"]),
-        channels=3 if data["dataset"] == "celeba" else 1,
         fractions=tuple(fraction_label(f) for f in config["minority_fractions"]),
         depths=depths,
         knob_rows=tuple(rows),
@@ -148,7 +148,7 @@ def depth_family(config: Mapping[str, Any]) -> Family:
         num_classes=0,
         data=dict(data),
         training=_training(config, config["training"]["steps"]),
-        attribute_targets=("group",) if data["dataset"] == "celeba" else (),
+        **facts(str(data["dataset"])),
         **_common(config),
     )
 
@@ -186,7 +186,6 @@ def _conditional_family(
         dataset=dataset,
         source=source,
         resolution=resolution,
-        channels=3,
         fractions=tuple(fraction_label(1 - r) for r in cond["rhos"]),
         depths=depths,
         knob_rows=tuple(rows),
@@ -199,6 +198,7 @@ def _conditional_family(
             config, steps, num_classes=k, label_dropout=float(cond["label_dropout"])
         ),
         **kw,
+        **facts(dataset),
         **_common(config),
     )
 
@@ -226,7 +226,6 @@ def colour_mnist_family(config: Mapping[str, Any], dataset: str) -> Family:
             "rho_right": float(cond["rho_right"]),
             "n_train": cond["n_train"],
         },
-        features_scope="train",
         rho_right=float(cond["rho_right"]) if multi else None,
     )
 
@@ -243,7 +242,6 @@ def bffhq_family(config: Mapping[str, Any], dataset: str = "bffhq") -> Family:
         res_key="conditional.bffhq.resolution",
         classes=[0, 1],
         data={**bffhq, "split_seed": config["data"]["split_seed"]},
-        attribute_targets=("bias",),
     )
 
 

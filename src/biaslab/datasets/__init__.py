@@ -46,7 +46,7 @@ __all__ = [
     "build_train",
     "class_indices",
     "classifier_view",
-    "is_colour",
+    "facts",
     "rho_of",
     "same_seed_labels",
 ]
@@ -72,8 +72,17 @@ def _source(dataset: str) -> ModuleType:
     return SOURCES.get(dataset, mnist)
 
 
-def is_colour(dataset: str) -> bool:
-    return dataset in colour_mnist.DATASETS
+def facts(dataset: str) -> dict[str, Any]:
+    """What the plan needs to know of a dataset's source: image channels, where its kNN
+    features are cached ("base": the base set, which every skew indexes into; "train": per
+    training set) and its attribute classifiers beside the class classifier."""
+    src = SOURCES[dataset]
+    target = getattr(src, "ATTRIBUTE_TARGET", None)
+    return {
+        "channels": int(src.CHANNELS),
+        "features_scope": getattr(src, "FEATURES_SCOPE", "base"),
+        "attribute_targets": (target,) if target else (),
+    }
 
 
 def classifier_view(base: dict[str, np.ndarray], target: str) -> dict[str, np.ndarray]:

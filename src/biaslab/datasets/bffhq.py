@@ -42,6 +42,7 @@ from .common import class_counts_manifest, colour_manifest, open_image, rho_of, 
 CONDITIONAL = True
 #: the attribute classifier beside the class classifier: gender, the bias
 ATTRIBUTE_TARGET = "bias"
+CHANNELS = 3
 
 BFFHQ_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _BFFHQ_NAME = re.compile(r"^(?P<stem>.*)_(?P<target>\d+)_(?P<bias>\d+)$")

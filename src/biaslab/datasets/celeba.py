@@ -306,6 +306,7 @@ def make_base(cfg: DataConfig) -> dict[str, np.ndarray]:
 
 #: the attribute classifier beside the class classifier: the four Male x Blond_Hair groups
 ATTRIBUTE_TARGET = "group"
+CHANNELS = 3
 
 
 def base(settings: dict[str, Any]) -> dict[str, np.ndarray]:

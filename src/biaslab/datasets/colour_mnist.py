@@ -315,6 +315,10 @@ def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.nda
 
 #: class-conditional models; the skew is the bias-conflicting share ``1 - rho``
 CONDITIONAL = True
+CHANNELS = 3
+#: the kNN features are cached per training set: each rho recolours the digits anew, so the
+#: training sets are not subsets of one base set
+FEATURES_SCOPE = "train"
 
 
 def _colour_config(settings: dict[str, Any]) -> ColourDataConfig:

@@ -34,6 +34,8 @@ MNIST_FILES = (
 
 #: unconditional models (a minority fraction, no class labels)
 CONDITIONAL = False
+#: image channels (grey digits)
+CHANNELS = 1
 
 
 @dataclass(frozen=True)
