@@ -2,7 +2,12 @@
 # models. Run: snakemake --cores 2 (README). Config: config.yaml, validated before any job.
 
 
-configfile: "config.yaml"
+# config.yaml is the default run. A --configfile on the command line replaces it (Snakemake
+# would layer the file on top of config.yaml, mixing the default's families into the run);
+# --config key=value still updates whichever file is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

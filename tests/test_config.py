@@ -79,6 +79,40 @@ BAD_CONFIGS = {
         "conditional:\n  datasets: [biased_mnist]\n  n_samples: 5\n",
         "conditional.n_samples",
     ),
+    # issue 15: near-duplicates, empty splits and sets, impossible sizes
+    "near-duplicate fractions": (
+        "minority_fractions: [0.2, 0.20000000001]\n",
+        "minority_fractions: 0.2 and 0.20000000001 are the same share",
+    ),
+    "near-duplicate rhos": (
+        "conditional:\n  datasets: [biased_mnist]\n  classes: [0, 1]\n"
+        "  rhos: [0.9, 0.90000000001]\n",
+        "conditional.rhos",
+    ),
+    "held-in split empty": ("data:\n  heldout_fraction: 0.999\n", "data.heldout_fraction"),
+    "held-out split empty": ("data:\n  heldout_fraction: 0.0009\n", "data.heldout_fraction"),
+    "no minority image": ("data:\n  n_train: 2\n", "data.n_train / minority_fractions"),
+    "fraction rounds below one image": (
+        "minority_fractions: [0.00001]\n",
+        "data.n_train / minority_fractions",
+    ),
+    "knn_k above the training set": (
+        "data:\n  n_train: 20\nmetrics:\n  knn_k: [1, 50]\n",
+        "metrics.knn_k",
+    ),
+    "steps above the training timesteps": (
+        "training:\n  num_train_timesteps: 100\nsampling:\n  grid:\n"
+        "    - {sampler: ddim, steps: 200}\n",
+        "sampling.grid[0].steps",
+    ),
+    "absurd n_samples": ("sampling:\n  n_samples: 1000000000\n", "['sampling']['n_samples']"),
+    "too many sampled images": (
+        "minority_fractions: [0.1, 0.2, 0.3, 0.4]\nmodel:\n  depths: ['2', '3', '4']\n"
+        "sampling:\n  n_samples: 1000000\n  grid:\n    - {sampler: ddim, steps: 10}\n"
+        "    - {sampler: ddim, steps: 20}\n    - {sampler: ddim, steps: 30}\n"
+        "    - {sampler: ddim, steps: 40}\n    - {sampler: ddim, steps: 50}\n",
+        "sampling.n_samples",
+    ),
 }
 
 
@@ -99,3 +133,24 @@ def test_default_config_is_valid(tmp_path):
     proc = snakemake("-n", "--configfile", str(ROOT / "config.yaml"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "train_diffusion" in proc.stdout
+
+
+def test_extreme_but_valid_values_build_the_dag(tmp_path):
+    """Values whose repr has an exponent (1e-07, 1e-05) become plain-decimal path labels that
+    read back as the same number, so the DAG builds (they once gave a MissingInputException
+    that named no key)."""
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(
+        textwrap.dedent(
+            """\
+            sampling:
+              grid:
+                - {sampler: ddim, steps: 10, eta: 1.0e-7}
+                - {sampler: heun, steps: 6, s_churn: 1.0e-5}
+                - {sampler: euler, steps: 6, s_churn: 1.0e+20}
+            """
+        )
+    )
+    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "eta~0.0000001" in proc.stdout and "s_churn~0.00001" in proc.stdout

@@ -176,3 +176,16 @@ def test_amplification_sign_is_positive_when_the_majority_grew():
 
     assert amplification(generated_minority_share=0.05, training_minority_share=0.1) == 0.1 - 0.05
     assert amplification(0.2, 0.1) < 0  # the minority grew: bias reduced
+
+
+def test_gather_refuses_a_cell_gathered_twice(cell):
+    from biaslab.evaluate import gather
+
+    preds, metrics = evaluate_cell(**cell)
+    assert len(gather([metrics], "metrics")) == len(metrics)
+    other = metrics.assign(train_seed=1)
+    assert len(gather([metrics, other], "metrics")) == 2 * len(metrics)
+    with pytest.raises(ValueError, match=r"share their grid key \(from \['a', 'b'\]\)"):
+        gather([metrics, metrics], "metrics", ["a", "b"])
+    with pytest.raises(ValueError, match="predictions"):
+        gather([preds, preds], "predictions")

@@ -65,3 +65,22 @@ def test_knob_error_stochasticity_cost_and_labels():
     row = {"sampler": "heun", "steps": 6, "eta": 0.0, "s_churn": 40.0, "guidance": 1.0}
     assert setting_label(row) == "heun, 6 steps, S_churn=40, w=1"
     assert setting_label({"sampler": "ddpm", "steps": 1000, "eta": 1.0}) == "ddpm, 1000 steps, η=1"
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.5, 1e-7, 1e-5, 1e20, 40.0, 0.95, 1 - 0.99, 3])
+def test_path_numbers_are_plain_decimals_that_read_back(value):
+    import re
+
+    from biaslab.grid import WILDCARD_PATTERNS, path_number
+
+    text = path_number(value)
+    assert re.fullmatch(WILDCARD_PATTERNS["eta"], text), text
+    assert type(value)(text) == value
+
+
+def test_fraction_labels_round_to_ten_decimals():
+    from biaslab.grid import fraction_label
+
+    assert fraction_label(1 - 0.99) == "0.01"
+    assert fraction_label(0.20000000001) == fraction_label(0.2) == "0.2"
+    assert fraction_label(1e-5) == "0.00001"

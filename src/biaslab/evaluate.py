@@ -387,6 +387,34 @@ def training_set_features(
     return emb[idx]
 
 
+#: What identifies a row of each gathered table, beside the grid columns.
+ROW_KEYS = {
+    "metrics": ("metric", "k", "group", "backbone"),
+    "predictions": ("sample_index",),
+    "train_log": ("step",),
+}
+
+
+def gather(tables: list[pd.DataFrame], kind: str, sources: list[str] | None = None) -> pd.DataFrame:
+    """Concatenate per-cell (or per-model) tidy tables of one ``kind`` (a ``ROW_KEYS`` key).
+    Refuses two rows with the same grid columns and row key: the same cell gathered twice
+    (two config values sharing one path) would otherwise double every row silently."""
+    table = pd.concat(tables, ignore_index=True)
+    keys = [c for c in (*GRID_COLUMNS, *ROW_KEYS[kind]) if c in table.columns]
+    dup = table.duplicated(keys, keep=False)
+    if dup.any():
+        first = table.loc[dup, keys].iloc[0].to_dict()
+        where = ""
+        if sources is not None:
+            sizes = [len(t) for t in tables]
+            owner = np.repeat(np.arange(len(tables)), sizes)[dup.to_numpy()]
+            where = f" (from {sorted({sources[i] for i in owner})[:4]})"
+        raise ValueError(
+            f"gather {kind}: {int(dup.sum())} rows share their grid key{where}, e.g. {first}"
+        )
+    return table
+
+
 _SORT_COLUMNS = (
     "minority_fraction",
     "train_seed",

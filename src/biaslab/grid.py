@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -195,7 +196,46 @@ def setting_label(key: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def path_number(value: float | int) -> str:
+    """A number as a path component that reads back as the same number: the shortest repr,
+    written out in plain decimals where repr would use an exponent (``1e-07`` ->
+    ``"0.0000001"``, ``1e20`` -> ``"100000000000000000000.0"``), so it fits the wildcard
+    patterns (``WILDCARD_PATTERNS``) and ``float(path_number(v)) == v``."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    text = repr(float(value))
+    if "e" in text:
+        text = format(Decimal(text), "f")
+        text = text if "." in text else text + ".0"
+    return text
+
+
 def fraction_label(value: float) -> str:
-    """The path label of a minority fraction: shortest float repr after rounding away
-    floating-point noise (``1 - 0.99`` -> ``"0.01"``)."""
-    return repr(round(float(value), 10))
+    """The path label of a minority fraction: rounded to 10 decimals (``1 - 0.99`` ->
+    ``"0.01"``), in plain decimals (``path_number``)."""
+    return path_number(round(float(value), 10))
+
+
+def knob_path_values(row: Mapping[str, Any]) -> dict[str, str]:
+    """A resolved knob row as its path components (``KNOB_COLUMNS`` order)."""
+    return {
+        k: path_number(row[k]) if KNOB_TYPES[k] is not str else str(row[k]) for k in KNOB_COLUMNS
+    }
+
+
+#: What each path wildcard may match (the workflow's ``wildcard_constraints``); every path
+#: label the plan makes is checked against these before any job.
+WILDCARD_PATTERNS = {
+    "dataset": r"[A-Za-z0-9_]+",
+    "fraction": r"0\.[0-9]+",
+    "depth": r"2L|[2-6]",
+    "seed": r"[0-9]+",
+    "target": r"class|bias|group",
+    "sampler": r"[a-z+]+",
+    "steps": r"[0-9]+",
+    "eta": r"[0-9.]+",
+    "s_churn": r"[0-9.]+",
+    "guidance": r"[0-9.]+",
+    "bypass": r"[0-9.]+",
+    "bypass_schedule": r"[a-z]+",
+}

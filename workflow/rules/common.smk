@@ -9,7 +9,7 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from biaslab.config import ConfigError, check_inputs  # noqa: E402
 from biaslab.datasets import same_seed_labels  # noqa: E402
-from biaslab.grid import KNOB_COLUMNS  # noqa: E402
+from biaslab.grid import KNOB_COLUMNS, WILDCARD_PATTERNS, knob_path_values  # noqa: E402
 from biaslab.plan import plan  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -23,13 +23,14 @@ except ConfigError as e:
 
 
 ENV = "../../environment.yml"
-DEPTH = PLAN[
-    config["data"]["dataset"]
-]  # the depth family: same-seed figures (Figs. 5, A)
+# The depth family: the same-seed figures (Figs. 5, A) draw its models.
+DEPTH = PLAN[config["data"]["dataset"]]
 # One Paramspace per family over the sampler knobs (a path component and column per knob).
 SPACES = {
     name: Paramspace(
-        pd.DataFrame(list(fam.knob_rows), columns=list(KNOB_COLUMNS)),
+        pd.DataFrame(
+            [knob_path_values(r) for r in fam.knob_rows], columns=list(KNOB_COLUMNS)
+        ),
         filename_params="*",
         param_sep="~",
     )
@@ -56,18 +57,7 @@ def figure(name, ext):
 
 
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_]+",
-    fraction=r"0\.[0-9]+",
-    depth=r"2L|[2-6]",
-    seed=r"[0-9]+",
-    target=r"class|bias|group",
-    sampler=r"[a-z+]+",
-    steps=r"[0-9]+",
-    eta=r"[0-9.]+",
-    s_churn=r"[0-9.]+",
-    guidance=r"[0-9.]+",
-    bypass=r"[0-9.]+",
-    bypass_schedule=r"[a-z]+",
+    **WILDCARD_PATTERNS,
 
 
 def family(wildcards):

@@ -6,10 +6,16 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
+from biaslab.evaluate import gather
 from biaslab.io import write_parquet
 
+
+def read(paths):
+    return [pd.read_parquet(p) for p in paths], [str(p) for p in paths]
+
+
 for key in ("metrics", "predictions"):
-    table = pd.concat([pd.read_parquet(p) for p in snakemake.input[key]], ignore_index=True)
-    write_parquet(table, snakemake.output[key])
-log = pd.concat([pd.read_parquet(p) for p in snakemake.input.logs], ignore_index=True)
-write_parquet(log, snakemake.output.train_log)
+    tables, paths = read(snakemake.input[key])
+    write_parquet(gather(tables, key, paths), snakemake.output[key])
+tables, paths = read(snakemake.input.logs)
+write_parquet(gather(tables, "train_log", paths), snakemake.output.train_log)

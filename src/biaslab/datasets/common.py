@@ -81,6 +81,12 @@ def split_heldout(
             raise ValueError(f"{what} has no images of class {c}")
         idx = rng.permutation(idx)
         n_out = round(heldout_fraction * idx.size)
+        if not 0 < n_out < idx.size:
+            empty = "held-out" if n_out == 0 else "held-in"
+            raise ValueError(
+                f"heldout_fraction: {heldout_fraction} of the {idx.size} images of class {c} "
+                f"in {what} leaves the {empty} split empty"
+            )
         for k, a in arrays.items():
             out[f"{k}_out"].append(a[idx[:n_out]])
             out[f"{k}_in"].append(a[idx[n_out:]])

@@ -1,0 +1,29 @@
+"""The README's command lines, run from the repository root as a user would (dry runs of the
+whole DAG), plan the jobs the README states: a --configfile means exactly that file."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ROOT, job_counts, snakemake
+
+README = (ROOT / "README.md").read_text()
+
+# (command as the README gives it, the job counts the README states for it)
+COMMANDS = [
+    ("snakemake --cores 2", {"total": 105, "train_diffusion": 8, "sample": 36}),
+    (
+        "snakemake --cores 2 --configfile config/cpu-repro.yaml",
+        {"total": 39, "train_diffusion": 8, "sample": 8},
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "expected"), COMMANDS, ids=["default", "cpu-repro"])
+def test_readme_command_plans_the_stated_jobs(command, expected):
+    assert command in README
+    assert f"{expected['total']} jobs" in README
+    args = command.split()[1:]
+    proc = snakemake(*args, "-n", "--forceall", "--nolock", cwd=ROOT, timeout=300, check=True)
+    counts = job_counts(proc.stdout)
+    assert {k: counts.get(k) for k in expected} == expected, counts
