@@ -105,6 +105,15 @@ BAD_CONFIGS = {
         "    - {sampler: ddim, steps: 200}\n",
         "sampling.grid[0].steps",
     ),
+    "conditional n_train below the classes": (
+        "conditional:\n  datasets: [biased_mnist]\n  classes: [0, 1, 2]\n  n_train: 2\n",
+        "conditional.n_train",
+    ),
+    "conditional set without a conflicting image": (
+        "conditional:\n  datasets: [biased_mnist]\n  classes: [0, 1]\n  n_train: 20\n"
+        "  rhos: [0.99]\n",
+        "conditional.rhos / conditional.n_train",
+    ),
     "absurd n_samples": ("sampling:\n  n_samples: 1000000000\n", "['sampling']['n_samples']"),
     "too many sampled images": (
         "minority_fractions: [0.1, 0.2, 0.3, 0.4]\nmodel:\n  depths: ['2', '3', '4']\n"

@@ -177,16 +177,7 @@ def _check_training_sets(config: Mapping[str, Any], labels: tuple[str, ...]) -> 
     before any job; with ``data.n_train`` set, on any source, each skew needs a minority and
     a majority image. ``metrics.knn_k`` must not exceed the training set."""
     data, k_max = config["data"], max(config["metrics"]["knn_k"])
-    pool = None
-    if data["source"] == "embedded":
-        n_out = round(data["heldout_fraction"] * EMBEDDED_PER_CLASS)
-        if not 0 < n_out < EMBEDDED_PER_CLASS:
-            empty = "held-out" if n_out == 0 else "held-in"
-            raise ConfigError(
-                f"data.heldout_fraction: {data['heldout_fraction']} of the "
-                f"{EMBEDDED_PER_CLASS} embedded digits per class leaves the {empty} split empty"
-            )
-        pool = EMBEDDED_PER_CLASS - n_out
+    pool = _embedded_pool(data) if data["source"] == "embedded" else None
     for label in labels:
         f = float(label)
         try:
@@ -209,6 +200,43 @@ def _check_training_sets(config: Mapping[str, Any], labels: tuple[str, ...]) -> 
                 f"metrics.knn_k: k = {k_max} exceeds the {k_maj + k_min} training images at "
                 f"minority fraction {label}"
             )
+
+
+def _embedded_pool(data: Mapping[str, Any]) -> int:
+    """Held-in digits per class of the embedded source (the split is checked first)."""
+    n_out = round(data["heldout_fraction"] * EMBEDDED_PER_CLASS)
+    if not 0 < n_out < EMBEDDED_PER_CLASS:
+        empty = "held-out" if n_out == 0 else "held-in"
+        raise ConfigError(
+            f"data.heldout_fraction: {data['heldout_fraction']} of the "
+            f"{EMBEDDED_PER_CLASS} embedded digits per class leaves the {empty} split empty"
+        )
+    return EMBEDDED_PER_CLASS - n_out
+
+
+def _check_colour_sets(config: Mapping[str, Any], k: int) -> None:
+    """Coloured MNIST on the embedded digits: every class of every training set has digits,
+    enough of them held in, and at least one bias-conflicting (off-colour) image at each rho;
+    ``metrics.knn_k`` fits the training set."""
+    cond = config["conditional"]
+    pool = _embedded_pool(config["data"])
+    per_class = pool if cond["n_train"] is None else cond["n_train"] // k
+    if not 1 <= per_class <= pool:
+        raise ConfigError(
+            f"conditional.n_train: {cond['n_train']} images over {k} classes give {per_class} "
+            f"per class; between 1 and the {pool} held-in digits per class are possible"
+        )
+    for rho in cond["rhos"]:
+        if per_class - round(rho * per_class) < 1:
+            raise ConfigError(
+                f"conditional.rhos / conditional.n_train: at rho {rho} no class of "
+                f"{per_class} images keeps a bias-conflicting one"
+            )
+    if max(config["metrics"]["knn_k"]) > per_class * k:
+        raise ConfigError(
+            f"metrics.knn_k: k = {max(config['metrics']['knn_k'])} exceeds the "
+            f"{per_class * k} coloured training images"
+        )
 
 
 def _check_depths(depths: tuple[str, ...], resolution: int, key: str, res_key: str) -> None:
@@ -305,6 +333,8 @@ def colour_mnist_family(config: Mapping[str, Any], dataset: str) -> Family:
             "(data.source embedded or mnist)"
         )
     multi = dataset == "multicolour_mnist"
+    if data["source"] == "embedded":
+        _check_colour_sets(config, len(cond["classes"]))
     return _conditional_family(
         config,
         dataset,
