@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -45,17 +46,41 @@ def job_counts(stdout: str) -> dict[str, int]:
     return counts
 
 
-def write_idx_fixture(root: Path) -> None:
-    """Empty stand-ins for the four MNIST IDX files (existence is all a dry run checks)."""
+def write_idx_images(path: Path, images) -> None:
+    """An IDX images file (magic 0x00000803, big-endian count, rows, columns; uint8 pixels)."""
+    import numpy as np
+
+    n, h, w = images.shape
+    path.write_bytes(struct.pack(">iiii", 0x803, n, h, w) + np.asarray(images, np.uint8).tobytes())
+
+
+def write_idx_labels(path: Path, labels) -> None:
+    """An IDX labels file (magic 0x00000801, big-endian count; uint8 labels)."""
+    import numpy as np
+
+    header = struct.pack(">ii", 0x801, len(labels))
+    path.write_bytes(header + np.asarray(labels, np.uint8).tobytes())
+
+
+#: labels of the tiny MNIST of :func:`write_idx_fixture`: every digit, 6 and 9 several times
+IDX_TRAIN_LABELS = (6, 9, 0, 6, 1, 9, 2, 6, 3, 9, 4, 6, 5, 9, 7, 6, 8, 9)
+IDX_TEST_LABELS = (9, 6, 7, 6, 9, 2, 6, 9)
+
+
+def write_idx_fixture(root: Path, seed: int = 0) -> Path:
+    """A tiny valid MNIST under ``<root>/MNIST/raw/`` (the four IDX files torchvision reads):
+    random 28x28 digits labelled :data:`IDX_TRAIN_LABELS` / :data:`IDX_TEST_LABELS`. Returns
+    the raw folder."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ):
-        (raw / name).touch()
+    for split, labels in (("train", IDX_TRAIN_LABELS), ("t10k", IDX_TEST_LABELS)):
+        images = rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
+        write_idx_images(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx_labels(raw / f"{split}-labels-idx1-ubyte", labels)
+    return raw
 
 
 GOLDEN = ROOT / "tests" / "golden"

@@ -13,7 +13,7 @@ from biaslab.datasets import classifier_view
 from biaslab.datasets.celeba import make_base
 from biaslab.datasets.mnist import DataConfig, make_skewed
 from tests.helpers import ROOT, job_counts, snakemake
-from tests.test_faces import make_celeba
+from tests.test_faces import make_bffhq, make_celeba
 
 # 40 images: (male, blond, partition); 16 men (40%)
 ROWS = [(int(i % 5 < 2), int(i % 7 == 0), i % 3) for i in range(40)]
@@ -126,24 +126,20 @@ def test_tiny_celeba_run(celeba, tmp_path):
 
 
 def test_paper_celeba_dry_run(tmp_path):
-    base = tmp_path / "data" / "celeba-root" / "celeba"
-    (base / "img_align_celeba").mkdir(parents=True)
-    for name in (
-        "list_attr_celeba.txt",
-        "identity_CelebA.txt",
-        "list_bbox_celeba.txt",
-        "list_landmarks_align_celeba.txt",
-        "list_eval_partition.txt",
-    ):
-        (base / name).touch()
+    # small valid releases in the real layouts (the data files are checked before any job)
+    base = make_celeba(tmp_path / "data" / "celeba-root", rows=ROWS) / "celeba"
+    make_bffhq(tmp_path / "data" / "bffhq-root", size=8)
     weights = tmp_path / "data" / "weights"
     weights.mkdir(parents=True)
     for name in ("alexnet-owt-7be5be79.pth", "inception_v3_google-0cc3c7bd.pth"):
         (weights / name).touch()
-    for part in ("0.5pct", "valid", "test"):
-        (tmp_path / "data" / "bffhq-root" / "bffhq" / part).mkdir(parents=True)
+    # the fixture's annotation files are not the released ones (MD5)
+    local = tmp_path / "fixture-md5.yaml"
+    local.write_text("data: {verify_md5: false}\n")
     cfg = ROOT / "config" / "paper-celeba.yaml"
-    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120, check=True)
+    proc = snakemake(
+        "-n", "--configfile", str(cfg), str(local), cwd=tmp_path, timeout=120, check=True
+    )
     counts = job_counts(proc.stdout)
     # CelebA: 6 depths x 2 sampler settings; BFFHQ: 4 rho x 3 depths x 10 settings
     assert counts["train_diffusion"] == 6 + 12
@@ -154,5 +150,5 @@ def test_paper_celeba_dry_run(tmp_path):
     # Inception kNN features once per base set (CelebA, BFFHQ's pool), none per training set
     assert counts["base_features"] == 2 and "train_features" not in counts
     (base / "list_bbox_celeba.txt").unlink()
-    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    proc = snakemake("-n", "--configfile", str(cfg), str(local), cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "list_bbox_celeba.txt" in proc.stdout + proc.stderr

@@ -4,7 +4,6 @@ controlled skew."""
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from biaslab.datasets.mnist import (
     make_skewed,
 )
 from biaslab.images import to_model_range, to_uint8
+from tests.helpers import write_idx_images, write_idx_labels
 
 
 def _keys(images: np.ndarray) -> list[bytes]:
@@ -265,19 +265,6 @@ def test_manifest_empty_split():
 # --------------------------------------------------------------------------- mnist source
 
 
-def _write_idx_images(path: Path, images: np.ndarray) -> None:
-    n, h, w = images.shape
-    with open(path, "wb") as fh:
-        fh.write(struct.pack(">iiii", 2051, n, h, w))
-        fh.write(images.astype(np.uint8).tobytes())
-
-
-def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        fh.write(struct.pack(">ii", 2049, len(labels)))
-        fh.write(labels.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def mnist_root(tmp_path):
     """A tiny MNIST in torchvision's on-disk format: ``<root>/MNIST/raw/`` with 4 IDX files."""
@@ -288,10 +275,10 @@ def mnist_root(tmp_path):
     x_test = rng.integers(0, 256, (len(y_test), 28, 28), dtype=np.uint8)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    _write_idx_images(raw / "train-images-idx3-ubyte", x_train)
-    _write_idx_labels(raw / "train-labels-idx1-ubyte", y_train)
-    _write_idx_images(raw / "t10k-images-idx3-ubyte", x_test)
-    _write_idx_labels(raw / "t10k-labels-idx1-ubyte", y_test)
+    write_idx_images(raw / "train-images-idx3-ubyte", x_train)
+    write_idx_labels(raw / "train-labels-idx1-ubyte", y_train)
+    write_idx_images(raw / "t10k-images-idx3-ubyte", x_test)
+    write_idx_labels(raw / "t10k-labels-idx1-ubyte", y_test)
     x = np.concatenate([x_train, x_test])
     y = np.concatenate([y_train, y_test]).astype(np.int64)
     return tmp_path, x, y
@@ -361,7 +348,7 @@ def test_make_base_mnist_source_without_a_class(tmp_path):
     x = np.zeros((4, 28, 28), dtype=np.uint8)
     y = np.array([6, 6, 1, 2], dtype=np.uint8)
     for split in ("train", "t10k"):
-        _write_idx_images(raw / f"{split}-images-idx3-ubyte", x)
-        _write_idx_labels(raw / f"{split}-labels-idx1-ubyte", y)
+        write_idx_images(raw / f"{split}-images-idx3-ubyte", x)
+        write_idx_labels(raw / f"{split}-labels-idx1-ubyte", y)
     with pytest.raises(ValueError, match="no images of class 9"):
         make_base(DataConfig(source="mnist", root=str(tmp_path)))

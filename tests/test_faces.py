@@ -195,8 +195,12 @@ def test_celeba_partition_mismatch(celeba_root):
     with pytest.raises(ValueError, match=r"values must be in \[0, 1, 2\]"):
         load_celeba(_cfg(celeba_root))
     path.write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(ValueError, match="other images"):
+    with pytest.raises(ValueError, match=re.escape(f"{path} lists 11 images but")):
         load_celeba(_cfg(celeba_root))
+    path.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match="other images") as e:
+        load_celeba(_cfg(celeba_root))
+    assert str(e.value).startswith(f"data.root: {path} ")
 
 
 def test_celeba_md5_check(celeba_root):

@@ -145,6 +145,39 @@ def scan_bffhq(root: str | Path | None, parts: tuple[str, ...] | list[str]) -> d
     }
 
 
+def check_bffhq_root(
+    root: str | Path | None, parts: tuple[str, ...] | list[str], *, key: str = "data.root"
+) -> int:
+    """Check the BFFHQ folders ``parts`` under ``<root>/bffhq`` before any image is decoded
+    and return the number of images. On top of :func:`scan_bffhq` (every part folder exists
+    and holds images, every image name parses, labels agree with the ``align``/``conflict``
+    and age folders): no image file is empty (one stat each) and no image lies outside an
+    age folder of a training-ratio folder. Errors name the file or folder and start with
+    ``key``, the config key of ``root`` (``parts`` is its sibling key)."""
+    try:
+        scan = scan_bffhq(root, tuple(parts))
+        base = _bffhq_dir(root)
+        for part in parts:
+            folder = base / part
+            for kind in ("align", "conflict"):
+                if (folder / kind).is_dir() and _images_in(folder / kind):
+                    stray = _images_in(folder / kind)[0]
+                    raise ValueError(
+                        f"data.root: {stray}: image outside an age folder (expected "
+                        f"{folder / kind}/<age>/); {_BFFHQ_LAYOUT}"
+                    )
+        for path in scan["paths"]:
+            if Path(path).stat().st_size == 0:
+                raise ValueError(f"data.root: image {path} is empty (0 bytes); re-copy it")
+    except (OSError, ValueError) as e:
+        # the messages name data.root / data.parts; in another section, its keys
+        section = key.rsplit(".", 1)[0] + "."
+        if section == "data." or not str(e).startswith("data."):
+            raise
+        raise type(e)(section + str(e).removeprefix("data.")) from None
+    return len(scan["paths"])
+
+
 def load_bffhq(cfg: BFFHQConfig, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """BFFHQ pool of ``cfg.parts``: ``x`` uint8 [N, 3, r, r], ``target`` (age), ``bias``
     (gender), ``aligned`` (target == bias), ``paths``, ``part``. With ``indices`` (into the

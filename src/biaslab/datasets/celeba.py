@@ -37,6 +37,7 @@ In the pipeline CelebA is a depth-family dataset like ``mnist69``: its settings 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,22 @@ def _celeba_dir(root: str | Path | None) -> Path:
     return Path(root) / "celeba"
 
 
+def _bad_value(token: str, allowed: set[int] | None) -> bool:
+    """Whether ``token`` is not an integer (in ``allowed``, when given)."""
+    try:
+        value = int(token)
+    except ValueError:
+        return True
+    return allowed is not None and value not in allowed
+
+
 def _check_celeba_text(path: Path) -> list[str]:
     """Check one annotation file's structure; return its file names in order."""
     header, width, allowed = _CELEBA_FORMAT[path.name]
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"data.root: {path} is not a text file ({e}); re-copy it") from None
     start = 0
     count = None
     if header:
@@ -140,7 +153,7 @@ def _check_celeba_text(path: Path) -> list[str]:
                 f"data.root: {path} line 2 should hold {width} column names, got {len(names)}"
             )
         start = 2
-    files = []
+    files, tokens = [], set()
     for n, line in enumerate(lines[start:], start=start + 1):
         parts = line.split()
         if not parts:
@@ -150,16 +163,22 @@ def _check_celeba_text(path: Path) -> list[str]:
                 f"data.root: {path} line {n}: expected a file name and {width} values, got "
                 f"{len(parts) - 1} (truncated or corrupt file?)"
             )
-        try:
-            values = [int(v) for v in parts[1:]]
-        except ValueError:
-            raise ValueError(f"data.root: {path} line {n}: non-integer value") from None
-        if allowed is not None and not set(values) <= allowed:
+        tokens.update(parts[1:])
+        files.append(parts[0])
+    # each distinct value is parsed once (the attribute file has 8 million); a bad one is
+    # looked up again to name its line
+    bad = {t for t in tokens if _bad_value(t, allowed)}
+    if bad:
+        for n, line in enumerate(lines[start:], start=start + 1):
+            wrong = [t for t in line.split()[1:] if t in bad]
+            if not wrong:
+                continue
+            if any(_bad_value(t, None) for t in wrong):
+                raise ValueError(f"data.root: {path} line {n}: non-integer value")
             raise ValueError(
                 f"data.root: {path} line {n}: values must be in {sorted(allowed)}, got "
-                f"{sorted(set(values) - allowed)}"
+                f"{sorted({int(t) for t in wrong})}"
             )
-        files.append(parts[0])
     if count is not None and count != len(files):
         raise ValueError(
             f"data.root: {path} announces {count} images on line 1 but lists {len(files)} "
@@ -168,11 +187,45 @@ def _check_celeba_text(path: Path) -> list[str]:
     return files
 
 
+#: annotation files in the order they are checked: those with a count line first
+_CELEBA_CHECK_ORDER = (
+    "list_attr_celeba.txt",
+    "list_bbox_celeba.txt",
+    "list_landmarks_align_celeba.txt",
+    "list_eval_partition.txt",
+    "identity_CelebA.txt",
+)
+#: image files checked for zero bytes (one stat each): an evenly spaced sample of this many
+CELEBA_STAT_SAMPLE = 1000
+
+
+def _check_celeba_images(base: Path, names: list[str]) -> None:
+    """Every image named by the annotation files is in ``img_align_celeba`` (one directory
+    listing); an evenly spaced sample of :data:`CELEBA_STAT_SAMPLE` of them is not empty."""
+    folder = base / CELEBA_IMAGE_DIR
+    present = set(os.listdir(folder))
+    missing = [n for n in names if n not in present]
+    if missing:
+        shown = ", ".join(str(folder / n) for n in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise FileNotFoundError(
+            f"data.root: {len(missing)} of the {len(names)} images listed in the annotation "
+            f"files of {base} are not in {folder}: {shown}{more}; "
+            f"{_CELEBA_LAYOUT}"
+        )
+    step = max(1, len(names) // CELEBA_STAT_SAMPLE)
+    for n in names[::step]:
+        if (folder / n).stat().st_size == 0:
+            raise ValueError(f"data.root: image {folder / n} is empty (0 bytes); re-copy it")
+
+
 def check_celeba_root(root: str | Path | None, *, verify_md5: bool = True) -> Path:
     """Check the CelebA files under ``<root>/celeba`` before torchvision reads them; return that
-    folder. Raises FileNotFoundError naming every missing path, ValueError naming a file whose
-    MD5 (``verify_md5``) or structure is wrong, or whose image list disagrees with
-    ``list_eval_partition.txt``."""
+    folder. Raises FileNotFoundError naming every missing path (or the listed images missing
+    from ``img_align_celeba``), ValueError naming a file that is empty, whose MD5
+    (``verify_md5``) or structure is wrong (count line, widths, values), or whose image list
+    disagrees with the one most of the five files list (row count, names, order); every listed
+    image must be in ``img_align_celeba`` and a sample of them is checked for zero bytes."""
     base = _celeba_dir(root)
     wanted = [base / CELEBA_IMAGE_DIR] + [base / f for f in CELEBA_ANNOTATIONS]
     missing = [p for p in wanted if not (p.is_dir() if p.name == CELEBA_IMAGE_DIR else p.is_file())]
@@ -182,6 +235,9 @@ def check_celeba_root(root: str | Path | None, *, verify_md5: bool = True) -> Pa
             + ", ".join(str(p) for p in missing)
             + f"; {_CELEBA_LAYOUT}. Nothing is downloaded at run time."
         )
+    for name in CELEBA_ANNOTATIONS:
+        if (base / name).stat().st_size == 0:
+            raise ValueError(f"data.root: {base / name} is empty (0 bytes); re-copy it")
     if verify_md5:
         from torchvision.datasets.utils import calculate_md5
 
@@ -193,16 +249,25 @@ def check_celeba_root(root: str | Path | None, *, verify_md5: bool = True) -> Pa
                     f"expected {md5}); re-copy it, or set data.verify_md5: false to use a "
                     "modified annotation file"
                 )
-    order = None
-    for name in _CELEBA_FORMAT:
-        files = _check_celeba_text(base / name)
-        if order is None:
-            order = files
-        elif files != order:
+    lists = {name: _check_celeba_text(base / name) for name in _CELEBA_CHECK_ORDER}
+    # the image list most files agree on (a tie goes to list_attr_celeba.txt, the first)
+    agree = {name: [o for o in lists if lists[o] == lists[name]] for name in lists}
+    ref = max(lists, key=lambda name: len(agree[name]))
+    order = lists[ref]
+    others = ", ".join(agree[ref])
+    for name, files in lists.items():
+        if len(files) != len(order):
+            raise ValueError(
+                f"data.root: {base / name} lists {len(files)} images but {others} in {base} "
+                f"list {len(order)} (truncated file, or files of different releases?)"
+            )
+        if files != order:
+            k = next(i for i, (a, b) in enumerate(zip(files, order, strict=True)) if a != b)
             raise ValueError(
                 f"data.root: {base / name} lists other images (or another order) than "
-                f"{base / 'list_eval_partition.txt'} ({len(files)} vs {len(order)} rows)"
+                f"{others} in {base}: row {k + 1} is {files[k]!r}, not {order[k]!r}"
             )
+    _check_celeba_images(base, order)
     return base
 
 

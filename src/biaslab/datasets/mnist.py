@@ -32,6 +32,11 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 
+#: IDX headers: (magic, item shape) of the images and the labels files. The magic's third byte
+#: is the element type (0x08: unsigned byte), its fourth the number of dimensions.
+_IDX_IMAGES = (0x00000803, (28, 28))
+_IDX_LABELS = (0x00000801, ())
+
 #: unconditional models (a minority fraction, no class labels)
 CONDITIONAL = False
 #: image channels (grey digits)
@@ -62,27 +67,101 @@ def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).round().astype(np.uint8), y.astype(np.int64)
 
 
+def _idx_count(path: Path, kind: tuple[int, tuple[int, ...]]) -> int:
+    """The item count of one IDX file after checking its header and size against ``kind``
+    (``_IDX_IMAGES`` or ``_IDX_LABELS``); errors name the file."""
+    magic, shape = kind
+    what = "images" if shape else "labels"
+    header = 4 * (2 + len(shape))
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"data.root: {path} is empty (0 bytes); re-copy the MNIST IDX file")
+    if size < header:
+        raise ValueError(
+            f"data.root: {path} is {size} bytes, shorter than its {header}-byte IDX header "
+            "(truncated file?)"
+        )
+    with open(path, "rb") as fh:
+        fields = [int.from_bytes(fh.read(4), "big") for _ in range(header // 4)]
+    if fields[0] != magic:
+        hint = " (a gzip file: decompress it)" if fields[0] >> 16 == 0x1F8B else ""
+        raise ValueError(
+            f"data.root: {path}: IDX magic number 0x{fields[0]:08x}, expected 0x{magic:08x} "
+            f"(an MNIST {what} file){hint}"
+        )
+    count, dims = fields[1], tuple(fields[2:])
+    if dims != shape:
+        raise ValueError(
+            f"data.root: {path}: images of {'x'.join(map(str, dims))} pixels in the header, "
+            f"expected {'x'.join(map(str, shape))}"
+        )
+    want = header + count * int(np.prod(shape, dtype=np.int64))
+    if size != want:
+        raise ValueError(
+            f"data.root: {path} is {size} bytes, but its header announces {count} {what}: "
+            f"{want} bytes ({'truncated' if size < want else 'trailing bytes'}?)"
+        )
+    return count
+
+
+def check_idx_files(raw_dir: str | Path) -> None:
+    """Check the four MNIST IDX files in ``raw_dir`` (``<data.root>/MNIST/raw``) from their
+    headers and sizes alone (plus the label bytes): the magic number of an images (0x00000803)
+    or labels (0x00000801) file, 28x28 images, a size of exactly header + count x item, the
+    same count in each images file and its labels file, labels in 0..9. torchvision reads only
+    the uncompressed files (``MNIST_FILES``; ``.gz`` forms are not read without downloading).
+
+    Raises FileNotFoundError naming every missing file, ValueError naming the damaged one.
+    """
+    raw = Path(raw_dir)
+    missing = [raw / f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            "data.root: MNIST IDX files not found: " + ", ".join(map(str, missing))
+        )
+    for split in ("train", "t10k"):
+        images = raw / f"{split}-images-idx3-ubyte"
+        labels = raw / f"{split}-labels-idx1-ubyte"
+        n_images = _idx_count(images, _IDX_IMAGES)
+        n_labels = _idx_count(labels, _IDX_LABELS)
+        if n_images != n_labels:
+            raise ValueError(
+                f"data.root: {labels}: {n_labels} labels but {images.name} has {n_images} "
+                "images (files of different releases, or a truncated copy?)"
+            )
+        values = np.fromfile(labels, dtype=np.uint8, offset=8)
+        bad = np.flatnonzero(values > 9)
+        if bad.size:
+            raise ValueError(
+                f"data.root: {labels}: {bad.size} label(s) outside 0..9 (label {values[bad[0]]} "
+                f"at index {bad[0]}); not an MNIST labels file?"
+            )
+
+
 def load_mnist(root: str | Path, *, download: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Full MNIST (train and test splits together) from ``root`` via torchvision.
 
-    torchvision expects the four uncompressed IDX files in ``<root>/MNIST/raw/``.
+    torchvision expects the four uncompressed IDX files in ``<root>/MNIST/raw/``; they are
+    checked by :func:`check_idx_files` before torchvision reads them.
     """
     from torchvision.datasets import MNIST
 
     root = Path(root)
     raw = root / "MNIST" / "raw"
-    if not download:
-        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"data.root={str(root)!r}: MNIST IDX files not found: "
-                + ", ".join(str(raw / f) for f in missing)
-                + ". Put the four uncompressed IDX files there, or set data.download: true "
-                "on a machine with internet access."
-            )
+    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing and not download:
+        raise FileNotFoundError(
+            f"data.root={str(root)!r}: MNIST IDX files not found: "
+            + ", ".join(str(raw / f) for f in missing)
+            + ". Put the four uncompressed IDX files there, or set data.download: true "
+            "on a machine with internet access."
+        )
+    if missing:
+        MNIST(str(root), train=True, download=True)  # fetches all four files
+    check_idx_files(raw)
     xs, ys = [], []
     for train in (True, False):
-        ds = MNIST(str(root), train=train, download=download)
+        ds = MNIST(str(root), train=train, download=False)
         xs.append(ds.data.numpy().astype(np.uint8))
         ys.append(ds.targets.numpy().astype(np.int64))
     return np.concatenate(xs), np.concatenate(ys)
