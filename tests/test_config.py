@@ -163,3 +163,21 @@ def test_extreme_but_valid_values_build_the_dag(tmp_path):
     proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "eta~0.0000001" in proc.stdout and "s_churn~0.00001" in proc.stdout
+
+
+def test_mismatched_idx_files_rejected_before_any_job(tmp_path):
+    """A labels file shorter than its images file once mislabelled 894 of 999 digits
+    silently; now the dry run stops before the DAG, naming the file."""
+    from tests.helpers import write_idx_fixture
+
+    raw = write_idx_fixture(tmp_path / "mnist")
+    labels = raw / "t10k-labels-idx1-ubyte"
+    data = labels.read_bytes()
+    count = int.from_bytes(data[4:8], "big") - 1
+    labels.write_bytes(data[:4] + count.to_bytes(4, "big") + data[8:-1])
+    cfg = tmp_path / "idx.yaml"
+    cfg.write_text(f"data:\n  source: mnist\n  root: {tmp_path / 'mnist'}\n")
+    proc = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "t10k-labels-idx1-ubyte" in out, out
+    assert "Building DAG" not in out

@@ -10,17 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .datasets.bffhq import check_bffhq_root
+from .datasets.celeba import check_celeba_root
+from .datasets.mnist import MNIST_FILES, check_idx_files
 from .grid import KNOB_COLUMNS, KNOB_TYPES, SAMPLERS, knob_error
 from .models import TABLE_A, check_resolution
-
-#: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
 
 #: The workflow's config schema (types, ranges, unknown keys, defaults).
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -115,17 +109,6 @@ def _check_weights(net: str, path: str | None, key: str) -> None:
         )
 
 
-#: What torchvision's CelebA loader reads under ``<data.root>/celeba/``.
-CELEBA_FILES = (
-    "img_align_celeba",
-    "list_attr_celeba.txt",
-    "identity_CelebA.txt",
-    "list_bbox_celeba.txt",
-    "list_landmarks_align_celeba.txt",
-    "list_eval_partition.txt",
-)
-
-
 def _check_celeba(data: dict[str, Any]) -> None:
     if data["source"] != "celeba":
         raise ConfigError("data.source: must be 'celeba' for data.dataset celeba")
@@ -138,16 +121,6 @@ def _check_celeba(data: dict[str, Any]) -> None:
         raise ConfigError("data.root: required for CelebA (the folder that holds celeba/)")
 
 
-def _check_celeba_files(root: str) -> None:
-    base = Path(root) / "celeba"
-    missing = [str(base / f) for f in CELEBA_FILES if not (base / f).exists()]
-    if missing:
-        raise ConfigError(
-            f"data.root: CelebA files not found: {', '.join(missing)}; unpack the aligned-and-"
-            f"cropped release under {base} (README, 'CelebA'). Nothing is downloaded."
-        )
-
-
 def _check_mnist_files(data: dict[str, Any]) -> None:
     root = data["root"]
     raw = Path(root) / "MNIST" / "raw"
@@ -157,6 +130,15 @@ def _check_mnist_files(data: dict[str, Any]) -> None:
             f"data.root: {root!r} lacks the MNIST IDX files {missing} under {raw}; "
             "add them or set data.download: true (needs internet)"
         )
+    if not missing:  # headers, counts, sizes and label values of all four
+        _as_config_error(check_idx_files, raw)
+
+
+def _as_config_error(check, *args, **kwargs):
+    try:
+        return check(*args, **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_depth(depth: str, resolution: int, depths_key: str, resolution_key: str) -> None:
@@ -203,7 +185,7 @@ def check_inputs(config: dict[str, Any]) -> None:
     downloaded at run time, so a missing file fails here, before any job, naming its key."""
     data, metrics = config["data"], config["metrics"]
     if data["source"] == "celeba":
-        _check_celeba_files(data["root"])
+        _as_config_error(check_celeba_root, data["root"], verify_md5=data["verify_md5"])
     if data["source"] == "mnist" and data["dataset"] == "mnist69":
         _check_mnist_files(data)
     _check_weights(metrics["backbone"], metrics.get("backbone_weights"), "metrics.backbone_weights")
@@ -214,16 +196,5 @@ def check_inputs(config: dict[str, Any]) -> None:
             "metrics.knn_backbone_weights",
         )
     if "bffhq" in config["conditional"]["datasets"]:
-        _check_bffhq(config["conditional"]["bffhq"])
-
-
-def _check_bffhq(bffhq: dict[str, Any]) -> None:
-    root = bffhq["root"]
-    base = Path(root) / "bffhq" if (Path(root) / "bffhq").is_dir() else Path(root)
-    missing = [str(base / part) for part in bffhq["parts"] if not (base / part).is_dir()]
-    if missing:
-        raise ConfigError(
-            f"conditional.bffhq.root: BFFHQ folders not found: {', '.join(missing)}; expected "
-            "<root>/bffhq/<ratio>/{align,conflict}/<age>/ and <root>/bffhq/{valid,test}/ "
-            "(README, 'BFFHQ'). Nothing is downloaded."
-        )
+        b = config["conditional"]["bffhq"]
+        _as_config_error(check_bffhq_root, b["root"], b["parts"], key="conditional.bffhq.root")
