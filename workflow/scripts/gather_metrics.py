@@ -6,10 +6,10 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from biaslab.io import write_parquet
+from biaslab.io import read_parquet, write_parquet
 
 for key in ("metrics", "predictions"):
-    table = pd.concat([pd.read_parquet(p) for p in snakemake.input[key]], ignore_index=True)
+    table = pd.concat([read_parquet(p) for p in snakemake.input[key]], ignore_index=True)
     write_parquet(table, snakemake.output[key])
-log = pd.concat([pd.read_parquet(p) for p in snakemake.input.logs], ignore_index=True)
+log = pd.concat([read_parquet(p) for p in snakemake.input.logs], ignore_index=True)
 write_parquet(log, snakemake.output.train_log)
