@@ -16,7 +16,7 @@ import torch
 import yaml
 from diffusers import DDPMScheduler, UNet2DModel
 
-from biaslab.io import atomic_path, save_torch
+from biaslab.io import CHECKSUMS, atomic_path, save_torch
 from biaslab.models import build_unet
 from biaslab.train import (
     KILL_AT_STEP_ENV,
@@ -227,7 +227,7 @@ def tiny_unet():
 def test_save_model_layout_and_round_trip(tmp_path, tiny_unet):
     out = tmp_path / "models" / "d2"
     save_model(tiny_unet, TINY, out, extra={"data": {"fraction": 0.1}})
-    assert {p.name for p in out.iterdir()} == {"unet", "scheduler", "train_config.yaml"}
+    assert {p.name for p in out.iterdir()} == {"unet", "scheduler", "train_config.yaml", CHECKSUMS}
     assert not [p for p in out.parent.iterdir() if p.name != "d2"]  # no temporary siblings
     assert not list(out.rglob("*.tmp*"))
 

@@ -17,7 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .images import to_model_range
-from .io import save_torch
+from .io import CorruptArtifactError, load_torch, save_torch
+
+#: The rule that writes the classifier files (named in the error for a damaged one).
+CLASSIFIER_RULE = "train_classifier"
 
 
 class SmallCNN(nn.Module):
@@ -138,6 +141,7 @@ def predict(
 
 
 def save_classifier(model: SmallCNN, classes: np.ndarray, path: str | Path) -> None:
+    """Save the weights, input channels and classes atomically, with their content hash."""
     save_torch(
         {
             "state_dict": model.state_dict(),
@@ -152,10 +156,16 @@ def load_classifier(
     path: str | Path, device: str | torch.device | None = None
 ) -> tuple[SmallCNN, np.ndarray]:
     """The saved classifier on ``device`` (default: ``biaslab.models.default_device()``) and
-    its classes."""
+    its classes. ``biaslab.io.CorruptArtifactError`` (naming the file and the rule to rerun)
+    when the file is truncated, damaged or has no content hash."""
     from .models import default_device
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = SmallCNN(state["in_channels"], len(state["classes"]))
-    model.load_state_dict(state["state_dict"])
+    state = load_torch(path, map_location="cpu", rule=CLASSIFIER_RULE)
+    try:
+        model = SmallCNN(state["in_channels"], len(state["classes"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CorruptArtifactError(
+            path, f"not a biaslab classifier ({type(e).__name__}: {e})", rule=CLASSIFIER_RULE
+        ) from e
     return model.to(device or default_device()).eval(), np.array(state["classes"])

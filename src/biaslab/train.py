@@ -1,10 +1,14 @@
 """Diffusion training: DDPM noise schedule, epsilon prediction, AdamW, EMA.
 
 Resumable: every ``checkpoint_every`` steps the model, optimizer, LR schedule, EMA, the random
-generator and the log are written atomically to ``<checkpoint_dir>/last.pt``. A rerun after a
-crash (even SIGKILL) resumes from it, and on CPU ends with exactly the weights of an
-uninterrupted run: every random draw (batch indices, noise, timesteps) comes from one
-``torch.Generator`` whose state is part of the checkpoint.
+generator and the log are written atomically to ``<checkpoint_dir>/last.pt`` (with a content
+hash), the checkpoint before it kept as ``prev.pt``. A rerun after a crash (even SIGKILL)
+resumes from it, and on CPU ends with exactly the weights of an uninterrupted run: every random
+draw (batch indices, noise, timesteps) comes from one ``torch.Generator`` whose state is part of
+the checkpoint. A damaged checkpoint is set aside with a warning and training resumes from the
+previous one, or starts over.
+
+``save_model`` writes the model folder with ``checksums.json``; ``load_model`` verifies it.
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .images import to_model_range
-from .io import atomic_path, save_torch
+from .io import (
+    CorruptArtifactError,
+    atomic_path,
+    load_torch,
+    save_torch,
+    verify_checksums,
+    write_checksums,
+)
 from .models import build_unet
 
 #: Test hook: the process SIGKILLs itself right after finishing this step (after any
 #: checkpoint of that step), to prove resumption after a hard crash.
 KILL_AT_STEP_ENV = "BIASLAB_KILL_AT_STEP"
+
+#: The checkpoint files in a checkpoint directory: the latest and the one before it.
+CHECKPOINT, PREVIOUS_CHECKPOINT = "last.pt", "prev.pt"
+#: The rule that writes a model folder (named in the error for a damaged one).
+MODEL_RULE = "train_diffusion"
 
 
 @dataclass(frozen=True)
@@ -150,7 +166,8 @@ class _TrainState:
     log: list[dict[str, float]] = field(default_factory=list)
     step: int = 0
 
-    def save(self, path: Path) -> None:
+    def save(self, checkpoint_dir: Path) -> None:
+        """Write ``last.pt`` atomically; the one it replaces becomes ``prev.pt``."""
         save_torch(
             {
                 "config": self.cfg.as_dict(),
@@ -162,23 +179,50 @@ class _TrainState:
                 "generator": self.gen.get_state(),
                 "log": self.log,
             },
-            path,
+            checkpoint_dir / CHECKPOINT,
+            keep_previous=checkpoint_dir / PREVIOUS_CHECKPOINT,
         )
 
-    def restore(self, path: Path, device: torch.device) -> None:
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["config"] != self.cfg.as_dict():
-            raise RuntimeError(
-                f"checkpoint {path} was written with a different training config; "
-                "delete it to start over"
+    def restore(self, checkpoint_dir: Path, device: torch.device) -> Path | None:
+        """Resume from ``last.pt``, else ``prev.pt``; the checkpoint used, or None (a fresh
+        start). A damaged checkpoint (unreadable, or its content hash differs) is renamed to
+        ``*.corrupt`` with a warning on stderr and the next one is tried; a readable one of a
+        different training config is an error."""
+        damaged = False
+        for path in (checkpoint_dir / CHECKPOINT, checkpoint_dir / PREVIOUS_CHECKPOINT):
+            if not path.exists():
+                continue
+            try:
+                state = load_torch(path, map_location=device)
+            except CorruptArtifactError as e:
+                aside = path.with_name(path.name + ".corrupt")
+                os.replace(path, aside)
+                print(
+                    f"warning: ignoring damaged checkpoint {path} ({e.problem}); renamed it "
+                    f"to {aside.name}",
+                    file=sys.stderr,
+                )
+                damaged = True
+                continue
+            if state.get("config") != self.cfg.as_dict():
+                raise RuntimeError(
+                    f"checkpoint {path} was written with a different training config; "
+                    "delete it to start over"
+                )
+            self.unet.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_sched.load_state_dict(state["lr_scheduler"])
+            self.ema.load_state_dict(state["ema"])
+            _set_rng_state(self.gen, state["generator"])
+            self.log = state["log"]
+            self.step = state["step"]
+            return path
+        if damaged:
+            print(
+                f"warning: no usable checkpoint in {checkpoint_dir}: training starts over",
+                file=sys.stderr,
             )
-        self.unet.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_sched.load_state_dict(state["lr_scheduler"])
-        self.ema.load_state_dict(state["ema"])
-        _set_rng_state(self.gen, state["generator"])
-        self.log = state["log"]
-        self.step = state["step"]
+        return None
 
 
 def _new_state(cfg: TrainConfig, shape: tuple[int, ...], device: torch.device) -> _TrainState:
@@ -284,13 +328,14 @@ def train_diffusion(
     y_all = _check_labels(labels, cfg, len(x0_all))
     if y_all is not None:
         y_all = y_all.to(device)
-    ckpt_path = Path(checkpoint_dir) / "last.pt"
+    ckpt_dir = Path(checkpoint_dir)
+    ckpt_path = ckpt_dir / CHECKPOINT
     s = _new_state(cfg, tuple(x0_all.shape), device)
     forward = torch.compile(s.unet, dynamic=False) if cfg.compile else s.unet
     alphas = make_noise_scheduler(cfg).alphas_cumprod.to(device)
-    if ckpt_path.exists():
-        s.restore(ckpt_path, device)
-        print(f"resuming from {ckpt_path} at step {s.step}", file=sys.stderr)
+    resumed = s.restore(ckpt_dir, device)
+    if resumed is not None:
+        print(f"resuming from {resumed} at step {s.step}", file=sys.stderr)
 
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
     s.unet.train()
@@ -310,12 +355,12 @@ def train_diffusion(
             if s.step % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean([r['loss'] for r in s.log[-50:]]):.4f}")
             if s.step % cfg.checkpoint_every == 0 or s.step == cfg.steps:
-                s.save(ckpt_path)
+                s.save(ckpt_dir)
             if s.step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             if received:
                 if s.step % cfg.checkpoint_every != 0 and s.step != cfg.steps:
-                    s.save(ckpt_path)
+                    s.save(ckpt_dir)
                 bar.close()
                 raise Preempted(
                     f"received {signal.Signals(received[0]).name} at step {s.step}/{cfg.steps}; "
@@ -367,17 +412,28 @@ def checkpoint_dir_for(
 def save_model(
     unet: UNet2DModel, cfg: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``train_config.yaml``,
-    atomically (the whole directory appears at once)."""
+    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``train_config.yaml`` and,
+    last, ``checksums.json`` (the sha256 of every file), atomically (the whole directory
+    appears at once)."""
     with atomic_path(out_dir, directory=True) as tmp:
         unet.save_pretrained(tmp / "unet")
         make_noise_scheduler(cfg).save_pretrained(tmp / "scheduler")
         resolved = {"training": cfg.as_dict(), **(extra or {})}
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        write_checksums(tmp)
 
 
 def load_model(model_dir: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
+    """The model folder written by ``save_model``, its files verified against
+    ``checksums.json`` first: ``biaslab.io.CorruptArtifactError`` names a damaged file (or a
+    missing ``checksums.json``) and the rule to rerun."""
     model_dir = Path(model_dir)
-    unet = UNet2DModel.from_pretrained(model_dir / "unet")
-    sched = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+    verify_checksums(model_dir, rule=MODEL_RULE)
+    try:
+        unet = UNet2DModel.from_pretrained(model_dir / "unet")
+        sched = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+    except Exception as e:
+        raise CorruptArtifactError(
+            model_dir, f"cannot be loaded ({type(e).__name__}: {e})", rule=MODEL_RULE
+        ) from e
     return unet.eval(), sched

@@ -9,18 +9,16 @@ sys.stderr = open(snakemake.log[0], "w")
 import matplotlib
 
 matplotlib.use("Agg")
-import pandas as pd
-
 from biaslab.figures import differing_columns, fig_same_seed_grid, minority_first_columns
 from biaslab.grid import depth_sort_key
-from biaslab.io import load_npz, save_figure
+from biaslab.io import load_npz, read_parquet, save_figure
 
 depths = snakemake.params.depths
 labels = snakemake.params.labels
 n = snakemake.params.n
 samples = {d: load_npz(p)["images"] for d, p in zip(depths, snakemake.input.samples, strict=True)}
 preds = {
-    d: pd.read_parquet(p).sort_values("sample_index")[labels["column"]].to_numpy()
+    d: read_parquet(p).sort_values("sample_index")[labels["column"]].to_numpy()
     for d, p in zip(depths, snakemake.input.predictions, strict=True)
 }
 names = {int(k): v for k, v in labels["names"].items()}

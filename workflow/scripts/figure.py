@@ -12,10 +12,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from pathlib import Path
 
-import pandas as pd
-
 from biaslab.figures import FIGURES, save
+from biaslab.io import read_parquet
 
 name = Path(snakemake.output.png).stem
-fig = FIGURES[name](pd.read_parquet(snakemake.input[0]), **snakemake.params.get("options", {}))
+fig = FIGURES[name](read_parquet(snakemake.input[0]), **snakemake.params.get("options", {}))
 save(fig, [snakemake.output.png, snakemake.output.pdf])

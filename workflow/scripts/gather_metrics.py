@@ -1,17 +1,16 @@
-"""Concatenate the per-cell tidy tables (no path parsing: every row carries its grid)."""
+"""Concatenate the per-cell tidy tables (no path parsing: every row carries its grid); a grid
+key gathered twice is an error."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import pandas as pd
-
 from biaslab.evaluate import gather
-from biaslab.io import write_parquet
+from biaslab.io import read_parquet, write_parquet
 
 
 def read(paths):
-    return [pd.read_parquet(p) for p in paths], [str(p) for p in paths]
+    return [read_parquet(p) for p in paths], [str(p) for p in paths]
 
 
 for key in ("metrics", "predictions"):

@@ -4,13 +4,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import pandas as pd
-
 from biaslab.evaluate import summary_table
 from biaslab.figures import depth_family, knn_table, markdown_table
-from biaslab.io import atomic_path
+from biaslab.io import atomic_path, read_parquet
 
-metrics = pd.read_parquet(snakemake.input.metrics)
+metrics = read_parquet(snakemake.input.metrics)
 with atomic_path(snakemake.output.knn) as tmp:
     knn_table(depth_family(metrics)).to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
