@@ -15,6 +15,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/probe.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -26,6 +27,7 @@ localrules:
     fig4_minority_vs_depth,
     fig_knn_vs_k,
     fig_loss_curves,
+    fig_probe,
     fig5_same_seed,
     fig3_toy,
     fig_sampler_study,

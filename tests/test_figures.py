@@ -157,7 +157,7 @@ def _workflow_figure_names() -> set[str]:
 def test_registry_has_every_workflow_figure():
     names = _workflow_figure_names()
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
-    assert len(names) == 11
+    assert len(names) == 12
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 

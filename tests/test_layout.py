@@ -15,7 +15,7 @@ LAYERS = [
     {"images", "grid", "io", "models", "metrics", "toy", "denoisers"},
     {"datasets"},
     {"sampling", "train", "classifier", "backbones"},
-    {"evaluate", "figures"},
+    {"evaluate", "figures", "probe"},
     {"config", "fetch_weights"},
     {"plan"},
     {"budget"},

@@ -176,6 +176,14 @@ def check_config(config: dict[str, Any]) -> None:
     cond = config["conditional"]
     if "bffhq" in cond["datasets"] and not cond["bffhq"].get("root"):
         raise ConfigError("conditional.bffhq.root: required for BFFHQ (the folder with bffhq/)")
+    probe, steps = config["probe"], config["training"]["num_train_timesteps"]
+    if probe["reference_t"] not in probe["timesteps"]:
+        raise ConfigError(f"probe.reference_t: {probe['reference_t']} is not in probe.timesteps")
+    if max(probe["timesteps"]) >= steps:
+        raise ConfigError(
+            f"probe.timesteps: {max(probe['timesteps'])} is not below "
+            f"training.num_train_timesteps = {steps}"
+        )
     if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
         raise ConfigError("figures.grid_samples: larger than sampling.n_samples")
 

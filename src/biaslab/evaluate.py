@@ -16,7 +16,7 @@ import torch
 
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
-from .grid import GRID_COLUMNS, depth_sort_key
+from .grid import DATA_COLUMNS, GRID_COLUMNS, MODEL_COLUMNS, depth_sort_key
 from .images import to_model_range
 from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
 
@@ -392,7 +392,20 @@ ROW_KEYS = {
     "metrics": ("metric", "k", "group", "backbone"),
     "predictions": ("sample_index",),
     "train_log": ("step",),
+    "probe": ("metric", "t"),
 }
+
+
+def attach_probe(table: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (metrics or predictions) with the probe's verdict on its model as
+    ``probe_learned`` (``biaslab.probe``: False = the model did not learn what its bias
+    readout needs; figures draw such cells hollow)."""
+    keys = [c for c in (*DATA_COLUMNS, *MODEL_COLUMNS) if c in table and c in probe]
+    verdicts = probe.groupby(keys, dropna=False, sort=False)["learned"].first().reset_index()
+    out = table.merge(verdicts.rename(columns={"learned": "probe_learned"}), on=keys, how="left")
+    if out["probe_learned"].isna().any():
+        raise ValueError("attach_probe: a model of the table has no probe")
+    return out.astype({"probe_learned": bool})
 
 
 def gather(tables: list[pd.DataFrame], kind: str, sources: list[str] | None = None) -> pd.DataFrame:

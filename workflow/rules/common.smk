@@ -48,6 +48,7 @@ MODEL_DIR = f"results/models/{MODEL}/model"
 TRAIN_LOG = f"results/models/{MODEL}/train_log.parquet"
 SAMPLES = f"results/samples/{MODEL}/{SAMPLER}/samples.npz"
 EVAL = f"results/eval/{MODEL}/{SAMPLER}"
+PROBE = f"results/probe/{MODEL}/probe.parquet"
 BASE_FEATURES = "results/features/{dataset}/base_features.npz"
 TRAIN_FEATURES = "results/features/{dataset}/minority~{fraction}/train_features.npz"
 
@@ -147,6 +148,7 @@ def all_targets():
         "fig_loss_curves",
         "fig3_toy",
         "fig_bias_diversity_frontier",
+        "fig_probe",
     ]
     if any(space.dataframe["bypass"].nunique() > 1 for space in SPACES.values()):
         figs.append("fig_bypass")
@@ -162,6 +164,7 @@ def all_targets():
         "results/metrics.parquet",
         "results/predictions.parquet",
         "results/train_log.parquet",
+        "results/probe.parquet",
         "results/tables/table3_knn.csv",
         "results/tables/summary.md",
     ]

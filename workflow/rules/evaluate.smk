@@ -79,10 +79,12 @@ rule gather_metrics:
         metrics=eval_files("metrics.parquet"),
         predictions=eval_files("predictions.parquet"),
         logs=expand("results/models/{model}/train_log.parquet", model=model_paths()),
+        probes=expand("results/probe/{model}/probe.parquet", model=model_paths()),
     output:
         metrics="results/metrics.parquet",
         predictions="results/predictions.parquet",
         train_log="results/train_log.parquet",
+        probe="results/probe.parquet",
     log:
         "logs/gather_metrics.log",
     conda:

@@ -40,6 +40,26 @@ rule fig_knn_vs_k:
         "../scripts/figure.py"
 
 
+rule fig_probe:
+    input:
+        probe="results/probe.parquet",
+    output:
+        png=report(
+            figure("fig_probe", "png"),
+            caption="../report/probe.rst",
+            category="What the model knows",
+        ),
+        pdf=figure("fig_probe", "pdf"),
+    log:
+        "logs/figures/probe.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    script:
+        "../scripts/figure.py"
+
+
 rule fig_loss_curves:
     input:
         train_log="results/train_log.parquet",

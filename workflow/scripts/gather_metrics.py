@@ -5,7 +5,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.evaluate import gather
+from biaslab.evaluate import attach_probe, gather
 from biaslab.io import read_parquet, write_parquet
 
 
@@ -13,8 +13,11 @@ def read(paths):
     return [read_parquet(p) for p in paths], [str(p) for p in paths]
 
 
+tables, paths = read(snakemake.input.probes)
+probe = gather(tables, "probe", paths)
+write_parquet(probe, snakemake.output.probe)
 for key in ("metrics", "predictions"):
     tables, paths = read(snakemake.input[key])
-    write_parquet(gather(tables, key, paths), snakemake.output[key])
+    write_parquet(attach_probe(gather(tables, key, paths), probe), snakemake.output[key])
 tables, paths = read(snakemake.input.logs)
 write_parquet(gather(tables, "train_log", paths), snakemake.output.train_log)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from .common import save
 from .depth import fig_knn_vs_k, fig_loss_curves, fig_minority_vs_depth, fig_toy
+from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
 from .sampler import (
     fig_bias_diversity_frontier,
@@ -43,6 +44,7 @@ __all__ = [
     "fig_knn_vs_k",
     "fig_loss_curves",
     "fig_minority_vs_depth",
+    "fig_probe",
     "fig_rho_vs_guidance",
     "fig_rho_vs_rho_data",
     "fig_rho_vs_steps",
@@ -74,6 +76,7 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "fig4_minority_vs_depth": _on_depth_family(fig_minority_vs_depth),
     "fig_knn_vs_k": _on_depth_family(fig_knn_vs_k),
     "fig_loss_curves": fig_loss_curves,
+    "fig_probe": fig_probe,
     "fig3_toy": fig_toy,
     "fig5_same_seed": fig_same_seed_grid,
     "figA_minority_seeds": fig_same_seed_grid,  # columns=minority_first_columns(...)

@@ -1,0 +1,233 @@
+"""What the model knows, before we read an amplification from its samples.
+
+A bias-amplification measurement means something only if the model learned the bias of its
+data. The probe asks the trained denoiser directly, per model, with the same classifiers and
+labellers as the generated samples:
+
+* **reconstruction vs noise**: training images (a seeded subset, their true class and bias
+  attribute known) are noised to each timestep ``t`` of ``ProbeConfig.timesteps`` with a fixed
+  generator, ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``; the denoiser's prediction
+  ``x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)`` (conditional models: given the
+  image's class) is scored: ``class_accuracy`` (the evaluation classifier recovers the class),
+  ``minority_accuracy`` (the same on the minority / bias-conflicting images only) and, where
+  the family has a bias attribute apart from the class (coloured MNIST's background colour,
+  BFFHQ's gender), ``attribute_accuracy``;
+* **the model's own rho at the start of sampling** (conditional models): ``x0_hat`` predicted
+  from pure noise at ``t = T - 1`` for ``ProbeConfig.n_start`` seeds per class; ``start_rho``
+  is the share whose bias attribute is the class's own, to be compared with the training
+  set's rho (an unlearned colour gives ``1 / K``).
+
+The verdict (``learned``): a conditional model learned its bias attribute when ``start_rho``
+is within ``max_rho_gap`` of the training set's rho; an unconditional model learned its
+classes when ``minority_accuracy`` at ``reference_t`` is at least ``min_accuracy``. Every
+evaluation row of a model carries the verdict as ``probe_learned``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from .classifier import load_classifier, predict
+from .denoisers import conditional_denoiser
+from .grid import GRID_COLUMNS
+from .images import to_model_range, to_uint8
+from .sampling import per_sample_noise, sample_seed, unet_denoiser
+
+Labeller = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The ``probe`` section of the config."""
+
+    n_images: int = 256
+    timesteps: tuple[int, ...] = (0, 250, 500, 700, 850, 950, 999)
+    n_start: int = 64
+    seed: int = 0
+    batch_size: int = 256
+    reference_t: int = 500
+    min_accuracy: float = 0.9
+    max_rho_gap: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProbeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"probe: unknown keys {unknown} (known: {sorted(known)})")
+        d = dict(d)
+        if "timesteps" in d:
+            d["timesteps"] = tuple(int(t) for t in d["timesteps"])
+        return cls(**d)
+
+
+@dataclass
+class Subject:
+    """A model and what its outputs are scored against: the training set's images, class
+    indices and bias attribute (or None), the classifier of the classes and the labeller of
+    the attribute (uint8 images -> attribute ids)."""
+
+    unet: UNet2DModel
+    scheduler_config: dict
+    x: np.ndarray
+    y_index: np.ndarray
+    is_minority: np.ndarray
+    classifier: Any
+    attribute: np.ndarray | None = None
+    label_attribute: Labeller | None = None
+    own_attribute: np.ndarray | None = None  # aligned attribute per class index
+
+    @property
+    def num_classes(self) -> int:
+        n = getattr(self.unet.config, "num_class_embeds", None)
+        return int(n) - 1 if n else 0
+
+
+def _denoiser(unet: UNet2DModel, labels: torch.Tensor | None):
+    return unet_denoiser(unet) if labels is None else conditional_denoiser(unet, labels)
+
+
+def _x0_hat(s: Subject, x_t: torch.Tensor, t: int, labels: np.ndarray | None) -> torch.Tensor:
+    abar = float(DDPMScheduler.from_config(s.scheduler_config).alphas_cumprod[t])
+    device = next(s.unet.parameters()).device
+    lab = None if labels is None else torch.from_numpy(labels).to(device)
+    tt = torch.full((len(x_t),), t, dtype=torch.long, device=device)
+    eps = _denoiser(s.unet, lab)(x_t.to(device), tt).float().cpu()
+    return ((x_t - (1 - abar) ** 0.5 * eps) / abar**0.5).clamp(-1, 1)
+
+
+def _noised(x0: torch.Tensor, t: int, s: Subject, seeds: np.ndarray) -> torch.Tensor:
+    abar = float(DDPMScheduler.from_config(s.scheduler_config).alphas_cumprod[t])
+    gens = [torch.Generator().manual_seed(int(v)) for v in seeds]
+    eps = per_sample_noise(tuple(x0.shape[1:]), gens)
+    return abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
+
+
+def reconstruction_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
+    """Per timestep: class, minority and attribute accuracy of ``x0_hat`` of noised training
+    images (a seeded subset of ``cfg.n_images``)."""
+    rng = np.random.default_rng(cfg.seed)
+    pick = np.sort(rng.choice(len(s.x), min(cfg.n_images, len(s.x)), replace=False))
+    x0 = to_model_range(s.x[pick])
+    labels = s.y_index[pick] if s.num_classes else None
+    rows = []
+    for t in cfg.timesteps:
+        seeds = np.array([sample_seed(cfg.seed + 1 + t, i) for i in range(len(pick))])
+        parts = []
+        for b in range(0, len(pick), cfg.batch_size):
+            sl = slice(b, b + cfg.batch_size)
+            lab = None if labels is None else labels[sl]
+            parts.append(_x0_hat(s, _noised(x0[sl], t, s, seeds[sl]), t, lab))
+        x_hat = torch.cat(parts)
+        pred = predict(s.classifier, x_hat)[0]
+        right = pred == s.y_index[pick]
+        minority = s.is_minority[pick]
+        rows.append(_row("class_accuracy", t, right.mean(), len(right)))
+        rows.append(_row("minority_accuracy", t, _mean(right[minority]), int(minority.sum())))
+        if s.label_attribute is not None:
+            got = s.label_attribute(to_uint8(x_hat))
+            rows.append(_row("attribute_accuracy", t, (got == s.attribute[pick]).mean(), len(got)))
+    return rows
+
+
+def start_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
+    """Conditional models with a bias attribute: from pure noise at ``t = T - 1``, per class
+    ``cfg.n_start`` predictions; the share with the class's own attribute (``start_rho``) and
+    whose class the classifier recovers (``start_label_adherence``)."""
+    if not s.num_classes or s.label_attribute is None:
+        return []
+    t = int(s.scheduler_config["num_train_timesteps"]) - 1
+    k, shape = s.num_classes, tuple(s.x.shape[1:]) if s.x.ndim == 4 else (1, *s.x.shape[1:])
+    labels = np.repeat(np.arange(k), cfg.n_start)
+    seeds = np.array([sample_seed(cfg.seed, i) for i in range(len(labels))])
+    gens = [torch.Generator().manual_seed(int(v)) for v in seeds]
+    x_t = per_sample_noise(shape, gens)
+    x_hat = torch.cat(
+        [
+            _x0_hat(s, x_t[b : b + cfg.batch_size], t, labels[b : b + cfg.batch_size])
+            for b in range(0, len(labels), cfg.batch_size)
+        ]
+    )
+    got = s.label_attribute(to_uint8(x_hat))
+    pred = predict(s.classifier, x_hat)[0]
+    aligned = got == s.own_attribute[labels]
+    return [
+        _row("start_rho", t, aligned.mean(), len(labels)),
+        _row("start_label_adherence", t, (pred == labels).mean(), len(labels)),
+    ]
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(a.mean()) if a.size else float("nan")
+
+
+def _row(metric: str, t: int, value: float, n: int) -> dict[str, Any]:
+    return {"metric": metric, "t": int(t), "value": float(value), "n": int(n)}
+
+
+def verdict(rows: pd.DataFrame, cfg: ProbeConfig, training_rho: float | None) -> bool:
+    """Whether the model learned what its bias readout needs (module docstring)."""
+    start = rows[rows.metric == "start_rho"]
+    if len(start):
+        return bool(abs(float(start.value.iloc[0]) - float(training_rho)) <= cfg.max_rho_gap)
+    ref = rows[(rows.metric == "minority_accuracy") & (rows.t == cfg.reference_t)]
+    if ref.empty:
+        raise ValueError(f"probe.reference_t: {cfg.reference_t} is not in probe.timesteps")
+    return bool(float(ref.value.iloc[0]) >= cfg.min_accuracy)
+
+
+def probe_model(
+    s: Subject, cfg: ProbeConfig, grid: Mapping[str, Any], training_rho: float | None = None
+) -> pd.DataFrame:
+    """The probe table of one model: one row per (metric, t) with every grid column, the
+    verdict in ``learned`` on every row."""
+    s.unet.eval()
+    table = pd.DataFrame(reconstruction_rows(s, cfg) + start_rows(s, cfg))
+    table["learned"] = verdict(table, cfg, training_rho)
+    for key in reversed(GRID_COLUMNS):
+        if key in grid:
+            table.insert(0, key, grid[key])
+    return table
+
+
+def subject(
+    unet: UNet2DModel,
+    scheduler_config: dict,
+    train: dict[str, np.ndarray],
+    classifier_path: str,
+    dataset: str,
+    attribute_classifier_path: str | None = None,
+) -> tuple[Subject, float | None]:
+    """The probe's subject for a model trained on ``train`` and the training set's rho (None
+    for unconditional models). The bias attribute: coloured MNIST's background colour (left
+    half for Multi-Color), BFFHQ's gender (``attribute_classifier_path``); unconditional
+    families have none apart from the class (the minority is ``classes[1]``)."""
+    from .datasets.colour_mnist import attributes_of
+
+    classifier, classes = load_classifier(classifier_path)
+    lookup = {int(c): i for i, c in enumerate(classes)}
+    y_index = np.array([lookup[int(v)] for v in train["y"]], dtype=np.int64)
+    s = Subject(unet, dict(scheduler_config), train["x"], y_index, y_index == 1, classifier)
+    k = s.num_classes
+    if not k:
+        return s, None
+    key = next((a for a in ("colour", "colour_left", "bias") if a in train), None)
+    if key is None:
+        raise ValueError("probe: a conditional training set needs its bias attribute")
+    if key == "bias":
+        bias_clf, bias_classes = load_classifier(attribute_classifier_path)
+        s.label_attribute = lambda img: bias_classes[predict(bias_clf, to_model_range(img))[0]]
+    else:
+        s.label_attribute = lambda img: attributes_of(img, dataset, classes)[key]
+    s.attribute = np.asarray(train[key])
+    s.own_attribute = np.asarray(classes) if key != "bias" else np.arange(k)
+    aligned = s.attribute == (np.asarray(classes)[y_index] if key != "bias" else y_index)
+    s.is_minority = ~aligned
+    return s, float(aligned.mean())
