@@ -24,7 +24,7 @@ FAST_STATUS = [
     "2",
 ]
 # A group job's comment names the group and its rules: rule_sample_eval_evaluate_sample.
-GROUP = "sample_eval_evaluate_sample"
+GROUP = "sample_eval_evaluate_probe_sample"  # sampling, evaluation and probes, packed
 GPU_RULES = {"train_diffusion", "base_features", "train_features", GROUP}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -111,7 +111,7 @@ def test_every_cluster_job_went_through_sbatch(slurm_run):
     assert {"train_classifier", "train_diffusion", "base_features"} <= rules
     assert GROUP in rules  # sample + evaluate cells, grouped
     # 1 classifier + 2 trainings + 1 base-set kNN features job + the 4 sample/evaluate cells
-    # grouped into one submission
+    # and the 2 probes grouped into one submission
     assert len(acct) == 5
     gpu = acct[acct.rule.isin(GPU_RULES)]
     assert gpu.tres.str.contains("gres/gpu=1").all(), gpu

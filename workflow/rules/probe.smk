@@ -10,6 +10,8 @@ rule probe:
         probe=PROBE,
     log:
         f"logs/probe/{MODEL}.log",
+    group:
+        "sample_eval"
     conda:
         ENV
     threads: config["resources"]["eval_threads"]
