@@ -66,11 +66,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         return lambda: generate(unet, sched_cfg, cfg, progress=False)[0]
 
     def pipe(kind: str):
+        # the timestep spacing of ours (SamplerConfig's default), as a keyword: from_config
+        # drops the entries listed in the config's _use_default_values
+        spacing = SamplerConfig(sampler=kind).timestep_spacing
         if kind == "ddim":
-            p = DDIMPipeline(unet=unet, scheduler=DDIMScheduler.from_config(sched_cfg))
+            sched = DDIMScheduler.from_config(sched_cfg, timestep_spacing=spacing)
+            p = DDIMPipeline(unet=unet, scheduler=sched)
             kw = {"eta": 0.0}
         else:
-            p = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(sched_cfg))
+            sched = DDPMScheduler.from_config(sched_cfg, timestep_spacing=spacing)
+            p = DDPMPipeline(unet=unet, scheduler=sched)
             kw = {}
         p.set_progress_bar_config(disable=True)
 

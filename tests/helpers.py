@@ -87,15 +87,32 @@ GOLDEN = ROOT / "tests" / "golden"
 #: Whether ``amplification`` has the field's sign (positive: the majority share grew); the
 #: golden tables have the old one (generated minus training minority share).
 AMPLIFICATION_FLIPPED = True
-#: Columns added since the golden tables were written: name -> tables that have it.
-ADDED_COLUMNS = {"probe_learned": ("metrics", "predictions")}
+#: Non-grid columns added since the golden tables were written: name -> tables that have it.
+EXTRA_COLUMNS = {"probe_learned": ("metrics", "predictions")}
+
+
+def _pinned_spacing(sampler: str) -> str:
+    from biaslab.grid import SAMPLERS
+
+    return "leading" if "timestep_spacing" in SAMPLERS[sampler].knobs else "none"
+
+
+#: Grid columns added since the golden tables were written, and the value each row of the tiny
+#: configs must hold (they pin the old behaviour: epsilon objective, linear schedule, leading
+#: timestep spacing on ddpm/ddim; "none" for the samplers without the knob).
+ADDED_COLUMNS = {
+    "objective": lambda row: "epsilon",
+    "beta_schedule": lambda row: "linear",
+    "timestep_spacing": lambda row: _pinned_spacing(row["sampler"]),
+}
 
 
 def assert_matches_golden(results: Path, name: str) -> None:
     """``results/{metrics,predictions}.parquet`` of a tiny run equal the golden copies written
     before the restructuring (tests/golden/README.md), up to row order. Changes made on
     purpose since: ``amplification`` is positive when the majority share grew (it was
-    generated minus training minority share)."""
+    generated minus training minority share); the columns of ``ADDED_COLUMNS`` are new (each
+    holds the value the tiny configs pin), every golden column is compared."""
     import pandas as pd
 
     from biaslab.grid import GRID_COLUMNS
@@ -106,11 +123,19 @@ def assert_matches_golden(results: Path, name: str) -> None:
         if table == "metrics" and AMPLIFICATION_FLIPPED:
             flip = want["metric"] == "amplification"
             want.loc[flip, "value"] = -want.loc[flip, "value"]
-        added = [c for c, tables in ADDED_COLUMNS.items() if table in tables]
-        assert list(got.columns) == [*want.columns, *added], (table, list(got.columns))
-        got = got[list(want.columns)]
+        added = [c for c in got.columns if c not in want.columns]
+        pinned_cols = [c for c in GRID_COLUMNS if c in ADDED_COLUMNS]
+        extra = [c for c, tables in EXTRA_COLUMNS.items() if table in tables]
+        assert added == [*pinned_cols, *extra], (table, added)
+        for col, pinned in ADDED_COLUMNS.items():
+            expected = got.apply(pinned, axis=1)
+            assert (got[col] == expected).all(), (table, col, got[col].unique())
+        for col in extra:
+            assert got[col].dtype == bool, (table, col, got[col].dtype)
+        got = got.drop(columns=added)
+        assert list(got.columns) == list(want.columns), (table, list(got.columns))
         ids = ("metric", "k", "group", "backbone") if table == "metrics" else ("sample_index",)
-        keys = [*GRID_COLUMNS, *ids]
+        keys = [c for c in (*GRID_COLUMNS, *ids) if c in want.columns]
         got = got.sort_values(keys, kind="stable").reset_index(drop=True)
         want = want.sort_values(keys, kind="stable").reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-7)

@@ -98,7 +98,7 @@ def test_config_compatibility_and_label_checks(tmp_path):
     assert d == {
         k: v
         for k, v in dataclasses.asdict(uncond).items()
-        if k not in ("num_classes", "label_dropout")
+        if k not in ("num_classes", "label_dropout", "objective", "edm")  # epsilon: as before
     }
     assert "num_classes" in COND.as_dict()
     x, y = _data(8)

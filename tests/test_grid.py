@@ -11,6 +11,7 @@ from biaslab.grid import (
     KNOB_COLUMNS,
     KNOB_TYPES,
     SAMPLERS,
+    TIMESTEP_SPACINGS,
     is_stochastic,
     knob_error,
     network_evaluations,
@@ -26,6 +27,8 @@ def test_schema_enum_is_the_registry():
     assert enum == list(SAMPLERS)
     knobs = set(schema["$defs"]["sampler_grid"]["items"]["properties"])
     assert knobs == set(KNOB_COLUMNS) == set(KNOB_TYPES)
+    spacing = schema["$defs"]["sampler_grid"]["items"]["properties"]["timestep_spacing"]
+    assert tuple(spacing["enum"]) == TIMESTEP_SPACINGS
 
 
 def test_every_registered_sampler_has_a_function_taking_its_knobs():
@@ -35,7 +38,7 @@ def test_every_registered_sampler_has_a_function_taking_its_knobs():
     for name, spec in SAMPLERS.items():
         params = inspect.signature(SAMPLE_FUNCTIONS[name]).parameters
         assert set(SamplerConfig(sampler=name).knobs()) <= set(params), name
-        for knob in ("eta", "s_churn"):
+        for knob in ("eta", "s_churn", "timestep_spacing"):
             if knob not in spec.knobs or knob in spec.fixed:
                 assert knob not in params, (name, knob)
 
@@ -50,6 +53,39 @@ def test_resolved_rows_take_the_sampler_defaults():
         resolve_sampling_grid([{"sampler": "ddpm", "steps": 10, "eta": 0.0}])
     with pytest.raises(ConfigError, match=r"\[0\].s_churn: the dpmpp sampler .*euler and heun"):
         resolve_sampling_grid([{"sampler": "dpmpp", "steps": 10, "s_churn": 1.0}])
+
+
+def test_timestep_spacing_is_a_ddpm_and_ddim_knob():
+    rows = resolve_sampling_grid(
+        [{"sampler": s, "steps": 10} for s in ("ddpm", "ddim", "euler", "heun", "dpmpp")]
+        + [{"sampler": "ddim", "steps": 10, "timestep_spacing": "leading"}]
+    )
+    assert [r["timestep_spacing"] for r in rows] == [
+        "trailing",
+        "trailing",
+        "none",
+        "none",
+        "none",
+        "leading",
+    ]
+    for sampler in ("heun", "euler", "dpmpp"):
+        with pytest.raises(ConfigError, match=rf"\[0\]\.timestep_spacing: the {sampler} "):
+            resolve_sampling_grid([{"sampler": sampler, "steps": 4, "timestep_spacing": "leading"}])
+    assert knob_error("ddim", {"timestep_spacing": "none"})[0] == "timestep_spacing"
+    assert knob_error("ddpm", {"timestep_spacing": "linspace", "eta": 1.0}) is None
+    assert SamplerConfig(sampler="ddim").timestep_spacing == "trailing"
+    assert SamplerConfig(sampler="heun").timestep_spacing == "none"
+    with pytest.raises(ValueError, match="heun sampler has no timestep_spacing"):
+        from biaslab.sampling import _check
+
+        _check(SamplerConfig(sampler="heun", timestep_spacing="trailing"))
+    row = {"sampler": "ddim", "steps": 10, "eta": 0.0}
+    assert setting_label({**row, "timestep_spacing": "trailing"}) == "ddim, 10 steps, η=0"
+    label = setting_label({**row, "timestep_spacing": "leading"})
+    assert label == "ddim, 10 steps, η=0, leading spacing"
+    assert setting_label({"sampler": "heun", "steps": 6, "timestep_spacing": "none"}) == (
+        "heun, 6 steps"
+    )
 
 
 def test_knob_error_stochasticity_cost_and_labels():

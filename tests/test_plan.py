@@ -51,3 +51,23 @@ def test_family_checks_name_their_keys():
         plan(cfg)
     with pytest.raises(ConfigError, match=r"\['training'\]\['steps'\]"):
         with_defaults({"training": {"steps": "many"}})
+
+
+def test_objective_and_schedule_are_model_columns():
+    fams = _plan("config.yaml")
+    depth, cond = fams["mnist69"], fams["biased_mnist"]
+    assert depth.model_columns("0.1", "2", 0)["objective"] == "epsilon"  # the paper's recipe
+    assert cond.model_columns("0.05", "2", 0)["objective"] == "edm"  # conditional.objective
+    assert depth.model_columns("0.1", "2", 0)["beta_schedule"] == "linear"
+    assert cond.train_params("2", 0)["objective"] == "edm"
+    assert depth.train_params("2", 0)["edm"] == {"sigma_data": 0.5, "p_mean": -1.2, "p_std": 1.2}
+    assert {r["timestep_spacing"] for r in depth.knob_rows} == {"trailing"}
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["training"] |= {"objective": "v", "beta_schedule": "squaredcos_cap_v2"}
+    cfg["conditional"]["objective"] = None  # null: training.objective
+    fams = plan(with_defaults(cfg))
+    for fam in fams.values():
+        g = fam.model_columns(fam.fractions[0], "2", 0)
+        assert (g["objective"], g["beta_schedule"]) == ("v", "squaredcos_cap_v2")
+    with pytest.raises(ConfigError, match="objective"):
+        with_defaults({"training": {"objective": "x0"}})

@@ -177,7 +177,7 @@ def test_sampler_config_defaults_come_from_the_registry():
     assert SamplerConfig(sampler="ddpm").eta == 1.0  # ancestral: eta 1 by definition
     assert SamplerConfig(sampler="ddim").eta == 0.0
     assert SamplerConfig(sampler="heun").s_churn == 0.0
-    assert SamplerConfig(sampler="ddpm").knobs() == {}
+    assert SamplerConfig(sampler="ddpm").knobs() == {"timestep_spacing": "trailing"}
     assert set(SamplerConfig(sampler="euler").knobs()) == {"s_churn", "s_min", "s_max", "s_noise"}
 
 
@@ -204,6 +204,37 @@ def test_denoiser_sees_every_timestep_once(sched_config):
         assert len(ts) == 5
         assert ts == sorted(ts, reverse=True)
         assert all(t.shape == (2,) and (t == t[0]).all() for t in calls)
+
+
+@pytest.mark.parametrize("fn", [sample_ddpm, sample_ddim])
+@pytest.mark.parametrize(
+    ("spacing", "first", "last"), [("trailing", 999, 99), ("leading", 900, 0), ("linspace", 999, 0)]
+)
+def test_timestep_spacing_reaches_the_scheduler(sched_config, fn, spacing, first, last):
+    """``sched_config`` is ``make_noise_scheduler(...).config``: it lists timestep_spacing among
+    its ``_use_default_values``, so setting it in the dict would be silently dropped."""
+    assert "timestep_spacing" in sched_config["_use_default_values"]
+    calls = []
+
+    def denoiser(x, t):
+        calls.append(int(t[0]))
+        return torch.zeros_like(x)
+
+    gens = [torch.Generator().manual_seed(0)]
+    noise = per_sample_noise((1, 4, 4), gens)
+    fn(denoiser, noise, sched_config, steps=10, generators=gens, timestep_spacing=spacing)
+    assert (calls[0], calls[-1], len(calls)) == (first, last, 10)
+
+
+@pytest.mark.parametrize(("spacing", "first"), [("trailing", 999), ("leading", 900)])
+def test_generate_samples_on_the_asked_spacing(unet, sched_config, spacing, first):
+    seen = []
+    handle = unet.register_forward_pre_hook(lambda m, a: seen.append(int(a[1].flatten()[0])))
+    try:
+        _gen(unet, sched_config, sampler="ddim", steps=10, n_samples=1, timestep_spacing=spacing)
+    finally:
+        handle.remove()
+    assert seen[0] == first and len(seen) == 10
 
 
 def test_non_finite_samples_raise(sched_config):

@@ -57,13 +57,13 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _run_child(ckpt_dir: Path, out: Path, kill_at: int | None = None):
+def _run_child(ckpt_dir: Path, out: Path, kill_at: int | None = None, cfg: TrainConfig = TINY):
     import dataclasses
 
     env = {k: v for k, v in os.environ.items() if k != KILL_AT_STEP_ENV}
     if kill_at is not None:
         env[KILL_AT_STEP_ENV] = str(kill_at)
-    code = _CHILD.format(cfg=dataclasses.asdict(TINY))
+    code = _CHILD.format(cfg=dataclasses.asdict(cfg))
     return subprocess.run(
         [sys.executable, "-c", code, str(ckpt_dir), str(out)],
         env=env,
@@ -76,10 +76,14 @@ def _run_child(ckpt_dir: Path, out: Path, kill_at: int | None = None):
 # --------------------------------------------------------------------------- crash-resume
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("objective", ["epsilon", "edm"])
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, objective):
+    import dataclasses
+
+    cfg = dataclasses.replace(TINY, objective=objective)
     resumed_dir, fresh_dir = tmp_path / "resumed", tmp_path / "fresh"
 
-    killed = _run_child(resumed_dir, tmp_path / "never.pt", kill_at=6)
+    killed = _run_child(resumed_dir, tmp_path / "never.pt", kill_at=6, cfg=cfg)
     assert killed.returncode == -9, killed.stderr
     assert not (tmp_path / "never.pt").exists()
     assert sorted(p.name for p in resumed_dir.iterdir()) == ["last.pt"]  # no .tmp leftovers
@@ -87,12 +91,12 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert ckpt["step"] == 4
     assert [r["step"] for r in ckpt["log"]] == [1, 2, 3, 4]
 
-    resumed = _run_child(resumed_dir, tmp_path / "resumed.pt")
+    resumed = _run_child(resumed_dir, tmp_path / "resumed.pt", cfg=cfg)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
     assert "at step 4" in resumed.stderr
 
-    fresh = _run_child(fresh_dir, tmp_path / "fresh.pt")
+    fresh = _run_child(fresh_dir, tmp_path / "fresh.pt", cfg=cfg)
     assert fresh.returncode == 0, fresh.stderr
     assert "resuming" not in fresh.stderr
 
@@ -227,7 +231,8 @@ def tiny_unet():
 def test_save_model_layout_and_round_trip(tmp_path, tiny_unet):
     out = tmp_path / "models" / "d2"
     save_model(tiny_unet, TINY, out, extra={"data": {"fraction": 0.1}})
-    assert {p.name for p in out.iterdir()} == {"unet", "scheduler", "train_config.yaml", CHECKSUMS}
+    files = {p.name for p in out.iterdir()}
+    assert files == {"unet", "scheduler", "objective.json", "train_config.yaml", CHECKSUMS}
     assert not [p for p in out.parent.iterdir() if p.name != "d2"]  # no temporary siblings
     assert not list(out.rglob("*.tmp*"))
 
@@ -249,6 +254,7 @@ def test_save_model_layout_and_round_trip(tmp_path, tiny_unet):
     assert sched.config.num_train_timesteps == TINY.num_train_timesteps
     assert sched.config.beta_schedule == "linear"
     assert sched.config.prediction_type == "epsilon"
+    assert sched.config["objective"] == {"objective": "epsilon"}  # from objective.json
     for k, v in unet.state_dict().items():
         assert torch.equal(v, sd_a[k]), k
     x = torch.randn(2, 1, 16, 16)

@@ -1,19 +1,22 @@
 """Denoiser wrappers: classifier-free guidance and the mid-block bypass.
 
 Samplers only ever call ``denoiser(x, t) -> eps`` (``t`` on the DDPM timestep scale); what the
-network does inside is changed here, never in a sampler.
+network does inside is changed here, never in a sampler. The network's raw output becomes eps
+through its training objective's adapter (``biaslab.objectives``), which these wrappers wrap.
 
 * ``GuidedDenoiser`` - classifier-free guidance (Ho & Salimans 2022, Eq. 6, in the
   "How I Met Your Bias" convention): ``eps = (1 + w) * eps(x, t, c) - w * eps(x, t, null)``,
-  conditional and unconditional halves in one batched forward pass. ``w = 0`` is the plain
-  conditional model (and then only the conditional half is computed).
+  conditional and unconditional halves in one batched forward pass of the adapter-wrapped
+  network (``eps`` predictions, whatever the objective). ``w = 0`` is the plain conditional
+  model (and then only the conditional half is computed).
 * ``mid_block_bypass`` - "Deeper Diffusion Models Amplify Bias", Fig. 6: a fraction ``p`` of
   the U-Net mid-block is bypassed, ``mid_out = (1 - p) * mid_block(h) + p * h``, through a
   forward hook removed on exit. With ``schedule="linear"`` the fraction ramps over the
   denoising trajectory, linearly in the DDPM timestep, from 0 at ``t = T - 1`` (pure noise) to
   ``p`` at ``t = 0``: ``p(t) = p * (1 - t / (T - 1))``, per sample. For samplers on evenly
   spaced timesteps (ddpm, ddim) that is linear in the step index; for Karras-sigma samplers it
-  follows the (fractional) timestep the network is evaluated at.
+  follows the (fractional) timestep the network is evaluated at (for a network whose timestep
+  input is not the DDPM timestep, ``timestep_to_t`` maps it back: EDM's ``250 ln sigma``).
 """
 
 from __future__ import annotations
@@ -34,19 +37,32 @@ def _batch_t(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.expand(n) if t.ndim == 0 else t
 
 
-class GuidedDenoiser:
-    """Classifier-free guidance around a class-conditional ``UNet2DModel``.
+def network(unet: UNet2DModel) -> Callable[..., torch.Tensor]:
+    """``net(x, t, **kw) -> unet(x, t, **kw).sample`` without gradients: the raw network that
+    an objective's adapter (``biaslab.objectives``) wraps."""
 
-    ``GuidedDenoiser(model, w, null_class)(x, t, labels)`` returns
-    ``(1 + w) * model(x, t, labels) - w * model(x, t, null_class)``, both from one forward pass
-    over the concatenated batch ``[x; x]``. ``bind(labels)`` gives a plain ``(x, t)`` denoiser
-    for the samplers.
+    @torch.no_grad()
+    def net(x: torch.Tensor, t: torch.Tensor, **kw) -> torch.Tensor:
+        return unet(x, t, **kw).sample
+
+    return net
+
+
+class GuidedDenoiser:
+    """Classifier-free guidance around a class-conditional eps denoiser.
+
+    ``GuidedDenoiser(eps, w, null_class)(x, t, labels)`` returns
+    ``(1 + w) * eps(x, t, labels) - w * eps(x, t, null_class)``, both from one forward pass
+    over the concatenated batch ``[x; x]``. ``eps(x, t, class_labels=...)`` is the
+    adapter-wrapped network (``Objective.adapter``); a ``UNet2DModel`` stands for its raw output
+    (an epsilon-prediction model). ``bind(labels)`` gives a plain ``(x, t)`` denoiser for the
+    samplers.
     """
 
-    def __init__(self, model: UNet2DModel, w: float, null_class: int):
+    def __init__(self, eps: Callable[..., torch.Tensor] | UNet2DModel, w: float, null_class: int):
         if w < 0:
             raise ValueError(f"guidance: w = {w} is negative")
-        self.model = model
+        self.eps = network(eps) if isinstance(eps, torch.nn.Module) else eps
         self.w = float(w)
         self.null_class = int(null_class)
 
@@ -54,11 +70,9 @@ class GuidedDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         t = _batch_t(t, x.shape[0])
         if self.w == 0.0:  # (1 + 0) * cond - 0 * uncond == cond: skip the unconditional half
-            return self.model(x, t, class_labels=labels).sample
+            return self.eps(x, t, class_labels=labels)
         null = torch.full_like(labels, self.null_class)
-        out = self.model(
-            torch.cat([x, x]), torch.cat([t, t]), class_labels=torch.cat([labels, null])
-        ).sample
+        out = self.eps(torch.cat([x, x]), torch.cat([t, t]), class_labels=torch.cat([labels, null]))
         cond, uncond = out.chunk(2)
         return (1.0 + self.w) * cond - self.w * uncond
 
@@ -83,12 +97,15 @@ def mid_block_bypass(
     *,
     schedule: str = "constant",
     num_train_timesteps: int = 1000,
+    timestep_to_t: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[UNet2DModel]:
     """Within the block, ``unet.mid_block`` outputs ``(1 - p) * mid_block(h) + p * h``.
 
     ``schedule``: "constant" (``p`` at every step) or "linear" (``p * (1 - t / (T - 1))`` for
-    timestep ``t``, ``T = num_train_timesteps``). ``p = 0`` leaves the outputs bit-identical;
-    ``p = 1`` makes the mid-block the identity. The hooks are removed on exit.
+    timestep ``t``, ``T = num_train_timesteps``). ``timestep_to_t`` maps the U-Net's timestep
+    input to the DDPM timestep ``t`` (``Objective.train_timestep``; None: it is ``t``).
+    ``p = 0`` leaves the outputs bit-identical; ``p = 1`` makes the mid-block the identity.
+    The hooks are removed on exit.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"bypass: p = {p} is not in [0, 1]")
@@ -101,7 +118,8 @@ def mid_block_bypass(
     def record_t(_module, args, kwargs):
         t = kwargs["timestep"] if "timestep" in kwargs else args[1]
         sample = kwargs["sample"] if "sample" in kwargs else args[0]
-        state["t"] = _batch_t(torch.as_tensor(t, device=sample.device), sample.shape[0])
+        t = _batch_t(torch.as_tensor(t, device=sample.device), sample.shape[0])
+        state["t"] = t if timestep_to_t is None else timestep_to_t(t).to(sample.device)
 
     def mix(_module, args, output):
         h = args[0]

@@ -17,9 +17,27 @@ import numpy as np
 # training set) exist only for the coloured-MNIST datasets, where ``minority_fraction`` is the
 # bias-conflicting share ``1 - rho_data``.
 DATA_COLUMNS = ("dataset", "source", "resolution", "minority_fraction", "rho_data", "rho_right")
-MODEL_COLUMNS = ("depth", "width", "train_seed", "train_steps", "num_classes")
+#: ``objective`` (``biaslab.objectives``) and ``beta_schedule``: what the model was trained on.
+MODEL_COLUMNS = (
+    "depth",
+    "width",
+    "train_seed",
+    "train_steps",
+    "objective",
+    "beta_schedule",
+    "num_classes",
+)
 #: The sampler knobs: each is a Paramspace axis (a path component) and a column everywhere.
-KNOB_COLUMNS = ("sampler", "steps", "eta", "s_churn", "guidance", "bypass", "bypass_schedule")
+KNOB_COLUMNS = (
+    "sampler",
+    "steps",
+    "eta",
+    "s_churn",
+    "guidance",
+    "bypass",
+    "bypass_schedule",
+    "timestep_spacing",
+)
 #: The type of each knob (path components are strings; the tables hold these types).
 KNOB_TYPES = {
     "sampler": str,
@@ -29,15 +47,24 @@ KNOB_TYPES = {
     "guidance": float,
     "bypass": float,
     "bypass_schedule": str,
+    "timestep_spacing": str,
 }
 #: Every knob's "off" value; a sampler's own defaults (``SamplerSpec.defaults``) come first.
+#: ``timestep_spacing`` is "none" for the samplers without it (Karras sigmas).
 KNOB_DEFAULTS = {
     "eta": 0.0,
     "s_churn": 0.0,
     "guidance": 0.0,
     "bypass": 0.0,
     "bypass_schedule": "constant",
+    "timestep_spacing": "none",
 }
+#: How diffusers places ``steps`` inference timesteps among the training timesteps (Lin et
+#: al. 2024, Table 2): T = 1000, 10 steps: leading 900, 800, ..., 0; trailing 999, 899, ...,
+#: 99; linspace 999, 888, ..., 0. Only trailing and linspace start at pure noise.
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+#: The values a string knob may take on a sampler that has it.
+KNOB_CHOICES = {"timestep_spacing": TIMESTEP_SPACINGS}
 #: Sampler settings that are global per run (EDM stochasticity window and noise scale).
 EDM_COLUMNS = ("s_min", "s_max", "s_noise")
 SAMPLER_COLUMNS = KNOB_COLUMNS + EDM_COLUMNS + ("n_samples", "sample_seed")
@@ -66,7 +93,7 @@ class SamplerSpec:
     ``knob_symbols``: how its knobs appear in figure labels."""
 
     knobs: tuple[str, ...] = ()
-    defaults: Mapping[str, float] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
     fixed: tuple[str, ...] = ()
     noise_knobs: tuple[str, ...] = ()
     always_stochastic: bool = False
@@ -79,21 +106,23 @@ class SamplerSpec:
 
 
 _EDM_KNOBS = ("s_churn", "s_min", "s_max", "s_noise")
+#: New configs space DDPM/DDIM timesteps "trailing": the first step is at pure noise.
+_SPACING_DEFAULT = "trailing"
 
 #: The sampler registry: name -> spec. Adding a sampler = ``sampling.sample_<name>`` + a row
 #: here + the enum of ``sampler`` in ``workflow/schemas/config.schema.yaml``.
 SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(
-        knobs=("eta",),
-        defaults={"eta": 1.0},
+        knobs=("eta", "timestep_spacing"),
+        defaults={"eta": 1.0, "timestep_spacing": _SPACING_DEFAULT},
         fixed=("eta",),
         always_stochastic=True,
         knob_symbols={"eta": "η"},
         description="ancestral DDPM (diffusers DDPMScheduler)",
     ),
     "ddim": SamplerSpec(
-        knobs=("eta",),
-        defaults={"eta": 0.0},
+        knobs=("eta", "timestep_spacing"),
+        defaults={"eta": 0.0, "timestep_spacing": _SPACING_DEFAULT},
         noise_knobs=("eta",),
         knob_symbols={"eta": "η"},
         description="DDIM with eta (diffusers DDIMScheduler)",
@@ -111,6 +140,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         knob_symbols={"s_churn": "S_churn"},
         description="EDM Algorithm 2 (Heun, second order)",
     ),
+    # no timestep_spacing: with Karras sigmas diffusers recomputes the timesteps from the
+    # sigmas, whatever the spacing
     "dpmpp": SamplerSpec(description="DPM-Solver++(2M), Karras sigmas (diffusers)"),
 }
 
@@ -130,22 +161,26 @@ SAMPLER_SPECIFIC_KNOBS = tuple(
 
 def knob_error(sampler: str, values: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(knob, message)`` for the first sampler-specific knob in ``values`` that ``sampler``
-    does not have (a value other than "off"), or that it has fixed at another value; None if
-    the knobs fit. Config checks and ``sampling.SamplerConfig`` both ask here."""
+    does not have (a value other than "off"), that it has fixed at another value, or whose
+    value is not one of ``KNOB_CHOICES``; None if the knobs fit. Config checks and
+    ``sampling.SamplerConfig`` both ask here."""
     spec = sampler_spec(sampler)
     for knob in SAMPLER_SPECIFIC_KNOBS:
         if knob not in values:
             continue
         having = [n for n, s in SAMPLERS.items() if knob in s.knobs and knob not in s.fixed]
         users = " and ".join(having) + (" has" if len(having) == 1 else " have")
-        value = float(values[knob])
+        value = KNOB_TYPES[knob](values[knob])
         if knob in spec.fixed and value != spec.default(knob):
             return knob, (
-                f"the {sampler} sampler has no {knob} knob (it is {spec.default(knob):g} by "
-                f"definition: leave it out; {users} it)"
+                f"the {sampler} sampler has no {knob} knob (it is {fmt_value(spec.default(knob))}"
+                f" by definition: leave it out; {users} it)"
             )
         if knob not in spec.knobs and value != KNOB_DEFAULTS[knob]:
             return knob, f"the {sampler} sampler has no {knob} knob ({users} it)"
+        choices = KNOB_CHOICES.get(knob)
+        if knob in spec.knobs and choices and value not in choices:
+            return knob, f"{knob} {value!r} is not one of {', '.join(choices)}"
     return None
 
 
@@ -178,7 +213,8 @@ def _present(key: Mapping[str, Any], name: str) -> bool:
 
 def setting_label(key: Mapping[str, Any]) -> str:
     """``ddpm, 1000 steps, η=1`` from a dict of sampler knobs: sampler, steps, then the knobs
-    that are on (the sampler's own knobs, guidance, bypass)."""
+    that are on (the sampler's own knobs, a timestep spacing other than the sampler's default
+    as ``leading spacing``, guidance, bypass)."""
     parts = []
     if _present(key, "sampler"):
         parts.append(str(key["sampler"]))
@@ -188,6 +224,10 @@ def setting_label(key: Mapping[str, Any]) -> str:
     for knob, symbol in (spec.knob_symbols if spec else {}).items():
         if _present(key, knob):
             parts.append(f"{symbol}={fmt_value(key[knob])}")
+    spacing = key.get("timestep_spacing")
+    if spec and "timestep_spacing" in spec.knobs and _present(key, "timestep_spacing"):
+        if spacing != spec.default("timestep_spacing"):
+            parts.append(f"{spacing} spacing")
     if _present(key, "guidance") and key["guidance"] != 0:
         parts.append(f"w={fmt_value(key['guidance'])}")
     if _present(key, "bypass") and key["bypass"] != 0:
@@ -238,4 +278,5 @@ WILDCARD_PATTERNS = {
     "guidance": r"[0-9.]+",
     "bypass": r"[0-9.]+",
     "bypass_schedule": r"[a-z]+",
+    "timestep_spacing": r"[a-z]+",
 }

@@ -13,7 +13,8 @@ Families:
   minority fractions ``minority_fractions``, sampled on ``sampling.grid``;
 * the **conditional family** (``conditional.datasets``): class-conditional models on Biased /
   Multi-Color MNIST (from the depth family's digits) or BFFHQ, at bias-conflicting shares
-  ``1 - rho`` for ``rho`` in ``conditional.rhos``, sampled on ``conditional.grid``.
+  ``1 - rho`` for ``rho`` in ``conditional.rhos``, sampled on ``conditional.grid``, trained
+  with ``conditional.objective`` (default edm; null: ``training.objective``).
 
 Adding a family = a dataset module in ``biaslab.datasets`` and one entry in ``FAMILIES``.
 """
@@ -79,6 +80,8 @@ class Family:
             "width": self.width,
             "train_seed": int(seed),
             "train_steps": self.train_steps,
+            "objective": str(self.training["objective"]),
+            "beta_schedule": str(self.training["beta_schedule"]),
         }
         if self.conditional:
             g["rho_data"] = round(1.0 - float(fraction), 10)
@@ -302,6 +305,7 @@ def _conditional_family(
     rows = resolve_sampling_grid(cond["grid"], conditional=True, key="conditional.grid")
     _check_rows(rows, "conditional.grid", int(config["training"]["num_train_timesteps"]))
     steps = int(cond["training_steps"] or config["training"]["steps"])
+    objective = cond["objective"] or config["training"]["objective"]
     return Family(
         dataset=dataset,
         source=source,
@@ -315,7 +319,11 @@ def _conditional_family(
         num_classes=k,
         data={"dataset": dataset, **data},
         training=_training(
-            config, steps, num_classes=k, label_dropout=float(cond["label_dropout"])
+            config,
+            steps,
+            num_classes=k,
+            label_dropout=float(cond["label_dropout"]),
+            objective=str(objective),
         ),
         **kw,
         **facts(dataset),

@@ -35,10 +35,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .classifier import load_classifier, predict
-from .denoisers import conditional_denoiser
+from .denoisers import network
 from .grid import GRID_COLUMNS
 from .images import to_model_range, to_uint8
-from .sampling import per_sample_noise, sample_seed, unet_denoiser
+from .objectives import objective_of_schedule, sampler_schedule
+from .sampling import on_device, per_sample_noise, sample_seed
 
 Labeller = Callable[[np.ndarray], np.ndarray]
 
@@ -90,16 +91,19 @@ class Subject:
         return int(n) - 1 if n else 0
 
 
-def _denoiser(unet: UNet2DModel, labels: torch.Tensor | None):
-    return unet_denoiser(unet) if labels is None else conditional_denoiser(unet, labels)
-
-
+@torch.no_grad()
 def _x0_hat(s: Subject, x_t: torch.Tensor, t: int, labels: np.ndarray | None) -> torch.Tensor:
-    abar = float(DDPMScheduler.from_config(s.scheduler_config).alphas_cumprod[t])
+    """x0 predicted in one step through the model's objective adapter (the eps contract the
+    samplers use: every objective is probed alike); the network on its device."""
+    schedule = sampler_schedule(s.scheduler_config)
+    abar = float(DDPMScheduler.from_config(schedule).alphas_cumprod[t])
     device = next(s.unet.parameters()).device
-    lab = None if labels is None else torch.from_numpy(labels).to(device)
-    tt = torch.full((len(x_t),), t, dtype=torch.long, device=device)
-    eps = _denoiser(s.unet, lab)(x_t.to(device), tt).float().cpu()
+    eps_fn = objective_of_schedule(s.scheduler_config).adapter(
+        on_device(network(s.unet), device), schedule
+    )
+    tt = torch.full((len(x_t),), t, dtype=torch.long)
+    kw = {} if labels is None else {"class_labels": torch.from_numpy(labels)}
+    eps = eps_fn(x_t, tt, **kw).float()
     return ((x_t - (1 - abar) ** 0.5 * eps) / abar**0.5).clamp(-1, 1)
 
 

@@ -7,11 +7,17 @@ Each sampler is a plain function ``sampler(denoiser, noise, scheduler_config, *,
 generators, **knobs) -> x0`` in the spirit of NVlabs/edm's ``generate.py``; ``denoiser(x, t)``
 returns the predicted noise of the DDPM-trained network at (possibly fractional) timestep
 ``t``, so guidance or interventions wrap the denoiser (``biaslab.denoisers``), not the sampler.
+Whatever the network predicts (``training.objective``: epsilon, v, edm), its objective's
+adapter (``biaslab.objectives``) turns it into that eps denoiser; ``generate`` reads the
+objective from the model's scheduler config (``train.load_model`` puts it there).
 
 Samplers (registry ``grid.SAMPLERS``: knobs, defaults, cost; functions ``SAMPLE_FUNCTIONS``):
 
 * ``ddpm`` - ancestral DDPM (diffusers ``DDPMScheduler``);
-* ``ddim`` - DDIM with ``eta`` (diffusers ``DDIMScheduler``);
+* ``ddim`` - DDIM with ``eta`` (diffusers ``DDIMScheduler``); both with ``timestep_spacing``
+  (``grid.TIMESTEP_SPACINGS``: leading, trailing, linspace), passed to ``from_config`` as a
+  keyword: a config straight from ``DDPMScheduler(...).config`` lists ``timestep_spacing``
+  among its ``_use_default_values``, and ``from_config`` drops such entries;
 * ``euler`` / ``heun`` - EDM, Karras et al. 2022, Algorithm 2 (``heun``; ``euler`` drops the
   second-order correction), on the Karras sigma schedule (Eq. 5, rho = 7) between the training
   schedule's smallest and largest sigma, with stochasticity ``s_churn, s_min, s_max, s_noise``
@@ -41,9 +47,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from tqdm import tqdm
 
-from .denoisers import BYPASS_SCHEDULES, GuidedDenoiser, mid_block_bypass
-from .grid import SAMPLER_SPECIFIC_KNOBS, SAMPLERS, knob_error, sampler_spec
+from .denoisers import BYPASS_SCHEDULES, GuidedDenoiser, mid_block_bypass, network
+from .grid import KNOB_TYPES, SAMPLER_SPECIFIC_KNOBS, SAMPLERS, knob_error, sampler_spec
 from .images import to_uint8
+from .objectives import Objective, objective_of_schedule, sampler_schedule, vp_sigmas
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -83,13 +90,14 @@ def sample_ddpm(
     *,
     steps: int,
     generators: list[torch.Generator],
+    timestep_spacing: str = "trailing",
 ) -> torch.Tensor:
     """Ancestral DDPM (Ho et al. 2020, Alg. 2) on ``steps`` evenly spaced timesteps (eta = 1
     by definition: the grid's eta column reads 1.0 and is no knob of this sampler)."""
     return _run(
         denoiser,
         noise,
-        DDPMScheduler.from_config(scheduler_config),
+        DDPMScheduler.from_config(scheduler_config, timestep_spacing=timestep_spacing),
         steps=steps,
         generators=generators,
     )
@@ -103,12 +111,13 @@ def sample_ddim(
     steps: int,
     eta: float = 0.0,
     generators: list[torch.Generator],
+    timestep_spacing: str = "trailing",
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 DDPM-like noise."""
     return _run(
         denoiser,
         noise,
-        DDIMScheduler.from_config(scheduler_config),
+        DDIMScheduler.from_config(scheduler_config, timestep_spacing=timestep_spacing),
         steps=steps,
         generators=generators,
         eta=eta,
@@ -118,12 +127,6 @@ def sample_ddim(
 # --------------------------------------------------------------------------------------------
 # EDM / Karras samplers on a VP (DDPM) model
 # --------------------------------------------------------------------------------------------
-
-
-def vp_sigmas(scheduler_config: dict) -> torch.Tensor:
-    """Training sigmas ``sigma_t = sqrt((1 - abar_t) / abar_t)``, t = 0..T-1 (ascending), f64."""
-    abar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.to(torch.float64)
-    return ((1 - abar) / abar).sqrt()
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> torch.Tensor:
@@ -270,7 +273,8 @@ SAMPLE_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 class SamplerConfig:
     """One sampling setting. ``eta`` is a ddim knob (ddpm: 1 by definition), ``s_*`` are
     euler/heun knobs (Karras et al. 2022 names; ``s_min``/``s_max``/``s_noise`` are ignored at
-    ``s_churn = 0``); a knob left out takes the sampler's default (``grid.SAMPLERS``).
+    ``s_churn = 0``), ``timestep_spacing`` a ddpm/ddim knob ("none" for the others); a knob
+    left out takes the sampler's default (``grid.SAMPLERS``).
     ``guidance`` (w) and ``labels`` need a class-conditional model: sample ``i`` gets class
     ``labels[i % len(labels)]``, or ``i % K`` when ``labels`` is None. ``bypass`` is the
     fraction of the mid-block bypassed, ``bypass_schedule`` "constant" or "linear"
@@ -289,13 +293,14 @@ class SamplerConfig:
     guidance: float = 0.0
     bypass: float = 0.0
     bypass_schedule: str = "constant"
+    timestep_spacing: str | None = None
     labels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         spec = sampler_spec(self.sampler)
         for knob in SAMPLER_SPECIFIC_KNOBS:
             if getattr(self, knob) is None:
-                object.__setattr__(self, knob, float(spec.default(knob)))
+                object.__setattr__(self, knob, KNOB_TYPES[knob](spec.default(knob)))
 
     def knobs(self) -> dict[str, float]:
         """The keyword arguments of the sampler's function (its knobs less the fixed ones)."""
@@ -304,22 +309,22 @@ class SamplerConfig:
 
 
 def unet_denoiser(unet: UNet2DModel) -> Denoiser:
-    @torch.no_grad()
-    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return unet(x, t).sample
-
-    return denoise
+    """The raw output of an epsilon-prediction U-Net as a denoiser (``generate`` goes through
+    the model's objective instead: ``biaslab.objectives``)."""
+    net = network(unet)
+    return lambda x, t: net(x, t)
 
 
 def on_device(denoiser: Denoiser, device: torch.device) -> Denoiser:
-    """``denoiser`` run on ``device`` (the U-Net's), its inputs moved there and its output
-    moved back: the samplers keep their state, and every random draw, on the CPU, so a sample
-    depends on its seed only, not on where the network runs."""
+    """``denoiser`` run on ``device`` (the U-Net's), its inputs (tensor keywords too) moved
+    there and its output moved back: the samplers keep their state, and every random draw, on
+    the CPU, so a sample depends on its seed only, not on where the network runs."""
     if device.type == "cpu":
         return denoiser
 
-    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return denoiser(x.to(device), torch.as_tensor(t).to(device)).to(x.device)
+    def denoise(x: torch.Tensor, t: torch.Tensor, **kw) -> torch.Tensor:
+        kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kw.items()}
+        return denoiser(x.to(device), torch.as_tensor(t).to(device), **kw).to(x.device)
 
     return denoise
 
@@ -357,10 +362,19 @@ def _check(cfg: SamplerConfig) -> None:
 
 
 def generate(
-    unet: UNet2DModel, scheduler_config: dict, cfg: SamplerConfig, *, progress: bool = True
+    unet: UNet2DModel,
+    scheduler_config: dict,
+    cfg: SamplerConfig,
+    *,
+    progress: bool = True,
+    objective: Objective | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds. The U-Net
     runs on its own device (move it first, say to ``biaslab.models.default_device()``).
+
+    ``objective``: what the network predicts; None reads it from ``scheduler_config`` (the
+    ``"objective"`` entry of a ``train.load_model`` scheduler, else its ``prediction_type``).
+    The samplers, guidance and the bypass see the objective's eps adapter only.
 
     For a class-conditional U-Net, sample ``i`` is conditioned on ``sample_labels(cfg, K)[i]``
     with guidance ``cfg.guidance``.
@@ -368,11 +382,17 @@ def generate(
     _check(cfg)
     sampler = SAMPLE_FUNCTIONS[cfg.sampler]
     knobs = cfg.knobs()
+    objective = objective or objective_of_schedule(scheduler_config)
+    schedule = sampler_schedule(scheduler_config)
     unet.eval()
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     k = num_classes(unet)
     labels = sample_labels(cfg, k)
-    guided = GuidedDenoiser(unet, cfg.guidance, null_class=k) if k else None
+    param = next(iter(unet.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    # the network on its device; the adapter, guidance and the sampler on the CPU
+    eps = objective.adapter(on_device(network(unet), device), schedule)
+    guided = GuidedDenoiser(eps, cfg.guidance, null_class=k) if k else None
     seeds = np.array(
         [sample_seed(cfg.sample_seed, i) for i in range(cfg.n_samples)], dtype=np.int64
     )
@@ -381,28 +401,23 @@ def generate(
             unet,
             cfg.bypass,
             schedule=cfg.bypass_schedule,
-            num_train_timesteps=int(scheduler_config["num_train_timesteps"]),
+            num_train_timesteps=int(schedule["num_train_timesteps"]),
+            timestep_to_t=objective.train_timestep(schedule),
         )
         if cfg.bypass != 0.0
         else contextlib.nullcontext()
     )
-    param = next(iter(unet.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
     out = []
     starts = range(0, cfg.n_samples, cfg.batch_size)
     with bypass:
         for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
             gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
             noise = per_sample_noise(shape, gens)
-            denoiser = on_device(
-                unet_denoiser(unet)
-                if guided is None
-                else guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]).to(device)),
-                device,
-            )
-            x = sampler(
-                denoiser, noise, dict(scheduler_config), steps=cfg.steps, generators=gens, **knobs
-            )
+            if guided is None:
+                denoiser = eps
+            else:
+                denoiser = guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]))
+            x = sampler(denoiser, noise, dict(schedule), steps=cfg.steps, generators=gens, **knobs)
             if not torch.isfinite(x).all():
                 raise FloatingPointError(f"non-finite samples from {cfg.sampler} (batch at {s})")
             out.append(to_uint8(x))

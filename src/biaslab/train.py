@@ -1,4 +1,5 @@
-"""Diffusion training: DDPM noise schedule, epsilon prediction, AdamW, EMA.
+"""Diffusion training: DDPM noise schedule, an objective (epsilon, v or EDM preconditioning:
+``biaslab.objectives``), AdamW, EMA.
 
 Resumable: every ``checkpoint_every`` steps the model, optimizer, LR schedule, EMA, the random
 generator and the log are written atomically to ``<checkpoint_dir>/last.pt`` (with a content
@@ -29,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import yaml
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_scheduler
@@ -46,6 +46,7 @@ from .io import (
     write_checksums,
 )
 from .models import build_unet
+from .objectives import EDM_DEFAULTS, Objective, load_objective, make_objective, save_objective
 
 #: Test hook: the process SIGKILLs itself right after finishing this step (after any
 #: checkpoint of that step), to prove resumption after a hard crash.
@@ -71,6 +72,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
+    #: What the network predicts: epsilon, v or edm (``biaslab.objectives.OBJECTIVES``)
+    objective: str = "epsilon"
+    #: EDM constants (sigma_data, p_mean, p_std; Karras et al. 2022), used by ``edm`` only
+    edm: dict[str, float] = field(default_factory=lambda: dict(EDM_DEFAULTS))
     precision: str = "fp32"  # or "bf16" (autocast)
     #: NHWC activations and weights (tensor-core friendly convolutions on GPUs)
     channels_last: bool = False
@@ -93,12 +98,20 @@ class TrainConfig:
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
-        """The config as a dict, without the conditional keys when unconditional: an
-        unconditional config hashes, checkpoints and saves exactly as before they existed."""
+        """The config as a dict, without the conditional keys when unconditional, the
+        objective when it is epsilon and the EDM constants unless it is edm: such a config
+        hashes, checkpoints and saves exactly as before those keys existed."""
         d = dataclasses.asdict(self)
         if self.num_classes == 0:
             del d["num_classes"], d["label_dropout"]
+        if self.objective == "epsilon":
+            del d["objective"]
+        if self.objective != "edm":
+            del d["edm"]
         return d
+
+    def training_objective(self) -> Objective:
+        return make_objective(self.objective, self.edm)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -132,10 +145,11 @@ def _catch_stop_signals():
 
 
 def make_noise_scheduler(cfg: TrainConfig) -> DDPMScheduler:
+    """The DDPM schedule; ``prediction_type`` names the objective (epsilon, v_prediction, edm)."""
     return DDPMScheduler(
         num_train_timesteps=cfg.num_train_timesteps,
         beta_schedule=cfg.beta_schedule,
-        prediction_type="epsilon",
+        prediction_type=cfg.training_objective().prediction_type,
         clip_sample=True,
     )
 
@@ -259,22 +273,23 @@ def _batch_loss(
     y_all: torch.Tensor | None,
     alphas: torch.Tensor,
 ) -> torch.Tensor:
-    """The epsilon-prediction loss of one random batch (draws from ``s.gen`` in a fixed
-    order: images, noise, timesteps, label dropout)."""
+    """The objective's loss (``cfg.objective``) of one random batch (draws from ``s.gen`` in a
+    fixed order: images, noise, noise levels (timesteps; EDM: sigmas), label dropout)."""
     cfg, gen, device = s.cfg, s.gen, x0_all.device
+    objective = cfg.training_objective()
     idx = torch.randint(0, len(x0_all), (cfg.batch_size,), generator=gen, device=device)
     x0 = x0_all[idx]
     noise = torch.randn(x0.shape, generator=gen, device=device)
-    t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen, device=device)
+    level = objective.draw_level(gen, cfg.batch_size, device, cfg.num_train_timesteps)
     class_labels = None
     if y_all is not None:
         drop = torch.rand((cfg.batch_size,), generator=gen, device=device)
         class_labels = torch.where(drop < cfg.label_dropout, cfg.num_classes, y_all[idx])
-    a = alphas[t].view(-1, 1, 1, 1)
-    noisy = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=_memory_format(cfg))
+    noisy, t = objective.network_input(x0, noise, level, alphas)
+    noisy = noisy.contiguous(memory_format=_memory_format(cfg))
     with _autocast(cfg.precision, device):
         pred = forward(noisy, t, class_labels=class_labels).sample
-    loss = F.mse_loss(pred.float(), noise)
+    loss = objective.loss(pred.float(), x0, noise, level, alphas)
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"non-finite loss ({loss.item()}) at step {s.step + 1} (depth {cfg.depth}, "
@@ -412,26 +427,31 @@ def checkpoint_dir_for(
 def save_model(
     unet: UNet2DModel, cfg: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``train_config.yaml`` and,
-    last, ``checksums.json`` (the sha256 of every file), atomically (the whole directory
-    appears at once)."""
+    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``objective.json``,
+    ``train_config.yaml`` and, last, ``checksums.json`` (the sha256 of every file), atomically
+    (the whole directory appears at once)."""
     with atomic_path(out_dir, directory=True) as tmp:
         unet.save_pretrained(tmp / "unet")
         make_noise_scheduler(cfg).save_pretrained(tmp / "scheduler")
+        save_objective(cfg.training_objective(), tmp)
         resolved = {"training": cfg.as_dict(), **(extra or {})}
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         write_checksums(tmp)
 
 
 def load_model(model_dir: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
-    """The model folder written by ``save_model``, its files verified against
-    ``checksums.json`` first: ``biaslab.io.CorruptArtifactError`` names a damaged file (or a
-    missing ``checksums.json``) and the rule to rerun."""
+    """The U-Net and its scheduler, the folder's files verified against ``checksums.json``
+    first (``biaslab.io.CorruptArtifactError`` names a damaged file, or a missing
+    ``checksums.json``, and the rule to rerun). The scheduler's config carries the model's
+    objective under ``"objective"`` (``objective.json``; older folders: the
+    ``prediction_type``), so that ``sampling.generate(unet, sched.config, ...)`` samples it
+    right."""
     model_dir = Path(model_dir)
     verify_checksums(model_dir, rule=MODEL_RULE)
     try:
         unet = UNet2DModel.from_pretrained(model_dir / "unet")
         sched = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+        sched.register_to_config(objective=load_objective(model_dir, sched.config).to_dict())
     except Exception as e:
         raise CorruptArtifactError(
             model_dir, f"cannot be loaded ({type(e).__name__}: {e})", rule=MODEL_RULE
