@@ -47,9 +47,12 @@ def _grid_rows():
             "width": 1.0,
             "train_seed": seed,
             "train_steps": 1000,
+            "objective": "epsilon",
+            "beta_schedule": "linear",
             "sampler": sampler,
             "steps": steps,
             "eta": eta,
+            "timestep_spacing": "trailing",
             # knobs off, unconditional: as the pipeline writes the depth family
             "s_churn": 0.0,
             "guidance": 0.0,
