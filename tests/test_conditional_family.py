@@ -303,3 +303,28 @@ def test_pareto_front():
     div = np.array([0.5, 0.4, 0.3, 0.1, 0.1, 0.9])
     # 2 is beaten by 1 (less biased, more diverse); 4 by 3 (same diversity, less bias)
     assert pareto_front(bias, div).tolist() == [3, 1, 0]
+
+
+def test_unlearned_models_are_drawn_hollow():
+    """Cells of models the probe says did not learn the attribute get white-filled markers
+    and a note in the title; learned ones do not."""
+    from matplotlib.collections import PathCollection
+
+    def hollow_points(fig) -> int:
+        n = 0
+        for ax in fig.axes:
+            for c in ax.collections:
+                if isinstance(c, PathCollection) and len(c.get_facecolors()):
+                    n += int((c.get_facecolors()[:, :3] == 1).all(axis=1).sum())
+        return n
+
+    m = synthetic_metrics()
+    learned = m.assign(probe_learned=True)
+    unlearned = m.assign(probe_learned=m["minority_fraction"].round(2) != 0.05)
+    for draw in (fig_rho_vs_steps, fig_rho_vs_rho_data, fig_rho_vs_guidance):
+        fig = draw(learned)
+        assert hollow_points(fig) == 0 and "hollow" not in fig._suptitle.get_text()
+        plt.close(fig)
+        fig = draw(unlearned)
+        assert hollow_points(fig) > 0 and "probe" in fig._suptitle.get_text()
+        plt.close(fig)

@@ -211,6 +211,31 @@ def yerr(summary: pd.DataFrame, scale: float = 1.0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # drawing
 # --------------------------------------------------------------------------------------------
+def learned_by(rows: pd.DataFrame, by: str, order) -> np.ndarray:
+    """Per value of ``by`` (in ``order``): whether the probe found every model of those rows
+    learned (``probe_learned``; True where the column is absent: no probe ran)."""
+    if "probe_learned" not in rows:
+        return np.ones(len(order), dtype=bool)
+    flags = rows.groupby(by)["probe_learned"].all()
+    return np.array([bool(flags.get(v, True)) for v in order], dtype=bool)
+
+
+def hollow_unlearned(ax, x, y, learned: np.ndarray, color, size: float = 60) -> bool:
+    """White-filled markers over the points of models the probe says did not learn what the
+    bias readout needs; whether there were any."""
+    x, y, bad = np.asarray(x, float), np.asarray(y, float), ~np.asarray(learned, bool)
+    if bad.any():
+        ax.scatter(
+            x[bad], y[bad], s=size, facecolors="white", edgecolors=[color], linewidths=1.5,
+            zorder=4,
+        )
+    return bool(bad.any())
+
+
+#: Legend text of the hollow markers.
+UNLEARNED_NOTE = "hollow: probe says the model did not learn the attribute"
+
+
 def no_data(ax, text: str) -> None:
     """Write ``text`` in the middle of a panel that has nothing to draw."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")

@@ -33,6 +33,7 @@ from .common import (
     fraction_colors,
     fraction_legend,
     groups,
+    learned_by,
     max_replicates,
     metric_rows,
     no_data,
@@ -122,10 +123,10 @@ def _draw_share(ax, row: _Fig4Row, frac: float, color) -> bool:
         capsize=3,
         label=fraction_legend(frac),
     )
-    low = np.zeros(len(summ), dtype=bool)
+    low = ~learned_by(sub, "depth", summ["depth"])  # the probe: not learned
     if row.conf_mean is not None:
         cm = summ[_BY].merge(row.conf_mean, on=_BY, how="left")["mean"].to_numpy(float)
-        low = np.isfinite(cm) & (cm < row.threshold)
+        low |= np.isfinite(cm) & (cm < row.threshold)
     if low.any():
         ax.scatter(
             xs[low], ys[low], s=60, facecolors="white", edgecolors=[color], linewidths=1.5, zorder=3
@@ -218,7 +219,7 @@ def _finish_fig4_row(ax_s, ax_d, row: _Fig4Row, depths, backbone, any_hollow: bo
         handles.append(
             Line2D([], [], color="0.3", marker="o", linestyle="none", markerfacecolor="white")
         )
-        labels.append(f"hollow: confident share < {row.threshold:.0%}")
+        labels.append(f"hollow: confident share < {row.threshold:.0%} or probe: not learned")
     ax_s.legend(handles, labels, fontsize=8)
     if not row.lpips.empty:
         ax_d.legend(fontsize=8)

@@ -26,7 +26,17 @@ from matplotlib.figure import Figure
 
 from biaslab.grid import depth_sort_key, is_stochastic, setting_label
 
-from .common import depth_colors, depth_order, fraction_legend, groups, no_data, replicate_summary
+from .common import (
+    UNLEARNED_NOTE,
+    depth_colors,
+    depth_order,
+    fraction_legend,
+    groups,
+    hollow_unlearned,
+    learned_by,
+    no_data,
+    replicate_summary,
+)
 from .tables import cell_table
 
 __all__ = [
@@ -47,6 +57,13 @@ def _aggregate(cells: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFr
     return replicate_summary(
         cells.dropna(subset=[metric]), by, value=metric, lo=f"{metric}_lo", hi=f"{metric}_hi"
     )
+
+
+def _probe_note(cells: pd.DataFrame) -> str:
+    """A second title line when the probe found a model that did not learn its attribute."""
+    if "probe_learned" in cells and not cells["probe_learned"].all():
+        return f"\n({UNLEARNED_NOTE})"
+    return ""
 
 
 def _conditional(cells: pd.DataFrame) -> pd.DataFrame:
@@ -181,6 +198,8 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
             label = setting_label(row) + (" (stochastic)" if row["stochastic"] else "")
             ax.plot(x, y, marker="o", label=label, **style)
             ax.fill_between(x, lo, hi, color=style["color"], alpha=0.18, linewidth=0)
+            fracs = agg_y["minority_fraction"].to_numpy()[order]
+            hollow_unlearned(ax, x, y, learned_by(gs, "minority_fraction", fracs), style["color"])
         lims = [min(cells["training_rho"].min(), cells["rho_model_lo"].min()) - 0.03, 1.0]
         ax.plot(lims, lims, color="0.5", linewidth=0.8, linestyle=":", label="rho_model = rho_data")
         ax.set_xlim(*lims)
@@ -190,7 +209,7 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
         ax.set_title(_title(key) + f" | w={w:g}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Bias of generated images vs bias of the training set")
+    fig.suptitle("Bias of generated images vs bias of the training set" + _probe_note(cells))
     fig.tight_layout()
     return fig
 
@@ -213,6 +232,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
         for (sampler, eta, churn), gs in g.groupby(["sampler", "eta", "s_churn"], sort=True):
             agg = _aggregate(gs, ["steps"], "rho_model")
             row = {"sampler": sampler, "eta": eta, "s_churn": churn}
+            row_key = (sampler, eta, churn)
             stoch = is_stochastic(row)
             x = agg["steps"].to_numpy(dtype=float)
             y = agg["mean"].to_numpy(dtype=float)
@@ -227,6 +247,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
                 linestyle="--" if stoch else "-",
                 label=setting_label(row) + (" (stochastic)" if stoch else " (deterministic)"),
             )
+            hollow_unlearned(ax, x, y, learned_by(gs, "steps", agg["steps"]), color[row_key])
         rho = float(g["training_rho"].mean())
         ax.axhline(rho, color="0.4", linestyle=":", linewidth=1, label=f"rho_data {rho:.3f}")
         ax.set_xscale("log")
@@ -236,7 +257,7 @@ def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) ->
         ax.set_title(f"{title} | rho_data {rho:.2f} | w={w:g}", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.suptitle("Bias vs number of sampling steps")
+    fig.suptitle("Bias vs number of sampling steps" + _probe_note(cells))
     fig.tight_layout()
     return fig
 
@@ -255,6 +276,7 @@ def _draw_guidance_panel(ax, g: pd.DataFrame, metric: str, fractions, colors) ->
         rho = float(gf["training_rho"].mean())
         ax.plot(x, agg["mean"], marker="o", color=colors[frac], label=f"rho_data {rho:.2f}")
         ax.fill_between(x, agg["lo"], agg["hi"], color=colors[frac], alpha=0.18, lw=0)
+        hollow_unlearned(ax, x, agg["mean"], learned_by(gf, "guidance", x), colors[frac])
         if metric == "rho_model":
             ax.axhline(rho, color=colors[frac], linestyle=":", linewidth=0.9)
     ax.set_xscale("symlog", linthresh=0.1)
@@ -290,7 +312,7 @@ def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
             if r == 0:
                 ax.set_title(f"{_title(key)} | {setting_label(setting)}", fontsize=9)
                 ax.legend(fontsize=7)
-    fig.suptitle("Bias and label adherence vs classifier-free guidance")
+    fig.suptitle("Bias and label adherence vs classifier-free guidance" + _probe_note(cells))
     fig.tight_layout()
     return fig
 
@@ -337,6 +359,7 @@ def _draw_bypass_panel(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
             ax.plot(
                 x, y, marker="o", color=colors[d], linestyle=styles[i % len(styles)], label=label
             )
+            hollow_unlearned(ax, x, y, learned_by(gd, "bypass", x), colors[d])
             if agg["lo"].notna().any():
                 ax.fill_between(
                     x, scale * agg["lo"], scale * agg["hi"], color=colors[d], alpha=0.12, lw=0
@@ -352,7 +375,8 @@ def fig_bypass(metrics: pd.DataFrame) -> Figure:
     sampler setting whose grid sweeps p (other knobs fixed, bypass schedule named); lines
     coloured by depth, solid/dashed/dotted by training minority fraction, dotted grey
     horizontal lines at the training minority shares."""
-    rows = _bypass_sweeps(cell_table(metrics))
+    cells = cell_table(metrics)
+    rows = _bypass_sweeps(cells)
     if not rows:
         fig, ax = plt.subplots(figsize=(6, 3))
         no_data(ax, "no mid-block bypass sweep in this grid (sampling.grid rows with bypass > 0)")
@@ -369,7 +393,7 @@ def fig_bypass(metrics: pd.DataFrame) -> Figure:
             ramp = " (ramped)" if key["bypass_schedule"] == "linear" else ""
             ax.set_title(f"{key['dataset']} | {setting_label(key)}{ramp}", fontsize=9)
         axes[r, 0].legend(fontsize=7)
-    fig.suptitle("Training-free mid-block bypass")
+    fig.suptitle("Training-free mid-block bypass" + _probe_note(cells))
     fig.tight_layout()
     return fig
 
@@ -398,15 +422,24 @@ def pareto_front(bias: np.ndarray, diversity: np.ndarray) -> np.ndarray:
 def _draw_frontier_panel(ax, g: pd.DataFrame, color, markers) -> None:
     """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated."""
     for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
-        ax.scatter(
-            gs["diversity_lpips"],
-            gs["bias_pp"],
-            color=color[sampler],
-            marker=markers.get(depth, "o"),
-            s=28,
-            alpha=0.8,
-            label=f"{sampler}, depth {depth}",
+        learned = (
+            gs["probe_learned"].to_numpy(bool)
+            if "probe_learned" in gs
+            else np.ones(len(gs), dtype=bool)
         )
+        for mask, face in ((learned, color[sampler]), (~learned, "white")):
+            if mask.any():
+                ax.scatter(
+                    gs["diversity_lpips"][mask],
+                    gs["bias_pp"][mask],
+                    facecolors=face,
+                    edgecolors=[color[sampler]],
+                    marker=markers.get(depth, "o"),
+                    s=28,
+                    alpha=0.8,
+                    label=f"{sampler}, depth {depth}"
+                    + ("" if face != "white" else " (not learned)"),
+                )
     front = pareto_front(g["bias_pp"].to_numpy(), g["diversity_lpips"].to_numpy())
     f = g.iloc[front]
     ax.plot(f["diversity_lpips"], f["bias_pp"], color="k", linewidth=1, label="frontier")
@@ -453,6 +486,7 @@ def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
-    fig.suptitle("Bias vs diversity across every sampler knob, depth and skew")
+    title = "Bias vs diversity across every sampler knob, depth and skew"
+    fig.suptitle(title + _probe_note(cells))
     fig.tight_layout()
     return fig

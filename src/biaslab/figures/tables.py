@@ -178,7 +178,7 @@ def cell_table(metrics: pd.DataFrame, *, lpips_backbone: str | None = None) -> p
         chosen = lpips_backbone if lpips_backbone is not None else (names[0] if names else None)
         if chosen is not None:
             m = m[~div | (m["backbone"].astype(str) == chosen)]
-    keys = [c for c in GRID_COLUMNS if c in m.columns]
+    keys = [c for c in (*GRID_COLUMNS, "probe_learned") if c in m.columns]
     for col in ("ci_low", "ci_high"):
         if col not in m:
             m[col] = np.nan
