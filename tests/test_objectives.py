@@ -321,3 +321,32 @@ def test_objective_round_trips_and_checkpoint_hash(tmp_path):
     assert TrainConfig(objective="v").as_dict()["objective"] == "v"
     assert "edm" not in TrainConfig(objective="v").as_dict()
     assert TrainConfig(objective="edm").as_dict()["edm"] == EDM_DEFAULTS
+
+
+@pytest.mark.parametrize("steps", [10, 40])
+@pytest.mark.parametrize("w", [0.0, 1.0, 3.0])
+def test_edm_point_mass_oracle_guided_ddim_is_exact(steps, w):
+    """A class-conditional EDM network that is optimal for one image per class (and the mean
+    for the null class): guided DDIM through the adapter returns exactly
+    (1 + w) x0_c - w x0_null, whatever the number of steps."""
+    from biaslab.denoisers import GuidedDenoiser as Guided
+    from biaslab.objectives import EDM as EDMObjective
+    from biaslab.objectives import sampler_schedule
+    from biaslab.sampling import per_sample_noise, sample_ddim
+
+    obj = EDMObjective()
+    sched = sampler_schedule(dict(make_noise_scheduler(TrainConfig(depth="2")).config))
+    x0 = torch.stack([torch.full((1, 4, 4), v) for v in (-0.5, 0.0, 0.4, 0.1)])
+
+    def net(x_in, tau, class_labels=None, **_):
+        sigma = (tau.double() * 4 / obj.timestep_scale).exp().view(-1, 1, 1, 1)
+        c_skip, c_out, c_in, _ = obj.precondition(sigma)
+        return ((x0[class_labels].double() - c_skip * x_in.double() / c_in) / c_out).float()
+
+    labels = torch.tensor([0, 1, 2])
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    guided = Guided(obj.adapter(net, sched), w, null_class=3).bind(labels)
+    out = sample_ddim(guided, per_sample_noise((1, 4, 4), gens), dict(sched), steps=steps,
+                      eta=0.0, generators=gens)
+    want = ((1 + w) * x0[labels] - w * x0[3]).clamp(-1, 1)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
