@@ -176,6 +176,12 @@ def check_config(config: dict[str, Any]) -> None:
     cond = config["conditional"]
     if "bffhq" in cond["datasets"] and not cond["bffhq"].get("root"):
         raise ConfigError("conditional.bffhq.root: required for BFFHQ (the folder with bffhq/)")
+    if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
+        raise ConfigError("figures.grid_samples: larger than sampling.n_samples")
+
+
+def check_probe(config: dict[str, Any]) -> None:
+    """The probe's timesteps exist in the models' schedule and contain its reference t."""
     probe, steps = config["probe"], config["training"]["num_train_timesteps"]
     if probe["reference_t"] not in probe["timesteps"]:
         raise ConfigError(f"probe.reference_t: {probe['reference_t']} is not in probe.timesteps")
@@ -184,8 +190,6 @@ def check_config(config: dict[str, Any]) -> None:
             f"probe.timesteps: {max(probe['timesteps'])} is not below "
             f"training.num_train_timesteps = {steps}"
         )
-    if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
-        raise ConfigError("figures.grid_samples: larger than sampling.n_samples")
 
 
 def check_inputs(config: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConfigError, check_config, check_depth, resolve_sampling_grid
+from .config import ConfigError, check_config, check_depth, check_probe, resolve_sampling_grid
 from .datasets import facts
 from .datasets.common import skewed_counts
 from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, knob_path_values
@@ -391,6 +391,7 @@ def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     families = {str(config["data"]["dataset"]): depth_family(config)}
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
+    check_probe(config)
     total = sum(
         len(f.fractions) * len(f.depths) * len(f.seeds) * len(f.knob_rows) * f.n_samples
         for f in families.values()
