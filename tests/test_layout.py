@@ -12,7 +12,7 @@ PACKAGE = ROOT / "src" / "biaslab"
 #: Layers, leaves first: a module may import modules of its own or lower layers only (and,
 #: within a layer, the graph must still be acyclic).
 LAYERS = [
-    {"images", "grid", "io", "models", "metrics", "toy", "denoisers", "objectives"},
+    {"images", "grid", "io", "models", "metrics", "toy", "denoisers", "sections", "objectives"},
     {"datasets"},
     {"sampling", "train", "classifier", "backbones"},
     {"evaluate", "figures", "probe"},

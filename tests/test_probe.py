@@ -98,3 +98,9 @@ def test_attach_probe_flags_every_row_of_a_model():
     assert out.set_index("depth")["probe_learned"].to_dict() == {"2": True, "3": False}
     with pytest.raises(ValueError, match="no probe"):
         attach_probe(metrics, probe[probe.depth == "2"])
+
+
+def test_probe_config_reads_its_section():
+    assert ProbeConfig.from_dict({"timesteps": [0, 500]}).timesteps == (0, 500)
+    with pytest.raises(ValueError, match=r"probe: unknown keys \['steps'\]"):
+        ProbeConfig.from_dict({"steps": 3})

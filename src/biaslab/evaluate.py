@@ -7,7 +7,7 @@ column: one row per sample (predicted class, confidence) and one row per metric 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from .classifier import load_classifier, predict
 from .grid import DATA_COLUMNS, GRID_COLUMNS, MODEL_COLUMNS, depth_sort_key
 from .images import to_model_range
 from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
+from .sections import from_section
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,7 @@ class MetricsConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MetricsConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"metrics: unknown keys {unknown} (known: {sorted(known)})")
-        d = dict(d)
-        if "knn_k" in d:
-            d["knn_k"] = tuple(int(k) for k in d["knn_k"])
-        return cls(**d)
+        return from_section(cls, d, "metrics", int_tuples=("knn_k",))
 
     def knn_network(self) -> tuple[str, str | None]:
         """The kNN backbone and its weights file."""

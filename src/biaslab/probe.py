@@ -26,7 +26,7 @@ evaluation row of a model carries the verdict as ``probe_learned``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from .grid import GRID_COLUMNS
 from .images import to_model_range, to_uint8
 from .objectives import objective_of_schedule, sampler_schedule
 from .sampling import on_device, per_sample_noise, sample_seed
+from .sections import from_section
 
 Labeller = Callable[[np.ndarray], np.ndarray]
 
@@ -59,14 +60,7 @@ class ProbeConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ProbeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"probe: unknown keys {unknown} (known: {sorted(known)})")
-        d = dict(d)
-        if "timesteps" in d:
-            d["timesteps"] = tuple(int(t) for t in d["timesteps"])
-        return cls(**d)
+        return from_section(cls, d, "probe", int_tuples=("timesteps",))
 
 
 @dataclass
