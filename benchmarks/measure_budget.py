@@ -10,8 +10,8 @@ weighted by its share of the models). The measured rates go into ``biaslab.budge
 and the script prints training and sampling hours per family and in all, with the device they
 were measured on: on a GPU node this gives the GPU-hours of the paper grid.
 
-The config is read as Snakemake reads it: ``config.yaml`` updated by the given file, defaults
-from the JSON schema. The benchmark U-Nets are unconditional (the conditional models add one
+The config is read as Snakemake reads a ``--configfile``: that file alone, defaults from the
+JSON schema. The benchmark U-Nets are unconditional (the conditional models add one
 class embedding: the same cost to within the measurement noise) and train on random images.
 """
 
@@ -33,20 +33,16 @@ import bench_sampling  # noqa: E402
 import bench_train  # noqa: E402
 
 from biaslab.budget import estimate  # noqa: E402
+from biaslab.config import with_defaults  # noqa: E402
 from biaslab.grid import depth_sort_key  # noqa: E402
 from biaslab.plan import plan  # noqa: E402
 
 
 def load_config(path: str | Path) -> dict:
-    """``config.yaml`` updated by ``path``, with the schema's defaults (as Snakemake does)."""
-    from snakemake.utils import update_config, validate
-
-    with open(ROOT / "config.yaml") as fh:
-        config = yaml.safe_load(fh)
+    """``path`` as Snakemake reads a ``--configfile`` (that file only, not ``config.yaml``
+    under it), checked and with the schema's defaults (``biaslab.config.with_defaults``)."""
     with open(path) as fh:
-        update_config(config, yaml.safe_load(fh) or {})
-    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    return config
+        return with_defaults(yaml.safe_load(fh) or {})
 
 
 def families(config: dict) -> dict[str, dict]:

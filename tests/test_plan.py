@@ -71,3 +71,16 @@ def test_objective_and_schedule_are_model_columns():
         assert (g["objective"], g["beta_schedule"]) == ("v", "squaredcos_cap_v2")
     with pytest.raises(ConfigError, match="objective"):
         with_defaults({"training": {"objective": "x0"}})
+
+
+def test_empty_model_depths_switch_the_depth_family_off():
+    cfg = with_defaults(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    cfg["model"]["depths"] = []
+    cfg["conditional"]["depths"] = ["2"]
+    assert list(plan(cfg)) == ["biased_mnist"]
+    cfg["conditional"]["depths"] = None  # its default is model.depths, empty here
+    with pytest.raises(ConfigError, match=r"conditional\.depths: empty"):
+        plan(cfg)
+    cfg["conditional"]["datasets"] = []
+    with pytest.raises(ConfigError, match=r"model\.depths / conditional\.datasets: both"):
+        plan(cfg)

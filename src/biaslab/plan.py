@@ -292,6 +292,8 @@ def _conditional_family(
 ) -> Family:
     cond = config["conditional"]
     depths = tuple(str(d) for d in (cond["depths"] or config["model"]["depths"]))
+    if not depths:
+        raise ConfigError("conditional.depths: empty, and so is model.depths (its default)")
     _check_depths(depths, resolution, "conditional.depths", res_key)
     k = len(classes)
     for rho in cond["rhos"]:
@@ -385,10 +387,16 @@ CONDITIONAL_FAMILIES: dict[str, Callable[..., Family]] = {
 
 def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     """Check ``config`` (``config.check_config``, then each family's own checks) and return
-    its families by dataset name, the depth family first. Raises ``ConfigError`` naming the
-    key."""
+    its families by dataset name, the depth family first (none when ``model.depths`` is empty).
+    Raises ``ConfigError`` naming the key."""
     check_config(config)
-    families = {str(config["data"]["dataset"]): depth_family(config)}
+    families = {}
+    if config["model"]["depths"]:
+        families[str(config["data"]["dataset"])] = depth_family(config)
+    elif not config["conditional"]["datasets"]:
+        raise ConfigError(
+            "model.depths / conditional.datasets: both are empty, so no family is left to run"
+        )
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
     check_probe(config)

@@ -23,8 +23,9 @@ except ConfigError as e:
 
 
 ENV = "../../environment.yml"
-# The depth family: the same-seed figures (Figs. 5, A) draw its models.
-DEPTH = PLAN[config["data"]["dataset"]]
+# The depth family (None when model.depths is empty): Fig. 4, the kNN figure and Table 3 and
+# the same-seed figures (Figs. 5, A) draw its models.
+DEPTH = PLAN.get(config["data"]["dataset"])
 # One Paramspace per family over the sampler knobs (a path component and column per knob).
 SPACES = {
     name: Paramspace(
@@ -39,7 +40,8 @@ SPACES = {
 
 # Path templates: every rule and every target is built from these.
 MODEL = "{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}"
-SAMPLER = SPACES[DEPTH.dataset].wildcard_pattern
+# every family has the same knob columns, so one wildcard pattern serves all
+SAMPLER = next(iter(SPACES.values())).wildcard_pattern
 BASE = "results/data/{dataset}/base.npz"
 TRAIN = "results/data/{dataset}/minority~{fraction}/train.npz"
 CLASSIFIER = "results/classifier/{dataset}/{target}_classifier.pt"
@@ -142,24 +144,11 @@ def same_seed_files(root, file):
 
 
 def all_targets():
-    figs = [
-        "fig4_minority_vs_depth",
-        "fig_knn_vs_k",
-        "fig_loss_curves",
-        "fig3_toy",
-        "fig_bias_diversity_frontier",
-        "fig_probe",
-    ]
+    figs = ["fig_loss_curves", "fig3_toy", "fig_bias_diversity_frontier", "fig_probe"]
     if any(space.dataframe["bypass"].nunique() > 1 for space in SPACES.values()):
         figs.append("fig_bypass")
     if any(fam.conditional for fam in PLAN.values()):
         figs += ["fig_rho_vs_rho_data", "fig_rho_vs_steps", "fig_rho_vs_guidance"]
-    figs += expand(
-        "{fig}/minority~{fraction}_seed~{seed}",
-        fig=["fig5_same_seed", "figA_minority_seeds"],
-        fraction=DEPTH.fractions,
-        seed=DEPTH.seeds,
-    )
     tables = [
         "results/metrics.parquet",
         "results/predictions.parquet",
@@ -168,4 +157,12 @@ def all_targets():
         "results/tables/table3_knn.csv",
         "results/tables/summary.md",
     ]
+    if DEPTH is not None:
+        figs += ["fig4_minority_vs_depth", "fig_knn_vs_k"]
+        figs += expand(
+            "{fig}/minority~{fraction}_seed~{seed}",
+            fig=["fig5_same_seed", "figA_minority_seeds"],
+            fraction=DEPTH.fractions,
+            seed=DEPTH.seeds,
+        )
     return tables + [figure(f, ext) for f in figs for ext in ("png", "pdf")]

@@ -80,46 +80,51 @@ rule fig_loss_curves:
         "../scripts/figure.py"
 
 
-rule fig5_same_seed:
-    input:
-        samples=same_seed_files("results/samples", "samples.npz"),
-        predictions=same_seed_files("results/eval", "predictions.parquet"),
-    output:
-        fig5_png=report(
-            figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "png"),
-            caption="../report/fig5.rst",
-            category="Same-seed samples",
-            labels={
-                "figure": "Fig. 5: first seeds",
-                "minority fraction": "{fraction}",
-                "training seed": "{seed}",
-            },
-        ),
-        fig5_pdf=figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "pdf"),
-        figA_png=report(
-            figure("figA_minority_seeds/minority~{fraction}_seed~{seed}", "png"),
-            caption="../report/figA.rst",
-            category="Same-seed samples",
-            labels={
-                "figure": "Fig. A: minority seeds",
-                "minority fraction": "{fraction}",
-                "training seed": "{seed}",
-            },
-        ),
-        figA_pdf=figure("figA_minority_seeds/minority~{fraction}_seed~{seed}", "pdf"),
-    log:
-        "logs/figures/fig5/minority~{fraction}_seed~{seed}.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    params:
-        depths=DEPTH.depths,
-        n=config["figures"]["grid_samples"],
-        cell=same_seed_cell(),
-        labels=same_seed_labels(DEPTH.data),
-    script:
-        "../scripts/fig_same_seed.py"
+# the same-seed grids of the depth family (absent when model.depths is empty)
+if DEPTH is not None:
+
+    rule fig5_same_seed:
+        input:
+            samples=same_seed_files("results/samples", "samples.npz"),
+            predictions=same_seed_files("results/eval", "predictions.parquet"),
+        output:
+            fig5_png=report(
+                figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "png"),
+                caption="../report/fig5.rst",
+                category="Same-seed samples",
+                labels={
+                    "figure": "Fig. 5: first seeds",
+                    "minority fraction": "{fraction}",
+                    "training seed": "{seed}",
+                },
+            ),
+            fig5_pdf=figure("fig5_same_seed/minority~{fraction}_seed~{seed}", "pdf"),
+            figA_png=report(
+                figure("figA_minority_seeds/minority~{fraction}_seed~{seed}", "png"),
+                caption="../report/figA.rst",
+                category="Same-seed samples",
+                labels={
+                    "figure": "Fig. A: minority seeds",
+                    "minority fraction": "{fraction}",
+                    "training seed": "{seed}",
+                },
+            ),
+            figA_pdf=figure(
+                "figA_minority_seeds/minority~{fraction}_seed~{seed}", "pdf"
+            ),
+        log:
+            "logs/figures/fig5/minority~{fraction}_seed~{seed}.log",
+        conda:
+            ENV
+        resources:
+            runtime=10,
+        params:
+            depths=DEPTH.depths,
+            n=config["figures"]["grid_samples"],
+            cell=same_seed_cell(),
+            labels=same_seed_labels(DEPTH.data),
+        script:
+            "../scripts/fig_same_seed.py"
 
 
 rule fig3_toy:

@@ -4,12 +4,17 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+import pandas as pd
+
 from biaslab.evaluate import summary_table
 from biaslab.figures import depth_family, knn_table, markdown_table
 from biaslab.io import atomic_path, read_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
+depth = depth_family(metrics)
+# a run without the depth family (model.depths empty) has a Table 3 without rows
+knn = knn_table(depth) if len(depth) else pd.DataFrame(columns=["minority_fraction", "depth"])
 with atomic_path(snakemake.output.knn) as tmp:
-    knn_table(depth_family(metrics)).to_csv(tmp, index=False)
+    knn.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
     tmp.write_text(markdown_table(summary_table(metrics)) + "\n")
