@@ -16,7 +16,7 @@ import torch
 
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
-from .grid import DATA_COLUMNS, GRID_COLUMNS, MODEL_COLUMNS, depth_sort_key
+from .grid import DATA_COLUMNS, GRID_COLUMNS, KNOB_COLUMNS, MODEL_COLUMNS, depth_sort_key
 from .images import to_model_range
 from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
 from .sections import from_section
@@ -422,17 +422,8 @@ def gather(tables: list[pd.DataFrame], kind: str, sources: list[str] | None = No
     return table
 
 
-_SORT_COLUMNS = (
-    "minority_fraction",
-    "train_seed",
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "bypass_schedule",
-)
+#: The summary's row order: skew, seed, then every sampler knob (``grid.KNOB_COLUMNS``).
+_SORT_COLUMNS = ("minority_fraction", "train_seed", *KNOB_COLUMNS)
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import ConfigError, check_config, check_depth, check_probe, resolve_sampling_grid
 from .datasets import facts
-from .datasets.common import skewed_counts
+from .datasets.common import heldout_size, skewed_counts
 from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, knob_path_values
 
 
@@ -207,13 +207,12 @@ def _check_training_sets(config: Mapping[str, Any], labels: tuple[str, ...]) -> 
 
 def _embedded_pool(data: Mapping[str, Any]) -> int:
     """Held-in digits per class of the embedded source (the split is checked first)."""
-    n_out = round(data["heldout_fraction"] * EMBEDDED_PER_CLASS)
-    if not 0 < n_out < EMBEDDED_PER_CLASS:
-        empty = "held-out" if n_out == 0 else "held-in"
-        raise ConfigError(
-            f"data.heldout_fraction: {data['heldout_fraction']} of the "
-            f"{EMBEDDED_PER_CLASS} embedded digits per class leaves the {empty} split empty"
+    try:
+        n_out = heldout_size(
+            EMBEDDED_PER_CLASS, data["heldout_fraction"], "embedded digits per class"
         )
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
     return EMBEDDED_PER_CLASS - n_out
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -84,25 +85,33 @@ class Subject:
         n = getattr(self.unet.config, "num_class_embeds", None)
         return int(n) - 1 if n else 0
 
+    @cached_property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """The training schedule's alpha-bar per timestep (built once per subject)."""
+        return DDPMScheduler.from_config(sampler_schedule(self.scheduler_config)).alphas_cumprod
+
+    @cached_property
+    def eps(self):
+        """The model's eps adapter (``Objective.adapter``), the network on its device."""
+        device = next(self.unet.parameters()).device
+        return objective_of_schedule(self.scheduler_config).adapter(
+            on_device(network(self.unet), device), sampler_schedule(self.scheduler_config)
+        )
+
 
 @torch.no_grad()
 def _x0_hat(s: Subject, x_t: torch.Tensor, t: int, labels: np.ndarray | None) -> torch.Tensor:
     """x0 predicted in one step through the model's objective adapter (the eps contract the
-    samplers use: every objective is probed alike); the network on its device."""
-    schedule = sampler_schedule(s.scheduler_config)
-    abar = float(DDPMScheduler.from_config(schedule).alphas_cumprod[t])
-    device = next(s.unet.parameters()).device
-    eps_fn = objective_of_schedule(s.scheduler_config).adapter(
-        on_device(network(s.unet), device), schedule
-    )
+    samplers use: every objective is probed alike)."""
+    abar = float(s.alphas_cumprod[t])
     tt = torch.full((len(x_t),), t, dtype=torch.long)
     kw = {} if labels is None else {"class_labels": torch.from_numpy(labels)}
-    eps = eps_fn(x_t, tt, **kw).float()
+    eps = s.eps(x_t, tt, **kw).float()
     return ((x_t - (1 - abar) ** 0.5 * eps) / abar**0.5).clamp(-1, 1)
 
 
 def _noised(x0: torch.Tensor, t: int, s: Subject, seeds: np.ndarray) -> torch.Tensor:
-    abar = float(DDPMScheduler.from_config(s.scheduler_config).alphas_cumprod[t])
+    abar = float(s.alphas_cumprod[t])
     gens = [torch.Generator().manual_seed(int(v)) for v in seeds]
     eps = per_sample_noise(tuple(x0.shape[1:]), gens)
     return abar**0.5 * x0 + (1 - abar) ** 0.5 * eps

@@ -59,6 +59,19 @@ def open_image(path: Path, resolution: int, crop: int | None, key: str) -> np.nd
         raise ValueError(f"{key}: cannot read image {path} ({e}); re-copy the file") from e
 
 
+def heldout_size(n: int, heldout_fraction: float, what: str) -> int:
+    """How many of ``n`` images are held out: ``round(heldout_fraction * n)``; a split that
+    leaves either side empty is an error naming ``what`` the ``n`` images are."""
+    n_out = round(heldout_fraction * n)
+    if not 0 < n_out < n:
+        empty = "held-out" if n_out == 0 else "held-in"
+        raise ValueError(
+            f"heldout_fraction: {heldout_fraction} of the {n} {what} leaves the {empty} split "
+            "empty"
+        )
+    return n_out
+
+
 def split_heldout(
     x: np.ndarray,
     y: np.ndarray,
@@ -80,13 +93,7 @@ def split_heldout(
         if idx.size == 0:
             raise ValueError(f"{what} has no images of class {c}")
         idx = rng.permutation(idx)
-        n_out = round(heldout_fraction * idx.size)
-        if not 0 < n_out < idx.size:
-            empty = "held-out" if n_out == 0 else "held-in"
-            raise ValueError(
-                f"heldout_fraction: {heldout_fraction} of the {idx.size} images of class {c} "
-                f"in {what} leaves the {empty} split empty"
-            )
+        n_out = heldout_size(idx.size, heldout_fraction, f"images of class {c} in {what}")
         for k, a in arrays.items():
             out[f"{k}_out"].append(a[idx[:n_out]])
             out[f"{k}_in"].append(a[idx[n_out:]])

@@ -117,7 +117,9 @@ def check_idx_files(raw_dir: str | Path) -> None:
     missing = [raw / f for f in MNIST_FILES if not (raw / f).is_file()]
     if missing:
         raise FileNotFoundError(
-            "data.root: MNIST IDX files not found: " + ", ".join(map(str, missing))
+            "data.root: MNIST IDX files not found: "
+            + ", ".join(map(str, missing))
+            + "; add them or set data.download: true (needs internet)"
         )
     for split in ("train", "t10k"):
         images = raw / f"{split}-images-idx3-ubyte"
