@@ -113,7 +113,15 @@ def sample_ddim(
     generators: list[torch.Generator],
     timestep_spacing: str = "trailing",
 ) -> torch.Tensor:
-    """DDIM (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 DDPM-like noise."""
+    """DDIM (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 DDPM-like noise.
+
+    The predicted x0 is clipped to [-1, 1] (the schedule's ``clip_sample``) and eps is
+    re-derived from the clipped x0 (diffusers' ``use_clipped_model_output``, GLIDE's
+    convention), so both terms of the update use the same x0. diffusers' default keeps the
+    unclipped eps: the part of x0 beyond the range is then subtracted through eps and never
+    added back, which under strong classifier-free guidance pushes samples *away* from the
+    guided direction (measured: Biased MNIST rho_model fell from 0.90 at w = 0 to 0.36 at
+    w = 3 that way; 0.97 with the re-derived eps, as Heun without clipping gives)."""
     return _run(
         denoiser,
         noise,
@@ -121,6 +129,7 @@ def sample_ddim(
         steps=steps,
         generators=generators,
         eta=eta,
+        use_clipped_model_output=True,
     )
 
 
