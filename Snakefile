@@ -28,7 +28,6 @@ localrules:
     fig_knn_vs_k,
     fig_loss_curves,
     fig_probe,
-    fig5_same_seed,
     fig3_toy,
     fig_sampler_study,
     tables,

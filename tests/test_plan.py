@@ -21,11 +21,11 @@ def test_default_config_plan():
     depth, cond = fams["mnist69"], fams["biased_mnist"]
     assert depth.fractions == ("0.1", "0.3") and depth.depths == ("2", "3", "4")
     assert not depth.conditional and depth.features_scope == "base"
-    assert cond.conditional and cond.num_classes == 3 and cond.features_scope == "train"
+    assert cond.conditional and cond.num_classes == 2 and cond.features_scope == "train"
     assert cond.fractions == ("0.2", "0.05")  # 1 - rho, as path labels
-    assert cond.n_samples == 90 and cond.train_steps == 500
+    assert cond.n_samples == 100 and cond.train_steps == 1000
     assert all(list(r) == list(KNOB_COLUMNS) for r in cond.knob_rows)
-    assert cond.train_params("2", 0)["num_classes"] == 3
+    assert cond.train_params("2", 0)["num_classes"] == 2
     assert "seeds" not in depth.train_params("2", 0)
 
 
@@ -35,7 +35,7 @@ def test_cell_columns_are_grid_columns_typed_from_path_strings():
     g = cond.cell_columns("0.05", "2", "0", knobs)
     assert set(g) <= set(GRID_COLUMNS)
     assert g["rho_data"] == 0.95 and g["train_seed"] == 0 and g["steps"] == 10
-    assert isinstance(g["guidance"], float) and g["num_classes"] == 3
+    assert isinstance(g["guidance"], float) and g["num_classes"] == 2
     assert "rho_right" not in g  # Multi-Color MNIST only
     multi = _plan("config/paper.yaml")["multicolour_mnist"]
     assert multi.cell_columns("0.1", "2", 0)["rho_right"] == 0.9
@@ -60,7 +60,7 @@ def test_objective_and_schedule_are_model_columns():
     assert cond.model_columns("0.05", "2", 0)["objective"] == "edm"  # conditional.objective
     assert depth.model_columns("0.1", "2", 0)["beta_schedule"] == "linear"
     assert cond.train_params("2", 0)["objective"] == "edm"
-    assert depth.train_params("2", 0)["edm"] == {"sigma_data": 0.5, "p_mean": -1.2, "p_std": 1.2}
+    assert cond.train_params("2", 0)["edm"] == {"sigma_data": 0.5, "p_mean": 0.5, "p_std": 1.5}
     assert {r["timestep_spacing"] for r in depth.knob_rows} == {"trailing"}
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["training"] |= {"objective": "v", "beta_schedule": "squaredcos_cap_v2"}

@@ -83,6 +83,9 @@ rule fig_loss_curves:
 # the same-seed grids of the depth family (absent when model.depths is empty)
 if DEPTH is not None:
 
+    localrules:
+        fig5_same_seed,
+
     rule fig5_same_seed:
         input:
             samples=same_seed_files("results/samples", "samples.npz"),

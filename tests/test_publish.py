@@ -1,0 +1,50 @@
+"""tools/publish_run.py: what a published run copies, and its refusal of an unfinished run."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import publish_run
+
+
+def _results(root):
+    res = root / "results"
+    (res / "tables").mkdir(parents=True)
+    (res / "figures" / "fig5_same_seed").mkdir(parents=True)
+    pd.DataFrame({"metric": ["rho_model"], "value": [0.9]}).to_parquet(res / "metrics.parquet")
+    for name in ("probe", "train_log"):
+        pd.DataFrame({"x": [1]}).to_parquet(res / f"{name}.parquet")
+    (res / "tables" / "summary.md").write_text("| a |\n")
+    (res / "figures" / "fig_probe.png").write_bytes(b"png")
+    (res / "figures" / "fig_probe.pdf").write_bytes(b"pdf")
+    (res / "figures" / "fig5_same_seed" / "minority~0.1_seed~0.png").write_bytes(b"png")
+    return res
+
+
+def test_publish_copies_tables_figures_and_a_csv(tmp_path):
+    _results(tmp_path / "run")
+    dest = tmp_path / "docs" / "x"
+    copied = publish_run.publish(tmp_path / "run", dest, report=False, config=tmp_path / "c.yaml")
+    assert {"metrics.parquet", "metrics.csv", "probe.parquet", "train_log.parquet"} <= set(copied)
+    assert "figures/fig5_same_seed/minority~0.1_seed~0.png" in copied
+    assert not (dest / "figures" / "fig_probe.pdf").exists()  # PNGs only
+    assert pd.read_csv(dest / "metrics.csv")["value"].tolist() == [0.9]
+    assert (dest / "tables" / "summary.md").read_text() == "| a |\n"
+
+
+def test_publish_refuses_an_unfinished_run(tmp_path):
+    res = _results(tmp_path / "run")
+    (res / "probe.parquet").unlink()
+    with pytest.raises(SystemExit, match=r"probe\.parquet.*did not finish"):
+        publish_run.publish(tmp_path / "run", tmp_path / "d", report=False, config=tmp_path)
+
+
+def test_machine_names_the_hardware():
+    m = publish_run.machine()
+    assert m["cpus"] >= 1 and m["cpu"] and "platform" in m
