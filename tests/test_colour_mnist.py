@@ -126,3 +126,19 @@ def test_rho_model_and_label_adherence():
         rho_model(bias, labels[:3])
     with pytest.raises(ValueError, match="differ"):
         label_adherence(bias, labels[:3])
+
+
+def test_border_colour_weights_read_a_blend_of_palette_colours():
+    from biaslab.datasets.colour_mnist import PALETTE, border_colour_weights, compose
+
+    digits = np.zeros((3, 16, 16), np.uint8)
+    digits[:, 4:12, 5:11] = 255  # a white block inside the border ring: ignored
+    blend = lambda w: np.rint(w @ PALETTE[[0, 1, 2]].astype(float)).astype(np.uint8)  # noqa: E731
+    bgs = np.stack([blend(np.array(w)) for w in ([0.8, 0.2, 0], [0, 1, 0], [0.6, 0.3, 0.1])])
+    w = border_colour_weights(compose(digits, bgs), [0, 1, 2])
+    np.testing.assert_allclose(w, [[0.8, 0.2, 0], [0, 1, 0], [0.6, 0.3, 0.1]], atol=0.01)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-3)
+    left = compose(digits[:1], bgs[:1])
+    left[:, :, :, 8:] = PALETTE[2][None, :, None, None]  # right half blue
+    assert border_colour_weights(left, [0, 1, 2], half="left")[0, 0] > 0.79
+    assert border_colour_weights(left, [0, 1, 2], half="right")[0, 2] > 0.99

@@ -63,8 +63,26 @@ def test_a_model_that_knows_the_colour_is_learned(colour_case):
     acc = table[table.metric == "attribute_accuracy"].set_index("t")["value"]
     assert rho == 1.0 and (acc == 1.0).all()
     start = table[table.metric == "start_rho"]
-    assert start.value.iloc[0] == 1.0 and start.n.iloc[0] == 16
+    assert start.value.iloc[0] == pytest.approx(1.0, abs=1e-6) and start.n.iloc[0] == 16
+    assert table.loc[table.metric == "start_rho_nearest", "value"].iloc[0] == 1.0
     assert table["learned"].all() and (table["dataset"] == "biased_mnist").all()
+
+
+def test_start_rho_reads_the_blend_of_a_class_mean(colour_case):
+    """A model that predicts each class's mean image at rho 0.8 (0.8 own colour + 0.2 the
+    other's, blended): start_rho is 0.8, where the nearest colour says 1.0 (the majority
+    colour of every blend) and the verdict against the training rho 0.8 is "learned"."""
+    train, sched, _, clf = colour_case
+    own = PALETTE[CLASSES].astype(np.float64)
+    blend = np.rint(0.8 * own + 0.2 * own[::-1]) / 127.5 - 1  # class c: 0.8 c + 0.2 other
+    x0 = torch.from_numpy(np.broadcast_to(blend[:, :, None, None], (2, 3, 8, 8)).copy()).float()
+    unet = PointMassOracle(x0, sched.alphas_cumprod)
+    s, _ = subject(unet, dict(sched.config), train, clf, "biased_mnist")
+    table = probe_model(s, ProbeConfig(n_images=8, timesteps=(0,), n_start=8), {}, 0.8)
+    by = table.set_index("metric")["value"]
+    assert by["start_rho"] == pytest.approx(0.8, abs=0.01)
+    assert by["start_rho_nearest"] == 1.0
+    assert table["learned"].all()
 
 
 def test_a_model_without_the_class_prior_is_not_learned(colour_case):

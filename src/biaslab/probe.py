@@ -13,9 +13,15 @@ labellers as the generated samples:
   the family has a bias attribute apart from the class (coloured MNIST's background colour,
   BFFHQ's gender), ``attribute_accuracy``;
 * **the model's own rho at the start of sampling** (conditional models): ``x0_hat`` predicted
-  from pure noise at ``t = T - 1`` for ``ProbeConfig.n_start`` seeds per class; ``start_rho``
-  is the share whose bias attribute is the class's own, to be compared with the training
-  set's rho (an unlearned colour gives ``1 / K``).
+  from pure noise at ``t = T - 1`` for ``ProbeConfig.n_start`` seeds per class. That x0 is the
+  mean of what the model would generate for the class, so its background is a *blend* of
+  colours in the model's own proportions. ``start_rho`` is the mean weight of the class's own
+  colour in that blend (``colour_mnist.border_colour_weights``: an unlearned colour gives
+  ``1 / K``), to be compared with the training set's rho; ``start_rho_nearest`` is the share
+  whose nearest colour is the own one (the labeller of generated samples), which saturates
+  towards 1 for a model that predicts the class mean well (0.92 at rho 0.8 measured).
+  Attributes without a blend reading (BFFHQ's gender, from a classifier) give the nearest
+  share as ``start_rho``.
 
 The verdict (``learned``): a conditional model learned its bias attribute when ``start_rho``
 is within ``max_rho_gap`` of the training set's rho; an unconditional model learned its
@@ -79,6 +85,8 @@ class Subject:
     attribute: np.ndarray | None = None
     label_attribute: Labeller | None = None
     own_attribute: np.ndarray | None = None  # aligned attribute per class index
+    #: uint8 images -> [N, K] weight of each class's attribute in the image's blend (or None)
+    attribute_weights: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -146,8 +154,10 @@ def reconstruction_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
 
 def start_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
     """Conditional models with a bias attribute: from pure noise at ``t = T - 1``, per class
-    ``cfg.n_start`` predictions; the share with the class's own attribute (``start_rho``) and
-    whose class the classifier recovers (``start_label_adherence``)."""
+    ``cfg.n_start`` predictions; the own attribute's mean weight in their blend
+    (``start_rho``; module doc), the share whose nearest attribute is the own one
+    (``start_rho_nearest``; ``start_rho`` itself when there are no weights) and whose class
+    the classifier recovers (``start_label_adherence``)."""
     if not s.num_classes or s.label_attribute is None:
         return []
     t = int(s.scheduler_config["num_train_timesteps"]) - 1
@@ -162,12 +172,18 @@ def start_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
             for b in range(0, len(labels), cfg.batch_size)
         ]
     )
-    got = s.label_attribute(to_uint8(x_hat))
+    images = to_uint8(x_hat)
+    got = s.label_attribute(images)
     pred = predict(s.classifier, x_hat)[0]
-    aligned = got == s.own_attribute[labels]
+    nearest = (got == s.own_attribute[labels]).mean()
+    rows = [_row("start_label_adherence", t, (pred == labels).mean(), len(labels))]
+    if s.attribute_weights is None:
+        return [_row("start_rho", t, nearest, len(labels)), *rows]
+    own = s.attribute_weights(images)[np.arange(len(labels)), labels]
     return [
-        _row("start_rho", t, aligned.mean(), len(labels)),
-        _row("start_label_adherence", t, (pred == labels).mean(), len(labels)),
+        _row("start_rho", t, own.mean(), len(labels)),
+        _row("start_rho_nearest", t, nearest, len(labels)),
+        *rows,
     ]
 
 
@@ -216,7 +232,7 @@ def subject(
     for unconditional models). The bias attribute: coloured MNIST's background colour (left
     half for Multi-Color), BFFHQ's gender (``attribute_classifier_path``); unconditional
     families have none apart from the class (the minority is ``classes[1]``)."""
-    from .datasets.colour_mnist import attributes_of
+    from .datasets.colour_mnist import attribute_weights_of, attributes_of
 
     classifier, classes = load_classifier(classifier_path)
     lookup = {int(c): i for i, c in enumerate(classes)}
@@ -233,6 +249,7 @@ def subject(
         s.label_attribute = lambda img: bias_classes[predict(bias_clf, to_model_range(img))[0]]
     else:
         s.label_attribute = lambda img: attributes_of(img, dataset, classes)[key]
+        s.attribute_weights = lambda img: attribute_weights_of(img, dataset, classes)[key]
     s.attribute = np.asarray(train[key])
     s.own_attribute = np.asarray(classes) if key != "bias" else np.arange(k)
     aligned = s.attribute == (np.asarray(classes)[y_index] if key != "bias" else y_index)

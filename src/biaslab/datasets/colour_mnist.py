@@ -195,6 +195,43 @@ def bias_attribute(
     return ids[d.argmin(axis=1)]
 
 
+def border_colour_weights(
+    images: np.ndarray, colours, *, half: str | None = None, ring: int | None = None
+) -> np.ndarray:
+    """How much of each palette colour ``colours`` the background of each uint8 RGB image
+    [N, 3, H, W] holds: the mean RGB of its border ring (``ring`` px wide, default ``W // 8``:
+    no digit reaches it, the 28 px digits are padded to 32 and keep a margin) written as the
+    convex combination of those palette colours nearest to it (non-negative weights summing
+    to one; least squares, ``scipy.optimize.nnls`` with the sum as a heavily weighted row).
+    Returns float weights [N, len(colours)].
+
+    Unlike ``bias_attribute`` (the nearest colour), this reads a *blend*: the x0 a denoiser
+    predicts from pure noise is the mean of what it would generate, whose background mixes the
+    colours in the model's own proportions (0.8 red + 0.2 green at rho 0.8); the nearest colour
+    of that mean is the majority colour whatever the proportion.
+    ``half``: None, "left" or "right" (Multi-Color MNIST: that half of the ring)."""
+    from scipy.optimize import nnls
+
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: need RGB [N, 3, H, W], got {images.shape}")
+    h, w = images.shape[-2:]
+    r = max(1, w // 8) if ring is None else int(ring)
+    mask = np.zeros((h, w), dtype=bool)
+    mask[:r], mask[-r:], mask[:, :r], mask[:, -r:] = True, True, True, True
+    if half == "left":
+        mask[:, w // 2 :] = False
+    elif half == "right":
+        mask[:, : w // 2] = False
+    elif half is not None:
+        raise ValueError(f"half: {half!r} is not None, 'left' or 'right'")
+    mean = images.astype(np.float64)[:, :, mask].mean(axis=2) / 255.0  # [N, 3]
+    ids = np.asarray(colours, dtype=np.int64)
+    basis = PALETTE[ids].astype(np.float64).T / 255.0  # [3, K]
+    big = 100.0  # weight of the sum-to-one row
+    a = np.vstack([basis, np.full((1, len(ids)), big)])
+    return np.stack([nnls(a, np.append(m, big))[0] for m in mean])
+
+
 # --------------------------------------------------------------------------------------------
 # Datasets for the pipeline: held-in / held-out split, decorrelated classifier data, skews
 # --------------------------------------------------------------------------------------------
@@ -296,6 +333,19 @@ def make_colour_train(
     out = _colourise(base["digits_in"][idx], y[idx], cfg, rho=rho, seed=seed)
     out.pop("classes")
     return {**out, "classes": base["classes"]}
+
+
+def attribute_weights_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
+    """The background blend of RGB images over the colours of ``classes``
+    (``border_colour_weights``), keyed as ``attributes_of``: weights [N, K] per key."""
+    if dataset == "biased_mnist":
+        return {"colour": border_colour_weights(images, classes)}
+    if dataset == "multicolour_mnist":
+        return {
+            "colour_left": border_colour_weights(images, classes, half="left"),
+            "colour_right": border_colour_weights(images, classes, half="right"),
+        }
+    raise ValueError(f"colour dataset {dataset!r} not in {DATASETS}")
 
 
 def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
