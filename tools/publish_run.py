@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     dest = ROOT / "docs" / "results" / args.name
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = snakemake_command(config, workdir, args.cores, extra)
+    commit = _git("rev-parse", "HEAD")  # the code the run starts with
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -149,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     run = {
         "command": user_cmd,
         "snakemake": shlex.join(cmd),
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "commit": commit,
+        "dirty": dirty,
         "config_file": str(rel),
         "config": config.read_text(),
         "machine": machine(),
