@@ -16,10 +16,16 @@ COMMANDS = [
         "snakemake --cores 2 --configfile config/cpu-repro.yaml",
         {"total": 48, "train_diffusion": 8, "sample": 8, "probe": 8},
     ),
+    (
+        "snakemake --cores 2 --configfile config/cpu-himyb.yaml",
+        {"total": 68, "train_diffusion": 2, "sample": 24, "probe": 2},
+    ),
 ]
 
 
-@pytest.mark.parametrize(("command", "expected"), COMMANDS, ids=["default", "cpu-repro"])
+@pytest.mark.parametrize(
+    ("command", "expected"), COMMANDS, ids=["default", "cpu-repro", "cpu-himyb"]
+)
 def test_readme_command_plans_the_stated_jobs(command, expected):
     assert command in README
     assert f"{expected['total']} jobs" in README
