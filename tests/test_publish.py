@@ -48,3 +48,14 @@ def test_publish_refuses_an_unfinished_run(tmp_path):
 def test_machine_names_the_hardware():
     m = publish_run.machine()
     assert m["cpus"] >= 1 and m["cpu"] and "platform" in m
+
+
+def test_a_rerun_appends_its_facts(tmp_path):
+    run = {"command": "c", "snakemake": "s", "commit": "abc", "dirty": False,
+           "config_file": "config.yaml", "machine": {"cpu": "x", "cpus": 2},
+           "started_utc": "t", "wall_s": 60.0, "files": ["metrics.csv"]}  # fmt: skip
+    publish_run.record_run(tmp_path, run)
+    runs = publish_run.record_run(tmp_path, {**run, "commit": "def", "wall_s": 30.0})
+    assert [r["commit"] for r in runs] == ["abc", "def"]
+    md = publish_run.run_facts(runs)
+    assert "1. `c`" in md and "2. `c`" in md and "0.5 min" in md and "`def`" in md

@@ -13,8 +13,8 @@ are copied into ``docs/results/<name>/``:
   ``train_log.parquet``;
 * ``tables/`` (``summary.md``, ``table3_knn.csv``) and ``figures/*.png``;
 * ``report.html`` (``snakemake --report``) unless ``--no-report``;
-* ``run.json`` and ``run.md``: the exact command, the commit (and whether the tree was dirty),
-  the config file's content, the machine (CPU, cores, GPU) and the wall time.
+* ``run.json`` and ``run.md``: per run (a rerun appends), the exact command, the commit (and
+  whether the tree was dirty), the config file's content, the machine and the wall time.
 
 The analysis (``README.md`` beside them) is written by a person from these files.
 Arguments after ``--`` go to Snakemake unchanged.
@@ -119,6 +119,34 @@ def publish(workdir: Path, dest: Path, *, report: bool, config: Path) -> list[st
     return copied
 
 
+def record_run(dest: Path, run: dict) -> list[dict]:
+    """Append ``run`` to ``dest/run.json`` (``{"runs": [...]}``: a rerun, say of the probes
+    with ``-- --forcerun probe``, keeps the facts of the runs before it); all the runs."""
+    path = dest / "run.json"
+    runs = json.loads(path.read_text())["runs"] if path.is_file() else []
+    runs.append(run)
+    path.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    return runs
+
+
+def run_facts(runs: list[dict]) -> str:
+    """``run.md``: one numbered entry per run (command, commit, start, wall time, machine)."""
+    lines = [f"# Run facts: `{runs[-1]['config_file']}`", ""]
+    for i, r in enumerate(runs, 1):
+        m = r["machine"]
+        hw = f"{m.get('cpu')}, {m.get('cpus')} cores, {m.get('memory_gib')} GiB"
+        hw += f", GPU {m['gpu']}" if "gpu" in m else ", no GPU"
+        dirty = " (with uncommitted changes)" if r["dirty"] else ""
+        lines += [
+            f"{i}. `{r['command']}` (Snakemake: `{r['snakemake']}`)",
+            f"   - **Commit:** `{r['commit']}`{dirty}; **started** {r['started_utc']}, "
+            f"**wall time** {r['wall_s'] / 60:.1f} min",
+            f"   - **Machine:** {hw}",
+        ]
+    lines += ["", f"**Files:** {', '.join(f'`{f}`' for f in runs[-1]['files'])}", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -160,18 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": round(wall, 1),
         "files": copied,
     }
-    (dest / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    m = run["machine"]
-    hw = f"{m.get('cpu')}, {m.get('cpus')} cores, {m.get('memory_gib')} GiB"
-    hw += f", GPU {m['gpu']}" if "gpu" in m else ", no GPU"
-    (dest / "run.md").write_text(
-        f"# Run facts: `{rel}`\n\n"
-        f"- **Command:** `{user_cmd}` (Snakemake: `{run['snakemake']}`)\n"
-        f"- **Commit:** `{run['commit']}`{' (with uncommitted changes)' if run['dirty'] else ''}\n"
-        f"- **Machine:** {hw}\n"
-        f"- **Started:** {run['started_utc']}; **wall time** {wall / 60:.1f} min\n"
-        f"- **Files:** {', '.join(f'`{f}`' for f in copied)}\n"
-    )
+    runs = record_run(dest, run)
+    (dest / "run.md").write_text(run_facts(runs))
     print(f"published {len(copied)} files to {dest} ({wall / 60:.1f} min)")
 
 
