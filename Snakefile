@@ -16,6 +16,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/probe.smk"
+include: "workflow/rules/difflens.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -24,6 +25,9 @@ localrules:
     base_dataset,
     skewed_dataset,
     gather_metrics,
+    gather_difflens,
+    fig_fd_vs_intervention,
+    fig_difflens_probes,
     fig4_minority_vs_depth,
     fig_knn_vs_k,
     fig_loss_curves,

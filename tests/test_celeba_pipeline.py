@@ -120,7 +120,7 @@ def test_tiny_celeba_run(celeba, tmp_path):
     samples = np.load(
         tmp_path / "results/samples/celeba/minority~0.4/depth~2/seed~0/"
         "sampler~ddim_steps~3_eta~0.0_s_churn~0.0_guidance~0.0_bypass~0.0_bypass_schedule~"
-        "constant_timestep_spacing~trailing/samples.npz"
+        "constant_timestep_spacing~trailing_intervene~1.0_intervene_mode~none/samples.npz"
     )
     assert samples["images"].shape == (8, 3, 16, 16)
 

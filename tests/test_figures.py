@@ -58,6 +58,8 @@ def _grid_rows():
             "guidance": 0.0,
             "bypass": 0.0,
             "bypass_schedule": "constant",
+            "intervene": 1.0,
+            "intervene_mode": "none",
             "s_min": 0.05,
             "s_max": 50.0,
             "s_noise": 1.003,
@@ -160,7 +162,8 @@ def _workflow_figure_names() -> set[str]:
 def test_registry_has_every_workflow_figure():
     names = _workflow_figure_names()
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
-    assert len(names) == 12
+    assert {"fig_fd_vs_intervention", "fig_difflens_probes"} <= names
+    assert len(names) == 14
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 
@@ -170,7 +173,10 @@ def test_registry_depth_figures_use_the_depth_family():
     m = m[m.metric.isin(["minority_share", "diversity_lpips"])]
     conditional = m.assign(num_classes=3.0, value=0.99)
     bypassed = m.assign(bypass=0.5, value=0.99)
-    fig = figures.FIGURES["fig4_minority_vs_depth"](pd.concat([m, conditional, bypassed]))
+    intervened = m.assign(intervene=3.0, intervene_mode="probability", value=0.99)
+    fig = figures.FIGURES["fig4_minority_vs_depth"](
+        pd.concat([m, conditional, bypassed, intervened])
+    )
     ref = figures.fig_minority_vs_depth(m)
     assert len(fig.get_axes()) == len(ref.get_axes())
     for ax, ax_ref in zip(fig.get_axes(), ref.get_axes(), strict=True):

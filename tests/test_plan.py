@@ -84,3 +84,40 @@ def test_empty_model_depths_switch_the_depth_family_off():
     cfg["conditional"]["datasets"] = []
     with pytest.raises(ConfigError, match=r"model\.depths / conditional\.datasets: both"):
         plan(cfg)
+
+
+def test_difflens_plan_and_its_checks():
+    fams = _plan("config.yaml")
+    depth = fams["mnist69"]
+    assert depth.difflens["models"] == {("0.1", "2")}
+    assert depth.difflens["target"] == (0.5, 0.5)
+    assert depth.difflens["reference"]["intervene"] == 1.0
+    on = [r for r in depth.knob_rows if r["intervene"] != 1.0]
+    assert on and all(r["intervene_mode"] == "probability" for r in on)
+    # the intervened rows are sampled on the model with an SAE only
+    assert len(depth.rows_of("0.1", "2")) == len(depth.knob_rows)
+    assert len(depth.rows_of("0.3", "2")) == len(depth.knob_rows) - len(on)
+
+    def broken(**difflens):
+        cfg = with_defaults(yaml.safe_load((ROOT / "config.yaml").read_text()))
+        cfg["difflens"].update(difflens)
+        return cfg
+
+    cases = {
+        r"difflens\.target": {"target": [0.7, 0.7]},
+        r"difflens\.depths": {"depths": ["5"]},
+        r"difflens\.fractions": {"fractions": [0.25]},
+        r"difflens\.datasets: biased_mnist is class-conditional": {
+            "datasets": ["mnist69", "biased_mnist"]
+        },
+        r"difflens\.datasets: 'celeba'": {"datasets": ["mnist69", "celeba"]},
+        r"sampling\.grid\[3\]\.intervene: .* not in difflens\.datasets": {"datasets": []},
+        r"difflens\.sae: unknown keys \['width'\]": {"sae": {"width": 3}},
+    }
+    for pattern, change in cases.items():
+        with pytest.raises(ConfigError, match=pattern):
+            plan(broken(**change))
+    cfg = broken()
+    cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 25, "intervene_mode": "scale"})
+    with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene_mode: set without"):
+        plan(cfg)

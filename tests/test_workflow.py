@@ -178,7 +178,7 @@ def test_sampler_family_figures_and_conditional_models(tiny_conditional_run):
     assert "rho_model [95% CI]" in summary and "label adherence %" in summary
     cell = (
         "sampler~heun_steps~3_eta~0.0_s_churn~10.0_guidance~1.0_bypass~0.0_bypass_schedule~constant"
-        "_timestep_spacing~none"
+        "_timestep_spacing~none_intervene~1.0_intervene_mode~none"
     )
     base = tiny_conditional_run / "results/samples/multicolour_mnist/minority~0.2/depth~2/seed~0"
     from biaslab.io import load_npz

@@ -13,7 +13,7 @@ from typing import Any
 from .datasets.bffhq import check_bffhq_root
 from .datasets.celeba import check_celeba_root
 from .datasets.mnist import MNIST_FILES, check_idx_files
-from .grid import KNOB_COLUMNS, KNOB_TYPES, SAMPLERS, knob_error
+from .grid import INTERVENE_DEFAULT_MODE, KNOB_COLUMNS, KNOB_TYPES, SAMPLERS, knob_error
 from .models import TABLE_A, check_resolution
 
 #: The workflow's config schema (types, ranges, unknown keys, defaults).
@@ -78,6 +78,10 @@ def resolve_sampling_grid(
             )
         if out["bypass"] == 0.0 and out["bypass_schedule"] != "constant":
             raise ConfigError(f"{where}.bypass_schedule: set without a bypass fraction")
+        if out["intervene"] == 1.0 and out["intervene_mode"] != "none":
+            raise ConfigError(f"{where}.intervene_mode: set without an intervene ratio (1 = off)")
+        if out["intervene"] != 1.0 and out["intervene_mode"] == "none":
+            out["intervene_mode"] = INTERVENE_DEFAULT_MODE
         rows.append(out)
     keys = [tuple(r.values()) for r in rows]
     dup = {k for k in keys if keys.count(k) > 1}

@@ -18,7 +18,7 @@ from .backbones import load_backbone
 from .classifier import load_classifier, predict
 from .grid import DATA_COLUMNS, GRID_COLUMNS, KNOB_COLUMNS, MODEL_COLUMNS, depth_sort_key
 from .images import to_model_range
-from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
+from .metrics import amplification, fd_interval, knn_similarity, mean_pairwise_lpips, share
 from .sections import from_section
 
 
@@ -90,6 +90,10 @@ class Readout:
     training_minority_share: float
     rows_before: list[dict[str, Any]] = field(default_factory=list)
     rows_after: list[dict[str, Any]] = field(default_factory=list)
+    #: the attribute whose Fairness Discrepancy is reported: per-sample probabilities over
+    #: its A classes [N, A] and the training set's distribution over them [A]
+    attribute_probs: np.ndarray | None = None
+    training_attribute: np.ndarray | None = None
 
 
 def depth_readout(c: Classified) -> Readout:
@@ -106,7 +110,15 @@ def depth_readout(c: Classified) -> Readout:
     rows = []
     if c.attribute_classifier_path is not None:
         rows = _group_rows(columns, c.x_gen, c.train, c.attribute_classifier_path)
-    return Readout(columns, is_min, float(np.mean(c.train["y"] == minor)), rows_after=rows)
+    train_dist = np.array([np.mean(c.train["y"] == k) for k in c.classes])
+    return Readout(
+        columns,
+        is_min,
+        float(np.mean(c.train["y"] == minor)),
+        rows_after=rows,
+        attribute_probs=c.probs,
+        training_attribute=train_dist,
+    )
 
 
 def _group_rows(
@@ -154,10 +166,18 @@ def conditional_readout(c: Classified) -> Readout:
     cond = c.classes[c.samples["labels"]]
     if c.attribute_classifier_path:
         bias_clf, bias_classes = load_classifier(c.attribute_classifier_path)
-        attrs = {"bias": bias_classes[predict(bias_clf, c.x_gen)[0]]}
+        bias_idx, bias_probs = predict(bias_clf, c.x_gen)
+        attrs = {"bias": bias_classes[bias_idx]}
+        values = np.asarray(bias_classes)
+        train_attr = train["bias"]
     else:
         attrs = attributes_of(c.samples["images"], c.dataset, c.classes)
+        values = np.asarray(c.classes)  # the labeller's classes: the colours of the classes
+        train_attr = None
     main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
+    if train_attr is None:  # the same labeller on the training images
+        train_attr = attributes_of(train["x"], c.dataset, c.classes)[main]
+        bias_probs = (attrs[main][:, None] == values[None, :]).astype(np.float64)
     aligned = attrs[main] == cond
     columns = {
         "label": cond.astype(np.int64),
@@ -181,7 +201,8 @@ def conditional_readout(c: Classified) -> Readout:
         before.insert(1, share_row("rho_model_right", right, n))
         rho_right = float(np.mean(train["colour_right"] == train["y"]))
         after.append({"metric": "training_rho_right", "value": rho_right, "n": len(train["y"])})
-    return Readout(columns, ~aligned, 1.0 - rho_train, before, after)
+    train_dist = np.array([np.mean(train_attr == v) for v in values])
+    return Readout(columns, ~aligned, 1.0 - rho_train, before, after, bias_probs, train_dist)
 
 
 def bias_rows(
@@ -221,6 +242,7 @@ def evaluate_cell(
     metrics: MetricsConfig | None = None,
     train_features: np.ndarray | None = None,
     attribute_classifier_path: str | None = None,
+    real_images: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one (model, sampler setting) cell: classify the samples, read the bias out
     (``conditional_readout`` for class-conditional models, ``grid["num_classes"] > 0``, else
@@ -231,7 +253,8 @@ def evaluate_cell(
     class indices) for a conditional model}; ``train``: {"x": uint8 training images, "y":
     labels, "classes", and the family's attributes}. ``train_features``: the training set's
     kNN features (``knn_features``), else computed here. ``attribute_classifier_path``:
-    the CelebA group classifier or the BFFHQ gender classifier."""
+    the CelebA group classifier or the BFFHQ gender classifier. ``real_images``: held-out
+    real images (uint8), the reference of FID and KID (no quality rows without them)."""
     metrics = metrics or MetricsConfig()
     classifier, classes = _dataset_classifier(classifier_path, train)
     x_gen = to_model_range(samples["images"])
@@ -259,10 +282,48 @@ def evaluate_cell(
     )
     rows = r.rows_before + bias_rows(r, c.confidence, metrics.confidence_threshold, len(train["y"]))
     rows += r.rows_after
+    rows += fairness_rows(r)
     rows += diversity_memorization_rows(
         x_gen, to_model_range(train["x"]), classifier, metrics, train_features
     )
+    if real_images is not None:
+        rows += quality_rows(x_gen, to_model_range(real_images), classifier, metrics)
     return predictions, _metrics_table(rows, grid)
+
+
+def fairness_rows(r: Readout) -> list[dict[str, Any]]:
+    """``fd`` (DiffLens' Fairness Discrepancy to the uniform distribution over the attribute's
+    classes) and ``fd_training`` (to the training set's distribution: what amplification is
+    relative to), each with a bootstrap 95% interval (``metrics.fd_interval``)."""
+    if r.attribute_probs is None:
+        return []
+    rows = [{"metric": "fd", **fd_interval(r.attribute_probs)}]
+    if r.training_attribute is not None:
+        rows.append(
+            {"metric": "fd_training", **fd_interval(r.attribute_probs, r.training_attribute)}
+        )
+    return rows
+
+
+def quality_rows(
+    x_gen: torch.Tensor, x_real: torch.Tensor, classifier, metrics: MetricsConfig
+) -> list[dict[str, Any]]:
+    """FID and KID against held-out real images in the kNN feature space
+    (``MetricsConfig.knn_network``; offline default: the evaluation classifier's penultimate
+    features, named in the ``backbone`` column), through torchmetrics (``biaslab.quality``)."""
+    from .quality import fid_kid
+
+    name, weights = metrics.knn_network()
+    bb = load_backbone(
+        name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
+    )
+    q = fid_kid(x_gen, x_real, bb)
+    n = len(x_gen)
+    return [
+        {"metric": "fid", "backbone": bb.name, "value": q["fid"]["value"], "n": n},
+        {"metric": "kid", "backbone": bb.name, "value": q["kid"]["value"], "n": n},
+        {"metric": "kid_std", "backbone": bb.name, "value": q["kid"]["std"], "n": n},
+    ]
 
 
 def diversity_memorization_rows(
@@ -387,6 +448,9 @@ ROW_KEYS = {
     "predictions": ("sample_index",),
     "train_log": ("step",),
     "probe": ("metric", "t"),
+    "difflens_probes": ("call",),
+    "difflens_features": ("class_index", "rank"),
+    "difflens_sae": ("step",),
 }
 
 

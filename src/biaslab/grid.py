@@ -37,6 +37,8 @@ KNOB_COLUMNS = (
     "bypass",
     "bypass_schedule",
     "timestep_spacing",
+    "intervene",
+    "intervene_mode",
 )
 #: The type of each knob (path components are strings; the tables hold these types).
 KNOB_TYPES = {
@@ -48,6 +50,8 @@ KNOB_TYPES = {
     "bypass": float,
     "bypass_schedule": str,
     "timestep_spacing": str,
+    "intervene": float,
+    "intervene_mode": str,
 }
 #: Every knob's "off" value; a sampler's own defaults (``SamplerSpec.defaults``) come first.
 #: ``timestep_spacing`` is "none" for the samplers without it (Karras sigmas).
@@ -58,7 +62,11 @@ KNOB_DEFAULTS = {
     "bypass": 0.0,
     "bypass_schedule": "constant",
     "timestep_spacing": "none",
+    "intervene": 1.0,
+    "intervene_mode": "none",
 }
+#: The mode of a row that sets ``intervene`` and leaves ``intervene_mode`` out.
+INTERVENE_DEFAULT_MODE = "probability"
 #: How diffusers places ``steps`` inference timesteps among the training timesteps (Lin et
 #: al. 2024, Table 2): T = 1000, 10 steps: leading 900, 800, ..., 0; trailing 999, 899, ...,
 #: 99; linspace 999, 888, ..., 0. Only trailing and linspace start at pure noise.
@@ -184,6 +192,12 @@ def knob_error(sampler: str, values: Mapping[str, Any]) -> tuple[str, str] | Non
     return None
 
 
+def intervened(row: Mapping[str, Any]) -> bool:
+    """Whether a grid row intervenes on the mid-block through the SAE (``biaslab.difflens``)."""
+    v = row.get("intervene", KNOB_DEFAULTS["intervene"])
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and float(v) != 1.0
+
+
 def is_stochastic(row: Mapping[str, Any]) -> bool:
     """Whether a sampler setting injects fresh noise during sampling (ancestral DDPM,
     DDIM with eta > 0, EDM with S_churn > 0)."""
@@ -233,6 +247,8 @@ def setting_label(key: Mapping[str, Any]) -> str:
     if _present(key, "bypass") and key["bypass"] != 0:
         ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
         parts.append(f"bypass p={fmt_value(key['bypass'])}{ramp}")
+    if _present(key, "intervene") and key["intervene"] != 1:
+        parts.append(f"SAE x{fmt_value(key['intervene'])} {key.get('intervene_mode', '')}".strip())
     return ", ".join(parts)
 
 
@@ -279,4 +295,6 @@ WILDCARD_PATTERNS = {
     "bypass": r"[0-9.]+",
     "bypass_schedule": r"[a-z]+",
     "timestep_spacing": r"[a-z]+",
+    "intervene": r"[0-9.]+",
+    "intervene_mode": r"[a-z]+",
 }

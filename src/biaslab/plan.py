@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .config import ConfigError, check_config, check_depth, check_probe, resolve_sampling_grid
 from .datasets import facts
 from .datasets.common import heldout_size, skewed_counts
-from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, knob_path_values
+from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, intervened, knob_path_values
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,25 @@ class Family:
     attribute_targets: tuple[str, ...] = ()
     rho_right: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: DiffLens (``difflens`` section), None when the family has no SAE: ``models`` the
+    #: (fraction, depth) labels that get one, ``reference`` the grid row whose sampling loop is
+    #: captured, ``n_samples``, ``keep_calls``, ``target`` (the probability mode's distribution
+    #: over the ``n_attribute_classes`` attribute classes), ``sae`` / ``attribution``.
+    difflens: Mapping[str, Any] | None = None
 
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    def has_sae(self, fraction: str, depth: str) -> bool:
+        return self.difflens is not None and (str(fraction), str(depth)) in self.difflens["models"]
+
+    def rows_of(self, fraction: str, depth: str) -> tuple[dict[str, Any], ...]:
+        """The grid rows sampled on one model: every row, less the intervened ones on a model
+        without an SAE."""
+        if self.has_sae(fraction, depth):
+            return self.knob_rows
+        return tuple(r for r in self.knob_rows if not intervened(r))
 
     def model_columns(self, fraction: str, depth: str, seed: str | int) -> dict[str, Any]:
         """The data and model grid columns of one model, typed (``grid.GRID_COLUMNS``)."""
@@ -143,8 +158,7 @@ def _labels(values, key: str, label_of=fraction_label) -> tuple[str, ...]:
         label = label_of(v)
         if not re.fullmatch(WILDCARD_PATTERNS["fraction"], label) or not 0 < float(label) < 1:
             raise ConfigError(
-                f"{key}: {v!r} gives the share {label}, not in (0, 1) after rounding to 10 "
-                "decimals"
+                f"{key}: {v!r} gives the share {label}, not in (0, 1) after rounding to 10 decimals"
             )
         if label in labels:
             other = values[labels.index(label)]
@@ -376,6 +390,85 @@ def bffhq_family(config: Mapping[str, Any], dataset: str = "bffhq") -> Family:
     )
 
 
+def _with_difflens(config: Mapping[str, Any], families: dict[str, Family]) -> dict[str, Family]:
+    """The families of ``difflens.datasets`` with their DiffLens settings; intervened grid
+    rows anywhere else are an error, as are filters that select no model and a target
+    distribution that is not one over the attribute classes."""
+    from .difflens import LocateConfig, SAEConfig
+
+    dl = config.get("difflens") or {}
+    names = list(dl.get("datasets") or [])
+    for name, fam in families.items():
+        for i, row in enumerate(fam.knob_rows):
+            if intervened(row) and name not in names:
+                raise ConfigError(
+                    f"{fam.grid_key}[{i}].intervene: the row intervenes through an SAE, but "
+                    f"{name} is not in difflens.datasets"
+                )
+    out = dict(families)
+    if not config["model"]["depths"]:  # the depth family is off, and its DiffLens with it
+        names = [n for n in names if n != config["data"]["dataset"]]
+    for name in names:
+        fam = families.get(name)
+        if fam is None:
+            raise ConfigError(
+                f"difflens.datasets: {name!r} is not a family of this run ({list(families)})"
+            )
+        if fam.conditional:
+            raise ConfigError(
+                f"difflens.datasets: {name} is class-conditional; DiffLens runs on the "
+                "unconditional depth family in this version (its attribute: the class classifier's)"
+            )
+        depths = fam.depths if dl.get("depths") is None else tuple(str(d) for d in dl["depths"])
+        bad = [d for d in depths if d not in fam.depths]
+        if bad:
+            raise ConfigError(
+                f"difflens.depths: {bad} are not depths of {name} ({list(fam.depths)})"
+            )
+        fractions = fam.fractions
+        if dl.get("fractions") is not None:
+            fractions = tuple(fraction_label(f) for f in dl["fractions"])
+            bad = [f for f in fractions if f not in fam.fractions]
+            if bad:
+                raise ConfigError(
+                    f"difflens.fractions: {bad} are not skews of {name} ({list(fam.fractions)})"
+                )
+        plain = [r for r in fam.knob_rows if not intervened(r)]
+        if not plain:
+            raise ConfigError(
+                f"{fam.grid_key}: every row intervenes; DiffLens captures its activations on the "
+                "first row without intervene"
+            )
+        n_attr = 2  # the depth family's attribute: the two image classes
+        target = dl.get("target")
+        if target is None:
+            target = [1.0 / n_attr] * n_attr
+        if len(target) != n_attr or abs(sum(target) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"difflens.target: {list(target)} is not a distribution over the {n_attr} "
+                f"attribute classes of {name} (length {n_attr}, sum 1)"
+            )
+        try:
+            sae = SAEConfig.from_dict(dl.get("sae") or {})
+            attribution = LocateConfig.from_dict(dl.get("attribution") or {})
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        out[name] = replace(
+            fam,
+            difflens={
+                "models": frozenset((f, d) for f in fractions for d in depths),
+                "reference": plain[0],
+                "n_samples": int(dl["n_samples"]),
+                "keep_calls": int(dl["keep_calls"]),
+                "target": tuple(float(v) for v in target),
+                "n_attribute_classes": n_attr,
+                "sae": asdict(sae),
+                "attribution": asdict(attribution),
+            },
+        )
+    return out
+
+
 #: The conditional families by dataset name (``conditional.datasets``).
 CONDITIONAL_FAMILIES: dict[str, Callable[..., Family]] = {
     "biased_mnist": colour_mnist_family,
@@ -399,9 +492,12 @@ def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
     check_probe(config)
+    families = _with_difflens(config, families)
     total = sum(
-        len(f.fractions) * len(f.depths) * len(f.seeds) * len(f.knob_rows) * f.n_samples
+        len(f.seeds) * len(f.rows_of(fr, d)) * f.n_samples
         for f in families.values()
+        for fr in f.fractions
+        for d in f.depths
     )
     if total > MAX_SAMPLED_IMAGES:
         raise ConfigError(

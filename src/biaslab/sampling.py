@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,11 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def sample_seed(base_seed: int, index: int) -> int:
     """Seed of sample ``index``: a SeedSequence hash of (base_seed, index)."""
     return int(np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1)[0])
+
+
+def sample_seeds(cfg: SamplerConfig) -> np.ndarray:
+    """The seed of every sample of ``cfg`` (``sample_seed`` of each index)."""
+    return np.array([sample_seed(cfg.sample_seed, i) for i in range(cfg.n_samples)], dtype=np.int64)
 
 
 def per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
@@ -287,7 +292,9 @@ class SamplerConfig:
     ``guidance`` (w) and ``labels`` need a class-conditional model: sample ``i`` gets class
     ``labels[i % len(labels)]``, or ``i % K`` when ``labels`` is None. ``bypass`` is the
     fraction of the mid-block bypassed, ``bypass_schedule`` "constant" or "linear"
-    (``biaslab.denoisers.mid_block_bypass``)."""
+    (``biaslab.denoisers.mid_block_bypass``). ``intervene`` (ratio, 1 = off) and
+    ``intervene_mode`` describe the DiffLens intervention, which the caller passes to
+    ``generate`` as a hook (``biaslab.difflens.SAEIntervention``)."""
 
     sampler: str = "ddim"
     steps: int = 50
@@ -303,6 +310,8 @@ class SamplerConfig:
     bypass: float = 0.0
     bypass_schedule: str = "constant"
     timestep_spacing: str | None = None
+    intervene: float = 1.0
+    intervene_mode: str = "none"
     labels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -377,6 +386,7 @@ def generate(
     *,
     progress: bool = True,
     objective: Objective | None = None,
+    hooks: Sequence = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cfg.n_samples`` images as uint8 [N, C, H, W] and their per-sample seeds. The U-Net
     runs on its own device (move it first, say to ``biaslab.models.default_device()``).
@@ -387,6 +397,11 @@ def generate(
 
     For a class-conditional U-Net, sample ``i`` is conditioned on ``sample_labels(cfg, K)[i]``
     with guidance ``cfg.guidance``.
+
+    ``hooks``: objects with ``attached()`` (a context manager holding their forward hooks on
+    the U-Net) and ``begin_batch(indices)`` (called with the sample indices of each batch
+    before it is sampled): the mid-block recorder and the SAE intervention of
+    ``biaslab.difflens``.
     """
     _check(cfg)
     sampler = SAMPLE_FUNCTIONS[cfg.sampler]
@@ -402,9 +417,13 @@ def generate(
     # the network on its device; the adapter, guidance and the sampler on the CPU
     eps = objective.adapter(on_device(network(unet), device), schedule)
     guided = GuidedDenoiser(eps, cfg.guidance, null_class=k) if k else None
-    seeds = np.array(
-        [sample_seed(cfg.sample_seed, i) for i in range(cfg.n_samples)], dtype=np.int64
-    )
+    seeds = sample_seeds(cfg)
+    ratios = [h.ratio for h in hooks if getattr(h, "intervenes", False) and h.ratio != 1.0]
+    if ratios != ([cfg.intervene] if cfg.intervene != 1.0 else []):
+        raise ValueError(
+            f"sampling: intervene = {cfg.intervene}, but the SAE intervention hooks have ratios "
+            f"{ratios} (intervene != 1 needs one, biaslab.difflens.SAEIntervention)"
+        )
     bypass = (
         mid_block_bypass(
             unet,
@@ -418,8 +437,12 @@ def generate(
     )
     out = []
     starts = range(0, cfg.n_samples, cfg.batch_size)
-    with bypass:
+    with bypass, contextlib.ExitStack() as stack:
+        for hook in hooks:
+            stack.enter_context(hook.attached())
         for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
+            for hook in hooks:
+                hook.begin_batch(np.arange(s, min(s + cfg.batch_size, cfg.n_samples)))
             gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
             noise = per_sample_noise(shape, gens)
             if guided is None:

@@ -9,7 +9,12 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from biaslab.config import ConfigError, check_inputs  # noqa: E402
 from biaslab.datasets import same_seed_labels  # noqa: E402
-from biaslab.grid import KNOB_COLUMNS, WILDCARD_PATTERNS, knob_path_values  # noqa: E402
+from biaslab.grid import (  # noqa: E402
+    KNOB_COLUMNS,
+    WILDCARD_PATTERNS,
+    intervened,
+    knob_path_values,
+)
 from biaslab.plan import plan  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -52,6 +57,10 @@ SAMPLES = f"results/samples/{MODEL}/{SAMPLER}/samples.npz"
 EVAL = f"results/eval/{MODEL}/{SAMPLER}"
 PROBE = f"results/probe/{MODEL}/probe.parquet"
 BASE_FEATURES = "results/features/{dataset}/base_features.npz"
+DIFFLENS = f"results/difflens/{MODEL}"
+ACTIVATIONS = f"{DIFFLENS}/activations.npz"
+SAE_FILE = f"{DIFFLENS}/sae.pt"
+FEATURES = f"{DIFFLENS}/features.npz"
 TRAIN_FEATURES = "results/features/{dataset}/minority~{fraction}/train_features.npz"
 
 
@@ -81,16 +90,58 @@ def model_paths(names=None):
     ]
 
 
+def model_cells(name, fraction, depth):
+    """The cells (Paramspace instance patterns) sampled on one model: every grid row, less
+    the intervened ones on a model without an SAE (``Family.rows_of``)."""
+    fam = PLAN[name]
+    return [
+        cell
+        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
+        if not intervened(row) or fam.has_sae(fraction, depth)
+    ]
+
+
 def eval_files(file):
     return [
-        path
-        for name, space in SPACES.items()
-        for path in expand(
-            f"results/eval/{{model}}/{{cell}}/{file}",
-            model=model_paths([name]),
-            cell=list(space.instance_patterns),
-        )
+        f"results/eval/{name}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/{file}"
+        for name, fam in PLAN.items()
+        for fraction in fam.fractions
+        for depth in fam.depths
+        for seed in fam.seeds
+        for cell in model_cells(name, fraction, depth)
     ]
+
+
+def difflens_paths(file):
+    """``file`` under the DiffLens folder of every model that has an SAE."""
+    return [
+        f"results/difflens/{name}/minority~{fraction}/depth~{depth}/seed~{seed}/{file}"
+        for name, fam in PLAN.items()
+        if fam.difflens is not None
+        for fraction, depth in sorted(fam.difflens["models"])
+        for seed in fam.seeds
+    ]
+
+
+def sample_inputs(wildcards):
+    """The model, and for an intervened cell its SAE and located features."""
+    inputs = {"model": MODEL_DIR.format(**wildcards)}
+    if intervened({"intervene": float(wildcards.intervene)}):
+        inputs["sae"] = SAE_FILE.format(**wildcards)
+        inputs["features"] = FEATURES.format(**wildcards)
+    return inputs
+
+
+def difflens_reference(wildcards):
+    """The sampling settings whose loop DiffLens captures: the family's first grid row
+    without intervention, with ``difflens.n_samples`` samples."""
+    fam = family(wildcards)
+    knobs = knob_path_values(fam.difflens["reference"])
+    return {
+        **fam.sampling_params(knobs),
+        "n_samples": fam.difflens["n_samples"],
+        "batch_size": int(config["sampling"]["batch_size"]),
+    }
 
 
 def knob_values(wildcards):
@@ -157,6 +208,12 @@ def all_targets():
         "results/tables/table3_knn.csv",
         "results/tables/summary.md",
     ]
+    if any(fam.difflens is not None for fam in PLAN.values()):
+        figs += ["fig_fd_vs_intervention", "fig_difflens_probes"]
+        tables += [
+            "results/difflens/probes.parquet",
+            "results/difflens/features.parquet",
+        ]
     if DEPTH is not None:
         figs += ["fig4_minority_vs_depth", "fig_knn_vs_k"]
         figs += expand(

@@ -49,6 +49,7 @@ rule evaluate:
     input:
         samples=SAMPLES,
         train=TRAIN,
+        base=BASE,
         train_features=features_file,
         classifier=CLASS_CLASSIFIER,
         attribute_classifier=attribute_classifier,

@@ -60,6 +60,46 @@ rule fig_probe:
         "../scripts/figure.py"
 
 
+rule fig_fd_vs_intervention:
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        png=report(
+            figure("fig_fd_vs_intervention", "png"),
+            caption="../report/fd.rst",
+            category="Mechanistic debiasing",
+        ),
+        pdf=figure("fig_fd_vs_intervention", "pdf"),
+    log:
+        "logs/figures/fd.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    script:
+        "../scripts/figure.py"
+
+
+rule fig_difflens_probes:
+    input:
+        probes="results/difflens/probes.parquet",
+    output:
+        png=report(
+            figure("fig_difflens_probes", "png"),
+            caption="../report/difflens_probes.rst",
+            category="Mechanistic debiasing",
+        ),
+        pdf=figure("fig_difflens_probes", "pdf"),
+    log:
+        "logs/figures/difflens_probes.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    script:
+        "../scripts/figure.py"
+
+
 rule fig_loss_curves:
     input:
         train_log="results/train_log.parquet",

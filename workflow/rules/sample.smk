@@ -1,6 +1,6 @@
 rule sample:
     input:
-        model=MODEL_DIR,
+        unpack(sample_inputs),
     output:
         samples=SAMPLES,
     log:
@@ -20,5 +20,10 @@ rule sample:
             **family(wc).sampling_params(knob_values(wc)),
             "batch_size": int(config["sampling"]["batch_size"]),
         },
+        difflens=lambda wc: (
+            {"target": list(family(wc).difflens["target"])}
+            if family(wc).difflens is not None
+            else None
+        ),
     script:
         "../scripts/sample.py"

@@ -19,6 +19,7 @@ predictions, metrics = evaluate_cell(
     train_features=training_set_features(train, load_npz(snakemake.input.train_features)),
     grid=snakemake.params.grid,
     metrics=MetricsConfig.from_dict(snakemake.params.metrics),
+    real_images=load_npz(snakemake.input.base)["x_out"],
 )
 print(metrics.to_string(), file=sys.stderr)
 write_parquet(predictions, snakemake.output.predictions)

@@ -3,6 +3,7 @@
 * ``depth`` - "Deeper Diffusion Models Amplify Bias": Fig. 4, kNN vs k, loss curves, Fig. 3 toy;
 * ``same_seed`` - its same-seed grids (Figs. 5 and A);
 * ``sampler`` - "How I Met Your Bias": the sampler-knob study and the mid-block bypass;
+* ``difflens`` - mechanistic debiasing: FD vs the SAE intervention, h-space probes;
 * ``tables`` - depth family, Table 3 (kNN), per-cell table, Markdown;
 * ``common`` - the helpers they share (facets, replicate aggregation, depth colours, saving).
 
@@ -22,6 +23,7 @@ from matplotlib.figure import Figure
 
 from .common import save
 from .depth import fig_knn_vs_k, fig_loss_curves, fig_minority_vs_depth, fig_toy
+from .difflens import fig_difflens_probes, fig_fd_vs_intervention
 from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
 from .sampler import (
@@ -41,6 +43,8 @@ __all__ = [
     "differing_columns",
     "fig_bias_diversity_frontier",
     "fig_bypass",
+    "fig_difflens_probes",
+    "fig_fd_vs_intervention",
     "fig_knn_vs_k",
     "fig_loss_curves",
     "fig_minority_vs_depth",
@@ -86,4 +90,7 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "fig_rho_vs_guidance": fig_rho_vs_guidance,
     "fig_bypass": fig_bypass,
     "fig_bias_diversity_frontier": fig_bias_diversity_frontier,
+    # DiffLens
+    "fig_fd_vs_intervention": fig_fd_vs_intervention,
+    "fig_difflens_probes": fig_difflens_probes,
 }

@@ -126,7 +126,7 @@ def _reference_guidance(cells: pd.DataFrame) -> float:
 def _cells_without_bypass(metrics: pd.DataFrame) -> pd.DataFrame:
     """Conditional cells (with a rho_model) sampled without bypass."""
     cells = _conditional(cell_table(metrics))
-    cells = cells[cells["bypass"] == 0]
+    cells = cells[(cells["bypass"] == 0) & (cells["intervene"] == 1)]
     if cells.empty:
         raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
     return cells
@@ -330,6 +330,7 @@ _BYPASS_PANELS = (
 def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Per (dataset, setting, bypass schedule) with p > 0: its cells and those of p = 0 of the
     same setting (whose bypass_schedule is "constant")."""
+    cells = cells[cells["intervene"] == 1]
     zero = cells[cells["bypass"] == 0]
     rows = []
     for key, g in cells[cells["bypass"] > 0].groupby(["dataset", *_BYPASS_BASE], sort=True):

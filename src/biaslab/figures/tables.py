@@ -42,17 +42,23 @@ CELL_METRICS = (
     "amplification",
     "confident_share",
     "diversity_lpips",
+    "fd",
+    "fd_training",
+    "fid",
+    "kid",
 )
 
 
 def depth_family(metrics: pd.DataFrame) -> pd.DataFrame:
     """The rows of the paper's depth figures (Fig. 4, Table 3): unconditional models sampled
-    without a mid-block bypass."""
+    without a mid-block bypass or an SAE intervention."""
     keep = np.ones(len(metrics), dtype=bool)
     if "num_classes" in metrics:
         keep &= metrics["num_classes"].isna().to_numpy() | (metrics["num_classes"] == 0).to_numpy()
     if "bypass" in metrics:
         keep &= metrics["bypass"].fillna(0).to_numpy() == 0
+    if "intervene" in metrics:
+        keep &= metrics["intervene"].fillna(1).to_numpy() == 1
     return metrics[keep]
 
 
@@ -193,12 +199,21 @@ def cell_table(metrics: pd.DataFrame, *, lpips_backbone: str | None = None) -> p
     out = out.reset_index()
     out = out.dropna(subset=[c for c in CELL_METRICS if c in out.columns], how="all")
     out["depth"] = out["depth"].astype(str)
-    for k, v in (("s_churn", 0.0), ("guidance", 0.0), ("bypass", 0.0), ("eta", 0.0)):
+    for k, v in (
+        ("s_churn", 0.0),
+        ("guidance", 0.0),
+        ("bypass", 0.0),
+        ("eta", 0.0),
+        ("intervene", 1.0),
+    ):
         if k not in out:
             out[k] = v
         out[k] = out[k].fillna(v)
     if "bypass_schedule" not in out:
         out["bypass_schedule"] = "constant"
     out["bypass_schedule"] = out["bypass_schedule"].fillna("constant")
+    if "intervene_mode" not in out:
+        out["intervene_mode"] = "none"
+    out["intervene_mode"] = out["intervene_mode"].fillna("none")
     out["stochastic"] = [is_stochastic(r) for r in out.to_dict("records")]
     return out

@@ -1,0 +1,197 @@
+"""DiffLens (biaslab.difflens): the SAE recovers planted atoms, integrated gradients are
+complete, the intervention is off at ratio 1 and leaves no hooks, capture records what the
+sampler evaluates, and files from another model are refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from biaslab import difflens as dl
+from biaslab.io import save_torch
+from biaslab.sampling import SamplerConfig, generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def planted(n=20000, d=16, m=32, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    atoms = torch.nn.functional.normalize(torch.randn(m, d, generator=g), dim=1)
+    idx = torch.stack([torch.randperm(m, generator=g)[:k] for _ in range(n)])
+    coef = torch.rand(n, k, generator=g) + 0.5
+    return (coef[:, :, None] * atoms[idx]).sum(1), atoms
+
+
+def test_sae_recovers_planted_sparse_atoms():
+    x, atoms = planted()
+    sae, stats = dl.train_sae(
+        x, dl.SAEConfig(expansion=2, k=3, steps=1500, batch_size=256, lr=3e-3)
+    )
+    best = (atoms @ sae.W_dec.detach().T).max(1).values  # unit rows both sides: cosines
+    assert (best > 0.9).float().mean() >= 0.7, best
+    assert stats["fvu"] < 0.25
+    assert 0.0 <= stats["dead_share"] < 0.5
+    # the decoder is kept at unit norm
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(sae.n_latents))
+
+
+def test_sae_layout_and_topk():
+    sae = dl.TopKSAE(8, 4, 3)
+    # decoder initialised as the encoder's transpose (unit rows)
+    w = torch.nn.functional.normalize(sae.encoder.weight, dim=1)
+    torch.testing.assert_close(sae.W_dec, w)
+    z = sae.encode(torch.randn(50, 8))
+    assert ((z > 0).sum(1) <= 3).all() and (z >= 0).all()
+    with pytest.raises(ValueError, match=r"difflens\.sae\.k"):
+        dl.TopKSAE(8, 4, 33)
+
+
+def test_fvu_definition():
+    x = torch.randn(100, 5, dtype=torch.float64)
+    assert float(dl.fvu(x, x)) == 0.0
+    mean = x.mean(0).expand_as(x)
+    assert float(dl.fvu(x, mean)) == pytest.approx(1.0)
+
+
+def test_train_sae_refuses_nan():
+    x = torch.randn(10, 4)
+    x[3, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN"):
+        dl.train_sae(x, dl.SAEConfig(expansion=2, k=2, steps=2))
+
+
+def test_integrated_gradients_are_complete():
+    """captum's IG through decoder and probe: per-sample attributions sum to
+    f(z) - f(0) within the reported convergence delta."""
+    from captum.attr import IntegratedGradients
+
+    torch.manual_seed(0)
+    sae = dl.TopKSAE(6, 2, 4)
+    probe = torch.nn.Linear(6 * 4, 2)
+    h = torch.randn(5, 6, 2, 2)
+    z = sae.encode(dl.positions(h)).detach()
+
+    def prob(zz):
+        hh = sae.decode(zz).transpose(-1, -2).reshape(zz.shape[0], 6, 2, 2)
+        return torch.softmax(probe(hh.flatten(1)), 1)[:, 1]
+
+    attr, delta = IntegratedGradients(prob).attribute(
+        z, baselines=torch.zeros_like(z), n_steps=50, return_convergence_delta=True
+    )
+    gap = prob(z) - prob(torch.zeros_like(z))
+    total = attr.sum((1, 2))
+    assert (total - gap - delta).abs().max() < 1e-5
+    assert delta.abs().max() < 1e-2
+
+
+def test_locate_finds_the_planted_class_feature():
+    """Two classes whose h differ along one SAE decoder direction: the probe separates them and
+    the attribution ranks that latent first for the class it points to."""
+    torch.manual_seed(0)
+    sae = dl.TopKSAE(8, 2, 16)  # k = all latents: nothing is cut
+    direction = sae.W_dec.detach()[5]
+    n = 120
+    labels = np.arange(n) % 2
+    rng = np.random.default_rng(0)
+    h = rng.normal(0, 0.1, size=(n, 2, 8, 2, 2)).astype(np.float32)
+    h += 3.0 * labels[:, None, None, None, None] * direction.numpy()[None, None, :, None, None]
+    h += 0.5  # keep the encoder's pre-activations positive
+    cfg = dl.LocateConfig(samples_per_class=40, n_features=3)
+    probes, rows = dl.fit_probes(h, labels, 2, cfg)
+    assert all(r["probe_accuracy"] == 1.0 for r in rows)
+    scores, deltas = dl.attribute_features(sae, probes, h, labels, 2, cfg)
+    assert max(deltas) < 1e-3  # IG complete: attributions sum to the probability gap
+    top = dl.top_features(scores, 3)
+    assert top[1, 0] == 5
+
+
+def test_target_classes():
+    seeds = np.arange(4000)
+    assert (dl.target_classes(seeds, "scale", [0.5, 0.5]) == 1).all()
+    t = dl.target_classes(seeds, "probability", [0.25, 0.75])
+    assert abs(t.mean() - 0.75) < 0.03
+    np.testing.assert_array_equal(t, dl.target_classes(seeds, "probability", [0.25, 0.75]))
+    with pytest.raises(ValueError, match="intervene_mode"):
+        dl.target_classes(seeds, "boost", [0.5, 0.5])
+
+
+def _sae_for(unet, k=8):
+    c = unet.config.block_out_channels[-1]
+    torch.manual_seed(1)
+    return dl.TopKSAE(c, 2, k)
+
+
+def test_intervention_ratio_one_is_bit_identical_and_hooks_go(unet, sched_config):
+    cfg = SamplerConfig(sampler="ddim", steps=4, n_samples=3, batch_size=2)
+    ref, _ = generate(unet, sched_config, cfg, progress=False)
+    sae = _sae_for(unet)
+    feats = np.array([[0, 1, 2], [3, 4, -1]])
+    off = dl.SAEIntervention(unet, sae, feats, 1.0, np.array([1, 1, 1]))
+    same, _ = generate(unet, sched_config, cfg, progress=False, hooks=[off])
+    np.testing.assert_array_equal(ref, same)
+    on = dl.SAEIntervention(unet, sae, feats, 8.0, np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match=r"intervene = 1\.0"):
+        generate(unet, sched_config, cfg, progress=False, hooks=[on])
+    with pytest.raises(ValueError, match="needs one"):
+        generate(unet, sched_config, replace(cfg, intervene=8.0), progress=False)
+    changed, _ = generate(
+        unet, sched_config, replace(cfg, intervene=8.0), progress=False, hooks=[on]
+    )
+    assert not np.array_equal(ref, changed)
+    assert not unet._forward_hooks and not unet.mid_block._forward_hooks
+    assert not unet._forward_pre_hooks
+    again, _ = generate(unet, sched_config, cfg, progress=False)
+    np.testing.assert_array_equal(ref, again)
+
+
+def test_intervention_skips_the_first_call(unet):
+    sae = _sae_for(unet)
+    iv = dl.SAEIntervention(unet, sae, np.array([[0], [1]]), 5.0, np.array([1]))
+    iv.begin_batch(np.array([0]))
+    out = torch.randn(1, sae.d_in, 8, 8)
+    assert iv._post(None, None, out) is None  # first call of the batch
+    second = iv._post(None, None, out)
+    assert second is not None and not torch.equal(second, out)
+
+
+def test_capture_records_every_kept_call(unet, sched_config):
+    cfg = SamplerConfig(sampler="heun", steps=3, n_samples=3, batch_size=2)
+    got = dl.collect_activations(unet, sched_config, cfg, keep=3)
+    n_calls = 2 * 3 - 1
+    np.testing.assert_array_equal(got["calls"], [0, 2, 4])
+    c = unet.config.block_out_channels[-1]
+    assert got["h"].shape == (3, 3, c, 8, 8) and got["h"].dtype == np.float16
+    assert len(got["timesteps"]) == 3 and got["timesteps"][0] > got["timesteps"][-1]
+    ref, _ = generate(unet, sched_config, cfg, progress=False)
+    np.testing.assert_array_equal(got["images"], ref)  # recording changes nothing
+    assert n_calls == 5
+
+
+def test_files_from_another_model_are_refused(tmp_path, unet):
+    sae = _sae_for(unet)
+    path = tmp_path / "sae.pt"
+    dl.save_sae(sae, path, model_fingerprint="abc", stats={"fvu": 0.1})
+    assert dl.load_sae(path, model_fingerprint="abc").k == 8
+    with pytest.raises(ValueError, match="another model"):
+        dl.load_sae(path, model_fingerprint=dl.fingerprint(unet))
+    blob = {"model_fingerprint": "abc", "features": np.zeros((3, 2))}
+    with pytest.raises(ValueError, match="attribute classifier has 2"):
+        dl.check_features_file(blob, model_fingerprint="abc", n_classes=2, path="f.npz")
+    with pytest.raises(ValueError, match="another model"):
+        dl.check_features_file(blob, model_fingerprint="xyz", n_classes=3, path="f.npz")
+    save_torch({"x": 1}, tmp_path / "other.pt")
+    with pytest.raises(KeyError):
+        dl.load_sae(tmp_path / "other.pt")
+
+
+def test_no_mid_block_is_a_clear_error():
+    class Flat(torch.nn.Module):
+        mid_block = None
+
+    with pytest.raises(ValueError, match="no mid_block"):
+        dl.SAEIntervention(Flat(), dl.TopKSAE(4, 2, 2), np.zeros((2, 1)), 2.0, np.zeros(1))
+    with pytest.raises(ValueError, match="no mid_block"):
+        dl.MidBlockRecorder(Flat(), [0])
