@@ -195,3 +195,13 @@ def test_no_mid_block_is_a_clear_error():
         dl.SAEIntervention(Flat(), dl.TopKSAE(4, 2, 2), np.zeros((2, 1)), 2.0, np.zeros(1))
     with pytest.raises(ValueError, match="no mid_block"):
         dl.MidBlockRecorder(Flat(), [0])
+
+
+def test_attribute_classifier_with_other_classes_is_refused(tmp_path):
+    from biaslab.classifier import SmallCNN, save_classifier
+
+    path = tmp_path / "clf.pt"
+    save_classifier(SmallCNN(1, 3), np.array([0, 1, 2]), path)
+    images = np.zeros((2, 1, 16, 16), dtype=np.uint8)
+    with pytest.raises(ValueError, match="has 3 classes"):
+        dl.attribute_labels(images, str(path), 2)

@@ -12,12 +12,22 @@ PACKAGE = ROOT / "src" / "biaslab"
 #: Layers, leaves first: a module may import modules of its own or lower layers only (and,
 #: within a layer, the graph must still be acyclic).
 LAYERS = [
-    {"images", "grid", "io", "models", "metrics", "toy", "denoisers", "sections", "objectives"},
+    {
+        "images",
+        "grid",
+        "io",
+        "models",
+        "metrics",
+        "toy",
+        "denoisers",
+        "sections",
+        "objectives",
+    },
     {"datasets"},
-    {"sampling", "train", "classifier", "backbones"},
-    {"evaluate", "figures", "probe"},
+    {"sampling", "train", "classifier", "backbones", "quality", "sae"},
+    {"evaluate", "figures", "probe", "difflens", "gather"},
     {"config", "fetch_weights"},
-    {"plan"},
+    {"plan", "difflens_plan"},
     {"budget"},
 ]
 

@@ -121,3 +121,7 @@ def test_difflens_plan_and_its_checks():
     cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 25, "intervene_mode": "scale"})
     with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene_mode: set without"):
         plan(cfg)
+    cfg = broken()
+    cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 7, "intervene": 2.0})
+    with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene: no row with"):
+        plan(cfg)

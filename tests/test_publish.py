@@ -36,6 +36,18 @@ def test_publish_copies_tables_figures_and_a_csv(tmp_path):
     assert not (dest / "figures" / "fig_probe.pdf").exists()  # PNGs only
     assert pd.read_csv(dest / "metrics.csv")["value"].tolist() == [0.9]
     assert (dest / "tables" / "summary.md").read_text() == "| a |\n"
+    assert not any(c.startswith("difflens/") for c in copied)  # none in this run
+
+
+def test_publish_copies_the_difflens_tables_when_there(tmp_path):
+    res = _results(tmp_path / "run")
+    (res / "difflens").mkdir()
+    for name in ("probes", "features", "sae"):
+        pd.DataFrame({"x": [2]}).to_parquet(res / "difflens" / f"{name}.parquet")
+    dest = tmp_path / "docs" / "y"
+    copied = publish_run.publish(tmp_path / "run", dest, report=False, config=tmp_path / "c.yaml")
+    assert {"difflens/probes.parquet", "difflens/features.parquet"} <= set(copied)
+    assert pd.read_parquet(dest / "difflens" / "sae.parquet")["x"].tolist() == [2]
 
 
 def test_publish_refuses_an_unfinished_run(tmp_path):

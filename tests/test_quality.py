@@ -8,8 +8,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from biaslab.metrics import fairness_discrepancy, fd_interval
-from biaslab.quality import fid_kid
+from biaslab.quality import fairness_discrepancy, fd_interval, fid_kid, same_seed_similarity
 
 
 def test_fairness_discrepancy_by_hand():
@@ -23,6 +22,19 @@ def test_fairness_discrepancy_by_hand():
     r = fd_interval(probs, n_boot=500)
     assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n"] == 4
     assert mean.sum() == pytest.approx(1.0)
+
+
+def test_fd_per_group_is_the_mean_of_the_groups():
+    # class 0: all attribute 0; class 1: half / half
+    probs = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [1, 0], [0, 1]], dtype=float)
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    r = fd_interval(probs, groups=groups, n_boot=200)
+    want = (np.hypot(0.5, 0.5) + np.hypot(1 / 6, 1 / 6)) / 2
+    assert r["value"] == pytest.approx(want)
+    ref = np.array([[1.0, 0.0], [1 / 3, 2 / 3]])  # each group's own training distribution
+    assert fd_interval(probs, ref, groups=groups, n_boot=10)["value"] == pytest.approx(0.0)
+    # pooled, class 1's balance hides nothing, class 0's skew is diluted
+    assert fairness_discrepancy(probs) < r["value"]
 
 
 def test_fd_interval_covers_the_truth():
@@ -58,3 +70,14 @@ def test_fid_matches_the_closed_form_and_kid_is_near_zero_for_one_distribution()
     assert q["kid"]["subset_size"] == 100
     with pytest.raises(ValueError, match="two images"):
         fid_kid(fake[:1], real, Identity())
+
+
+def test_same_seed_similarity():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 8, generator=g)
+    same = same_seed_similarity(a, 3.0 * a)  # cosine: scale-free
+    assert same["value"] == pytest.approx(1.0) and same["n"] == 50
+    other = same_seed_similarity(a, torch.randn(50, 8, generator=g))
+    assert abs(other["value"]) < 0.3 and other["ci_low"] < other["value"] < other["ci_high"]
+    with pytest.raises(ValueError, match="paired"):
+        same_seed_similarity(a, a[:10])

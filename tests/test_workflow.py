@@ -70,6 +70,30 @@ def test_tiny_run_writes_tidy_metrics(tiny_run):
     assert log.groupby("depth")["step"].max().tolist() == [200, 200]
 
 
+def test_tiny_run_difflens_slice(tiny_run):
+    """The depth-2 model gets an SAE, located features and an intervened cell; the depth-3
+    model only the plain rows. Every cell has FD, FID and KID; the intervened cell also the
+    same-seed similarity to its unintervened twin."""
+    res = tiny_run / "results"
+    m = pd.read_parquet(res / "metrics.parquet")
+    on = m[m["intervene"] != 1.0]
+    assert set(on["depth"]) == {"2"} and set(on["intervene_mode"]) == {"probability"}
+    assert {"fd", "fd_training", "fid", "kid"} <= set(m["metric"])
+    cells = m.groupby(["depth", "sampler", "intervene"])["metric"].agg(set)
+    assert all({"fd", "fid"} <= s for s in cells)
+    sim = m[m.metric == "same_seed_similarity"]
+    assert len(sim) == 1 and sim["intervene"].iloc[0] == 4.0 and 0 < sim["value"].iloc[0] <= 1
+    probes = pd.read_parquet(res / "difflens" / "probes.parquet")
+    assert len(probes) == 3 and set(probes["depth"]) == {"2"}  # keep_calls 3
+    assert probes["probe_accuracy"].between(0, 1).all()
+    features = pd.read_parquet(res / "difflens" / "features.parquet")
+    assert set(features["class_index"]) == {0, 1} and len(features) == 2 * 5
+    sae = pd.read_parquet(res / "difflens" / "sae.parquet")
+    assert (sae["final_fvu"] < 1).all() and set(GRID_COLUMNS) & set(sae.columns)
+    for fig in ("fig_fd_vs_intervention", "fig_difflens_probes"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
+
+
 def test_tiny_run_matches_golden_tables(tiny_run):
     assert_matches_golden(tiny_run / "results", "tiny")
 

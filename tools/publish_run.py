@@ -4,13 +4,14 @@
     python tools/publish_run.py config/gpu-repro.yaml --name gpu-repro --cores 16 \\
         -- --resources gpu=4
 
-The workflow runs in its own working directory (``runs/<name>/``, git-ignored), so a published
+The workflow runs in its own working directory (``runs/<name>/``, git-ignored, or
+``runs/<workdir>/`` with ``--workdir``, shared with the run a config extends), so a published
 run never mixes with ``results/`` of the default run; rerunning resumes it (Snakemake skips what
 is complete, training resumes from checkpoints). When it has finished, the files a reader needs
 are copied into ``docs/results/<name>/``:
 
 * ``metrics.parquet`` and ``metrics.csv`` (the tidy metrics, every grid column), ``probe.parquet``,
-  ``train_log.parquet``;
+  ``train_log.parquet``, and ``difflens/{probes,features,sae}.parquet`` when the run has them;
 * ``tables/`` (``summary.md``, ``table3_knn.csv``) and ``figures/*.png``;
 * ``report.html`` (``snakemake --report``) unless ``--no-report``;
 * ``run.json`` and ``run.md``: per run (a rerun appends), the exact command, the commit (and
@@ -36,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ("metrics.parquet", "probe.parquet", "train_log.parquet")
+#: Copied when the run made them (DiffLens: ``difflens.datasets`` not empty).
+OPTIONAL = ("difflens/probes.parquet", "difflens/features.parquet", "difflens/sae.parquet")
 
 
 def _git(*args: str) -> str:
@@ -98,7 +101,8 @@ def publish(workdir: Path, dest: Path, *, report: bool, config: Path) -> list[st
     for sub in ("figures", "tables"):
         shutil.rmtree(dest / sub, ignore_errors=True)
     copied = []
-    for name in COPIED:
+    for name in (*COPIED, *(f for f in OPTIONAL if (results / f).is_file())):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(results / name, dest / name)
         copied.append(name)
     import pandas as pd
@@ -156,11 +160,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", required=True, help="docs/results/<name>/ and runs/<name>/")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument(
+        "--workdir",
+        help="run in runs/<WORKDIR>/ instead of runs/<name>/: a config that extends a published "
+        "one reuses its trained models (Snakemake reruns only what the extension adds)",
+    )
     args = ap.parse_args(own)
     config = args.config.resolve()
     if not config.is_file():
         raise SystemExit(f"publish: config {args.config} is not a file")
-    workdir = ROOT / "runs" / args.name
+    workdir = ROOT / "runs" / (args.workdir or args.name)
     dest = ROOT / "docs" / "results" / args.name
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = snakemake_command(config, workdir, args.cores, extra)

@@ -16,9 +16,12 @@ import torch
 
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
-from .grid import DATA_COLUMNS, GRID_COLUMNS, KNOB_COLUMNS, MODEL_COLUMNS, depth_sort_key
+from .datasets.common import class_indices
+from .gather import ROW_KEYS, attach_probe, gather, summary_table  # noqa: F401 (re-exported)
+from .grid import GRID_COLUMNS
 from .images import to_model_range
-from .metrics import amplification, fd_interval, knn_similarity, mean_pairwise_lpips, share
+from .metrics import amplification, knn_similarity, mean_pairwise_lpips, share
+from .quality import fairness_rows, quality_rows, same_seed_rows
 from .sections import from_section
 
 
@@ -94,6 +97,9 @@ class Readout:
     #: its A classes [N, A] and the training set's distribution over them [A]
     attribute_probs: np.ndarray | None = None
     training_attribute: np.ndarray | None = None
+    #: class-conditional models: each sample's conditioning class (FD per class, then the
+    #: mean; ``training_attribute`` then one row per class)
+    attribute_groups: np.ndarray | None = None
 
 
 def depth_readout(c: Classified) -> Readout:
@@ -201,8 +207,21 @@ def conditional_readout(c: Classified) -> Readout:
         before.insert(1, share_row("rho_model_right", right, n))
         rho_right = float(np.mean(train["colour_right"] == train["y"]))
         after.append({"metric": "training_rho_right", "value": rho_right, "n": len(train["y"])})
-    train_dist = np.array([np.mean(train_attr == v) for v in values])
-    return Readout(columns, ~aligned, 1.0 - rho_train, before, after, bias_probs, train_dist)
+    # per class (the bias of a conditional model is the attribute given the class)
+    train_cls = class_indices(train["y"], c.classes)
+    train_dist = np.array(
+        [[np.mean(train_attr[train_cls == k] == v) for v in values] for k in range(len(c.classes))]
+    )
+    return Readout(
+        columns,
+        ~aligned,
+        1.0 - rho_train,
+        before,
+        after,
+        bias_probs,
+        train_dist,
+        attribute_groups=np.asarray(c.samples["labels"], dtype=np.int64),
+    )
 
 
 def bias_rows(
@@ -243,6 +262,7 @@ def evaluate_cell(
     train_features: np.ndarray | None = None,
     attribute_classifier_path: str | None = None,
     real_images: np.ndarray | None = None,
+    reference_samples: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one (model, sampler setting) cell: classify the samples, read the bias out
     (``conditional_readout`` for class-conditional models, ``grid["num_classes"] > 0``, else
@@ -254,7 +274,9 @@ def evaluate_cell(
     labels, "classes", and the family's attributes}. ``train_features``: the training set's
     kNN features (``knn_features``), else computed here. ``attribute_classifier_path``:
     the CelebA group classifier or the BFFHQ gender classifier. ``real_images``: held-out
-    real images (uint8), the reference of FID and KID (no quality rows without them)."""
+    real images (uint8), the reference of FID and KID (no quality rows without them).
+    ``reference_samples``: for an intervened cell, the unintervened cell's samples (the same
+    seeds), read by ``same_seed_similarity``."""
     metrics = metrics or MetricsConfig()
     classifier, classes = _dataset_classifier(classifier_path, train)
     x_gen = to_model_range(samples["images"])
@@ -282,48 +304,15 @@ def evaluate_cell(
     )
     rows = r.rows_before + bias_rows(r, c.confidence, metrics.confidence_threshold, len(train["y"]))
     rows += r.rows_after
-    rows += fairness_rows(r)
+    rows += fairness_rows(r.attribute_probs, r.training_attribute, r.attribute_groups)
     rows += diversity_memorization_rows(
         x_gen, to_model_range(train["x"]), classifier, metrics, train_features
     )
     if real_images is not None:
         rows += quality_rows(x_gen, to_model_range(real_images), classifier, metrics)
+    if reference_samples is not None:
+        rows += same_seed_rows(samples, reference_samples, classifier, metrics)
     return predictions, _metrics_table(rows, grid)
-
-
-def fairness_rows(r: Readout) -> list[dict[str, Any]]:
-    """``fd`` (DiffLens' Fairness Discrepancy to the uniform distribution over the attribute's
-    classes) and ``fd_training`` (to the training set's distribution: what amplification is
-    relative to), each with a bootstrap 95% interval (``metrics.fd_interval``)."""
-    if r.attribute_probs is None:
-        return []
-    rows = [{"metric": "fd", **fd_interval(r.attribute_probs)}]
-    if r.training_attribute is not None:
-        rows.append(
-            {"metric": "fd_training", **fd_interval(r.attribute_probs, r.training_attribute)}
-        )
-    return rows
-
-
-def quality_rows(
-    x_gen: torch.Tensor, x_real: torch.Tensor, classifier, metrics: MetricsConfig
-) -> list[dict[str, Any]]:
-    """FID and KID against held-out real images in the kNN feature space
-    (``MetricsConfig.knn_network``; offline default: the evaluation classifier's penultimate
-    features, named in the ``backbone`` column), through torchmetrics (``biaslab.quality``)."""
-    from .quality import fid_kid
-
-    name, weights = metrics.knn_network()
-    bb = load_backbone(
-        name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
-    )
-    q = fid_kid(x_gen, x_real, bb)
-    n = len(x_gen)
-    return [
-        {"metric": "fid", "backbone": bb.name, "value": q["fid"]["value"], "n": n},
-        {"metric": "kid", "backbone": bb.name, "value": q["kid"]["value"], "n": n},
-        {"metric": "kid_std", "backbone": bb.name, "value": q["kid"]["std"], "n": n},
-    ]
 
 
 def diversity_memorization_rows(
@@ -440,89 +429,3 @@ def training_set_features(
             "base sets"
         )
     return emb[idx]
-
-
-#: What identifies a row of each gathered table, beside the grid columns.
-ROW_KEYS = {
-    "metrics": ("metric", "k", "group", "backbone"),
-    "predictions": ("sample_index",),
-    "train_log": ("step",),
-    "probe": ("metric", "t"),
-    "difflens_probes": ("call",),
-    "difflens_features": ("class_index", "rank"),
-    "difflens_sae": ("step",),
-}
-
-
-def attach_probe(table: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (metrics or predictions) with the probe's verdict on its model as
-    ``probe_learned`` (``biaslab.probe``: False = the model did not learn what its bias
-    readout needs; figures draw such cells hollow)."""
-    keys = [c for c in (*DATA_COLUMNS, *MODEL_COLUMNS) if c in table and c in probe]
-    verdicts = probe.groupby(keys, dropna=False, sort=False)["learned"].first().reset_index()
-    out = table.merge(verdicts.rename(columns={"learned": "probe_learned"}), on=keys, how="left")
-    if out["probe_learned"].isna().any():
-        raise ValueError("attach_probe: a model of the table has no probe")
-    return out.astype({"probe_learned": bool})
-
-
-def gather(tables: list[pd.DataFrame], kind: str, sources: list[str] | None = None) -> pd.DataFrame:
-    """Concatenate per-cell (or per-model) tidy tables of one ``kind`` (a ``ROW_KEYS`` key).
-    Refuses two rows with the same grid columns and row key: the same cell gathered twice
-    (two config values sharing one path) would otherwise double every row silently."""
-    table = pd.concat(tables, ignore_index=True)
-    keys = [c for c in (*GRID_COLUMNS, *ROW_KEYS[kind]) if c in table.columns]
-    dup = table.duplicated(keys, keep=False)
-    if dup.any():
-        first = table.loc[dup, keys].iloc[0].to_dict()
-        where = ""
-        if sources is not None:
-            sizes = [len(t) for t in tables]
-            owner = np.repeat(np.arange(len(tables)), sizes)[dup.to_numpy()]
-            where = f" (from {sorted({sources[i] for i in owner})[:4]})"
-        raise ValueError(
-            f"gather {kind}: {int(dup.sum())} rows share their grid key{where}, e.g. {first}"
-        )
-    return table
-
-
-#: The summary's row order: skew, seed, then every sampler knob (``grid.KNOB_COLUMNS``).
-_SORT_COLUMNS = ("minority_fraction", "train_seed", *KNOB_COLUMNS)
-
-
-def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, sampler setting): % minority [95% CI], training %, amplification
-    (percentage points), confident share, diversity; for coloured-MNIST cells also rho_model
-    [95% CI], the measured training rho and label adherence."""
-    keys = [c for c in GRID_COLUMNS if c in metrics.columns]
-    out = []
-    for key, g in metrics.groupby(keys, sort=False, dropna=False):
-        m = {r.metric: r for r in g[g["k"].isna()].itertuples()}
-        row = dict(zip(keys, key, strict=True))
-        ms = m["minority_share"]
-        row["% minority [95% CI]"] = (
-            f"{100 * ms.value:.1f} [{100 * ms.ci_low:.1f}, {100 * ms.ci_high:.1f}]"
-        )
-        row["training %"] = round(100 * m["training_minority_share"].value, 1)
-        row["amplification (pp)"] = round(100 * m["amplification"].value, 1)
-        row["confident %"] = round(100 * m["confident_share"].value, 1)
-        row["diversity"] = round(m["diversity_lpips"].value, 4)
-        if "rho_model" in m:  # class-conditional coloured-MNIST cells
-            r = m["rho_model"]
-            row["rho_model [95% CI]"] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            row["training rho"] = round(m["training_rho"].value, 3)
-            row["label adherence %"] = round(100 * m["label_adherence"].value, 1)
-        out.append(row)
-    table = pd.DataFrame(out)
-    drop = [c for c in keys if table[c].nunique(dropna=False) <= 1 and c not in ("depth",)]
-    table = table.drop(columns=drop)
-    sort_cols = [c for c in table.columns if c in ("dataset", *_SORT_COLUMNS)]
-
-    def sort_key(i: int) -> tuple:
-        row = table.iloc[i]
-        # (is-missing, value) pairs: NaN-free comparisons across dataset families
-        vals = tuple((pd.isna(row[c]), "" if pd.isna(row[c]) else row[c]) for c in sort_cols)
-        return vals, depth_sort_key(row["depth"])
-
-    order = sorted(range(len(table)), key=sort_key)
-    return table.iloc[order].reset_index(drop=True)

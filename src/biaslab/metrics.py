@@ -36,8 +36,6 @@ from scipy import stats
 __all__ = [
     "clopper_pearson",
     "cross_sq_lpips_from_features",
-    "fairness_discrepancy",
-    "fd_interval",
     "knn_search",
     "knn_similarity",
     "label_adherence",
@@ -88,40 +86,6 @@ def amplification(generated_minority_share: float, training_minority_share: floa
     (bias-conflicting) share minus the generated one. Positive: the majority (aligned) share
     grew, the bias was amplified; negative: it was reduced. The one definition in the code."""
     return float(training_minority_share) - float(generated_minority_share)
-
-
-def fairness_discrepancy(probs: np.ndarray, reference: np.ndarray | None = None) -> float:
-    """DiffLens' Fairness Discrepancy: ``|| mean_i p_i - reference ||_2`` for the attribute
-    probabilities ``p_i`` [N, A] of N samples (one-hot rows for a hard labeller); the
-    reference is the uniform distribution over the A classes unless given (the training
-    set's attribute distribution gives ``fd_training``). 0 = the reference exactly."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or len(p) == 0:
-        raise ValueError(f"fairness_discrepancy: need probabilities [N, A], got {p.shape}")
-    ref = np.full(p.shape[1], 1.0 / p.shape[1]) if reference is None else np.asarray(reference)
-    if ref.shape != (p.shape[1],):
-        raise ValueError(f"fairness_discrepancy: reference {ref.shape} for {p.shape[1]} classes")
-    return float(np.linalg.norm(p.mean(0) - ref))
-
-
-def fd_interval(
-    probs: np.ndarray,
-    reference: np.ndarray | None = None,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> dict[str, float | int]:
-    """``fairness_discrepancy`` with a percentile bootstrap ``1 - alpha`` interval over the
-    samples (``n_boot`` resamples of the N rows, a fixed seed)."""
-    p = np.asarray(probs, dtype=np.float64)
-    value = fairness_discrepancy(p, reference)
-    ref = np.full(p.shape[1], 1.0 / p.shape[1]) if reference is None else np.asarray(reference)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(p), size=(n_boot, len(p)))
-    boot = np.linalg.norm(p[idx].mean(1) - ref, axis=1)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return {"value": value, "ci_low": float(lo), "ci_high": float(hi), "n": len(p)}
 
 
 def rho_model(

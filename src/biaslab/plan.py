@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, check_config, check_depth, check_probe, resolve_sampling_grid
 from .datasets import facts
 from .datasets.common import heldout_size, skewed_counts
+from .difflens_plan import with_difflens
 from .grid import KNOB_TYPES, WILDCARD_PATTERNS, fraction_label, intervened, knob_path_values
 
 
@@ -390,85 +391,6 @@ def bffhq_family(config: Mapping[str, Any], dataset: str = "bffhq") -> Family:
     )
 
 
-def _with_difflens(config: Mapping[str, Any], families: dict[str, Family]) -> dict[str, Family]:
-    """The families of ``difflens.datasets`` with their DiffLens settings; intervened grid
-    rows anywhere else are an error, as are filters that select no model and a target
-    distribution that is not one over the attribute classes."""
-    from .difflens import LocateConfig, SAEConfig
-
-    dl = config.get("difflens") or {}
-    names = list(dl.get("datasets") or [])
-    for name, fam in families.items():
-        for i, row in enumerate(fam.knob_rows):
-            if intervened(row) and name not in names:
-                raise ConfigError(
-                    f"{fam.grid_key}[{i}].intervene: the row intervenes through an SAE, but "
-                    f"{name} is not in difflens.datasets"
-                )
-    out = dict(families)
-    if not config["model"]["depths"]:  # the depth family is off, and its DiffLens with it
-        names = [n for n in names if n != config["data"]["dataset"]]
-    for name in names:
-        fam = families.get(name)
-        if fam is None:
-            raise ConfigError(
-                f"difflens.datasets: {name!r} is not a family of this run ({list(families)})"
-            )
-        if fam.conditional:
-            raise ConfigError(
-                f"difflens.datasets: {name} is class-conditional; DiffLens runs on the "
-                "unconditional depth family in this version (its attribute: the class classifier's)"
-            )
-        depths = fam.depths if dl.get("depths") is None else tuple(str(d) for d in dl["depths"])
-        bad = [d for d in depths if d not in fam.depths]
-        if bad:
-            raise ConfigError(
-                f"difflens.depths: {bad} are not depths of {name} ({list(fam.depths)})"
-            )
-        fractions = fam.fractions
-        if dl.get("fractions") is not None:
-            fractions = tuple(fraction_label(f) for f in dl["fractions"])
-            bad = [f for f in fractions if f not in fam.fractions]
-            if bad:
-                raise ConfigError(
-                    f"difflens.fractions: {bad} are not skews of {name} ({list(fam.fractions)})"
-                )
-        plain = [r for r in fam.knob_rows if not intervened(r)]
-        if not plain:
-            raise ConfigError(
-                f"{fam.grid_key}: every row intervenes; DiffLens captures its activations on the "
-                "first row without intervene"
-            )
-        n_attr = 2  # the depth family's attribute: the two image classes
-        target = dl.get("target")
-        if target is None:
-            target = [1.0 / n_attr] * n_attr
-        if len(target) != n_attr or abs(sum(target) - 1.0) > 1e-6:
-            raise ConfigError(
-                f"difflens.target: {list(target)} is not a distribution over the {n_attr} "
-                f"attribute classes of {name} (length {n_attr}, sum 1)"
-            )
-        try:
-            sae = SAEConfig.from_dict(dl.get("sae") or {})
-            attribution = LocateConfig.from_dict(dl.get("attribution") or {})
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        out[name] = replace(
-            fam,
-            difflens={
-                "models": frozenset((f, d) for f in fractions for d in depths),
-                "reference": plain[0],
-                "n_samples": int(dl["n_samples"]),
-                "keep_calls": int(dl["keep_calls"]),
-                "target": tuple(float(v) for v in target),
-                "n_attribute_classes": n_attr,
-                "sae": asdict(sae),
-                "attribution": asdict(attribution),
-            },
-        )
-    return out
-
-
 #: The conditional families by dataset name (``conditional.datasets``).
 CONDITIONAL_FAMILIES: dict[str, Callable[..., Family]] = {
     "biased_mnist": colour_mnist_family,
@@ -492,7 +414,7 @@ def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)
     check_probe(config)
-    families = _with_difflens(config, families)
+    families = with_difflens(config, families)
     total = sum(
         len(f.seeds) * len(f.rows_of(fr, d)) * f.n_samples
         for f in families.values()

@@ -1,4 +1,11 @@
-"""Image quality: FID and KID of generated images against held-out real images, in a chosen
+"""Fairness Discrepancy, same-seed similarity and image quality of a cell.
+
+Fairness (DiffLens): ``fairness_discrepancy`` / ``fd_interval`` (bootstrap interval, per
+conditioning class for class-conditional models), ``same_seed_similarity`` (CLIP-I analogue).
+The metric rows of ``evaluate.evaluate_cell``: ``fairness_rows``, ``quality_rows``,
+``same_seed_rows`` (``metrics`` the ``evaluate.MetricsConfig`` section).
+
+Image quality: FID and KID of generated images against held-out real images, in a chosen
 feature space, through ``torchmetrics`` (Frechet distance and the polynomial-kernel MMD of
 Binkowski et al. 2018 are theirs, not rewritten here).
 
@@ -11,10 +18,16 @@ usual space.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .backbones import load_backbone
+from .images import to_model_range
 
 
 class EmbedFeatures(nn.Module):
@@ -64,3 +77,127 @@ def fid_kid(
             "fid": {"value": float(fid.compute())},
             "kid": {"value": float(kid_mean), "std": float(kid_std), "subset_size": size},
         }
+
+
+def fairness_discrepancy(probs: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """DiffLens' Fairness Discrepancy: ``|| mean_i p_i - reference ||_2`` for the attribute
+    probabilities ``p_i`` [N, A] of N samples (one-hot rows for a hard labeller); the
+    reference is the uniform distribution over the A classes unless given (the training
+    set's attribute distribution gives ``fd_training``). 0 = the reference exactly."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) == 0:
+        raise ValueError(f"fairness_discrepancy: need probabilities [N, A], got {p.shape}")
+    ref = np.full(p.shape[1], 1.0 / p.shape[1]) if reference is None else np.asarray(reference)
+    if ref.shape != (p.shape[1],):
+        raise ValueError(f"fairness_discrepancy: reference {ref.shape} for {p.shape[1]} classes")
+    return float(np.linalg.norm(p.mean(0) - ref))
+
+
+def fd_interval(
+    probs: np.ndarray,
+    reference: np.ndarray | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, float | int]:
+    """``fairness_discrepancy`` with a percentile bootstrap ``1 - alpha`` interval over the
+    samples (``n_boot`` resamples, a fixed seed). With ``groups`` (a class-conditional model's
+    conditioning labels, as DiffLens scores each prompt on its own), the value is the mean over
+    the groups of each group's FD, the reference one row per group ([G, A], or [A] for all) and
+    the resamples are drawn within each group."""
+    p = np.asarray(probs, dtype=np.float64)
+    a = p.shape[1]
+    ref = np.full(a, 1.0 / a) if reference is None else np.asarray(reference, dtype=np.float64)
+    g = np.zeros(len(p), dtype=np.int64) if groups is None else np.asarray(groups, np.int64)
+    names = np.unique(g)
+    refs = ref if ref.ndim == 2 else np.broadcast_to(ref, (int(names.max()) + 1, a))
+    members = [np.flatnonzero(g == k) for k in names]
+    value = float(
+        np.mean([fairness_discrepancy(p[m], refs[k]) for k, m in zip(names, members, strict=True)])
+    )
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(n_boot)
+    for k, m in zip(names, members, strict=True):
+        idx = m[rng.integers(0, len(m), size=(n_boot, len(m)))]
+        boot += np.linalg.norm(p[idx].mean(1) - refs[k], axis=1)
+    boot /= len(names)
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return {"value": value, "ci_low": float(lo), "ci_high": float(hi), "n": len(p)}
+
+
+def same_seed_similarity(
+    edited: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor
+) -> dict[str, float | int]:
+    """DiffLens' CLIP-I analogue: the mean cosine similarity between the features of each
+    edited image and of the unedited image from the same seed (rows paired), with a normal
+    95% interval over the pairs; 1 = the intervention changed nothing."""
+    a, b = torch.as_tensor(edited).double(), torch.as_tensor(reference).double()
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"same_seed_similarity: paired features of one shape needed, got {tuple(a.shape)} "
+            f"and {tuple(b.shape)}"
+        )
+    cos = (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1).numpy()
+    mean = float(cos.mean())
+    half = 1.96 * float(cos.std(ddof=1)) / math.sqrt(len(cos)) if len(cos) > 1 else math.nan
+    return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(cos)}
+
+
+def fairness_rows(
+    probs: np.ndarray | None, training: np.ndarray | None, groups: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """``fd`` (DiffLens' Fairness Discrepancy to the uniform distribution over the attribute's
+    classes) and ``fd_training`` (to the training set's distribution: what amplification is
+    relative to), each with a bootstrap 95% interval (``metrics.fd_interval``); for a
+    class-conditional model per conditioning class (the attribute given the class), then the
+    mean over classes."""
+    if probs is None:
+        return []
+    rows = [{"metric": "fd", **fd_interval(probs, groups=groups)}]
+    if training is not None:
+        rows.append({"metric": "fd_training", **fd_interval(probs, training, groups=groups)})
+    return rows
+
+
+def quality_rows(
+    x_gen: torch.Tensor, x_real: torch.Tensor, classifier, metrics
+) -> list[dict[str, Any]]:
+    """FID and KID against held-out real images in the kNN feature space
+    (``MetricsConfig.knn_network``; offline default: the evaluation classifier's penultimate
+    features, named in the ``backbone`` column), through torchmetrics (``biaslab.quality``)."""
+    name, weights = metrics.knn_network()
+    bb = load_backbone(
+        name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
+    )
+    q = fid_kid(x_gen, x_real, bb)
+    n = len(x_gen)
+    return [
+        {"metric": "fid", "backbone": bb.name, "value": q["fid"]["value"], "n": n},
+        {"metric": "kid", "backbone": bb.name, "value": q["kid"]["value"], "n": n},
+        {"metric": "kid_std", "backbone": bb.name, "value": q["kid"]["std"], "n": n},
+    ]
+
+
+def same_seed_rows(
+    samples: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    classifier,
+    metrics,
+) -> list[dict[str, Any]]:
+    """``same_seed_similarity`` of an intervened cell to its unintervened cell, in the kNN
+    feature space (DiffLens' CLIP-I, with this run's backbone named)."""
+    if not np.array_equal(samples["seeds"], reference["seeds"]):
+        raise ValueError(
+            "same_seed_similarity: the reference cell was sampled from other seeds (its "
+            "sample_seed or n_samples differs)"
+        )
+    name, weights = metrics.knn_network()
+    bb = load_backbone(
+        name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
+    )
+    with torch.no_grad():
+        e = bb.embed(to_model_range(samples["images"]))
+        r = bb.embed(to_model_range(reference["images"]))
+    return [{"metric": "same_seed_similarity", "backbone": bb.name, **same_seed_similarity(e, r)}]

@@ -132,6 +132,17 @@ def sample_inputs(wildcards):
     return inputs
 
 
+def reference_samples(wildcards):
+    """An intervened cell's unintervened twin (same knobs, intervene 1): its samples, for the
+    same-seed similarity."""
+    if not intervened({"intervene": float(wildcards.intervene)}):
+        return {}
+    knobs = {**knob_values(wildcards), "intervene": "1.0", "intervene_mode": "none"}
+    cell = SPACES[wildcards.dataset].wildcard_pattern.format(**knobs)
+    model = MODEL.format(**wildcards)
+    return {"reference_samples": f"results/samples/{model}/{cell}/samples.npz"}
+
+
 def difflens_reference(wildcards):
     """The sampling settings whose loop DiffLens captures: the family's first grid row
     without intervention, with ``difflens.n_samples`` samples."""

@@ -20,6 +20,7 @@ rule collect_activations:
     params:
         sampling=difflens_reference,
         keep_calls=lambda wc: family(wc).difflens["keep_calls"],
+        n_classes=lambda wc: family(wc).difflens["n_attribute_classes"],
     script:
         "../scripts/collect_activations.py"
 

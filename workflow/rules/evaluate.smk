@@ -47,6 +47,7 @@ rule train_features:
 
 rule evaluate:
     input:
+        unpack(reference_samples),
         samples=SAMPLES,
         train=TRAIN,
         base=BASE,

@@ -8,9 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.classifier import load_classifier, predict
-from biaslab.difflens import collect_activations, fingerprint
-from biaslab.images import to_model_range
+from biaslab.difflens import attribute_labels, collect_activations, fingerprint
 from biaslab.io import write_npz
 from biaslab.models import default_device
 from biaslab.sampling import SamplerConfig
@@ -21,14 +19,15 @@ unet, scheduler = load_model(snakemake.input.model)
 unet.to(default_device())
 cfg = SamplerConfig(**snakemake.params.sampling)
 got = collect_activations(unet, scheduler.config, cfg, snakemake.params.keep_calls)
-classifier, classes = load_classifier(snakemake.input.classifier)
-labels, probs = predict(classifier, to_model_range(got["images"]))
+labels, probs, classes = attribute_labels(
+    got["images"], snakemake.input.classifier, snakemake.params.n_classes
+)
 print(f"h {got['h'].shape}, attribute classes {np.bincount(labels)}", file=sys.stderr)
 write_npz(
     snakemake.output.activations,
     **got,
-    labels=labels.astype(np.int64),
+    labels=labels,
     probs=probs,
-    classes=np.asarray(classes),
+    classes=classes,
     model_fingerprint=np.array(fingerprint(unet)),
 )

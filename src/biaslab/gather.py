@@ -1,0 +1,94 @@
+"""Gathering the per-cell tidy tables: concatenation with a duplicate-key check, the probe's
+verdict attached to every row, and the per-cell summary table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .grid import DATA_COLUMNS, GRID_COLUMNS, KNOB_COLUMNS, MODEL_COLUMNS, depth_sort_key
+
+#: What identifies a row of each gathered table, beside the grid columns.
+ROW_KEYS = {
+    "metrics": ("metric", "k", "group", "backbone"),
+    "predictions": ("sample_index",),
+    "train_log": ("step",),
+    "probe": ("metric", "t"),
+    "difflens_probes": ("call",),
+    "difflens_features": ("class_index", "rank"),
+    "difflens_sae": ("step",),
+}
+
+
+def attach_probe(table: pd.DataFrame, probe: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (metrics or predictions) with the probe's verdict on its model as
+    ``probe_learned`` (``biaslab.probe``: False = the model did not learn what its bias
+    readout needs; figures draw such cells hollow)."""
+    keys = [c for c in (*DATA_COLUMNS, *MODEL_COLUMNS) if c in table and c in probe]
+    verdicts = probe.groupby(keys, dropna=False, sort=False)["learned"].first().reset_index()
+    out = table.merge(verdicts.rename(columns={"learned": "probe_learned"}), on=keys, how="left")
+    if out["probe_learned"].isna().any():
+        raise ValueError("attach_probe: a model of the table has no probe")
+    return out.astype({"probe_learned": bool})
+
+
+def gather(tables: list[pd.DataFrame], kind: str, sources: list[str] | None = None) -> pd.DataFrame:
+    """Concatenate per-cell (or per-model) tidy tables of one ``kind`` (a ``ROW_KEYS`` key).
+    Refuses two rows with the same grid columns and row key: the same cell gathered twice
+    (two config values sharing one path) would otherwise double every row silently."""
+    table = pd.concat(tables, ignore_index=True)
+    keys = [c for c in (*GRID_COLUMNS, *ROW_KEYS[kind]) if c in table.columns]
+    dup = table.duplicated(keys, keep=False)
+    if dup.any():
+        first = table.loc[dup, keys].iloc[0].to_dict()
+        where = ""
+        if sources is not None:
+            sizes = [len(t) for t in tables]
+            owner = np.repeat(np.arange(len(tables)), sizes)[dup.to_numpy()]
+            where = f" (from {sorted({sources[i] for i in owner})[:4]})"
+        raise ValueError(
+            f"gather {kind}: {int(dup.sum())} rows share their grid key{where}, e.g. {first}"
+        )
+    return table
+
+
+#: The summary's row order: skew, seed, then every sampler knob (``grid.KNOB_COLUMNS``).
+_SORT_COLUMNS = ("minority_fraction", "train_seed", *KNOB_COLUMNS)
+
+
+def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, sampler setting): % minority [95% CI], training %, amplification
+    (percentage points), confident share, diversity; for coloured-MNIST cells also rho_model
+    [95% CI], the measured training rho and label adherence."""
+    keys = [c for c in GRID_COLUMNS if c in metrics.columns]
+    out = []
+    for key, g in metrics.groupby(keys, sort=False, dropna=False):
+        m = {r.metric: r for r in g[g["k"].isna()].itertuples()}
+        row = dict(zip(keys, key, strict=True))
+        ms = m["minority_share"]
+        row["% minority [95% CI]"] = (
+            f"{100 * ms.value:.1f} [{100 * ms.ci_low:.1f}, {100 * ms.ci_high:.1f}]"
+        )
+        row["training %"] = round(100 * m["training_minority_share"].value, 1)
+        row["amplification (pp)"] = round(100 * m["amplification"].value, 1)
+        row["confident %"] = round(100 * m["confident_share"].value, 1)
+        row["diversity"] = round(m["diversity_lpips"].value, 4)
+        if "rho_model" in m:  # class-conditional coloured-MNIST cells
+            r = m["rho_model"]
+            row["rho_model [95% CI]"] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            row["training rho"] = round(m["training_rho"].value, 3)
+            row["label adherence %"] = round(100 * m["label_adherence"].value, 1)
+        out.append(row)
+    table = pd.DataFrame(out)
+    drop = [c for c in keys if table[c].nunique(dropna=False) <= 1 and c not in ("depth",)]
+    table = table.drop(columns=drop)
+    sort_cols = [c for c in table.columns if c in ("dataset", *_SORT_COLUMNS)]
+
+    def sort_key(i: int) -> tuple:
+        row = table.iloc[i]
+        # (is-missing, value) pairs: NaN-free comparisons across dataset families
+        vals = tuple((pd.isna(row[c]), "" if pd.isna(row[c]) else row[c]) for c in sort_cols)
+        return vals, depth_sort_key(row["depth"])
+
+    order = sorted(range(len(table)), key=sort_key)
+    return table.iloc[order].reset_index(drop=True)
