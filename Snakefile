@@ -28,6 +28,7 @@ localrules:
     gather_difflens,
     fig_fd_vs_intervention,
     fig_difflens_probes,
+    fig_difflens_gallery,
     fig4_minority_vs_depth,
     fig_knn_vs_k,
     fig_loss_curves,

@@ -205,3 +205,17 @@ def test_attribute_classifier_with_other_classes_is_refused(tmp_path):
     images = np.zeros((2, 1, 16, 16), dtype=np.uint8)
     with pytest.raises(ValueError, match="has 3 classes"):
         dl.attribute_labels(images, str(path), 2)
+
+
+def test_gallery_ranks_images_by_peak_activation():
+    torch.manual_seed(0)
+    sae = dl.TopKSAE(4, 2, 8)
+    d = sae.W_dec.detach()[3].numpy()
+    h = np.zeros((6, 1, 4, 1, 1), dtype=np.float32)
+    for i, amp in enumerate([0.0, 5.0, 1.0, 3.0, 0.0, 2.0]):
+        h[i, 0, :, 0, 0] = amp * d
+    feats = np.array([[3], [-1]])
+    g = dl.gallery(h, sae, feats, n_features=1, n_images=3)
+    z = sae.encode(dl.positions(h))[..., 3].amax(dim=(1, 2)).detach().numpy()
+    want = [i for i in np.argsort(-z, kind="stable") if z[i] > 0][:3]
+    assert g.shape == (2, 1, 3) and list(g[0, 0]) == want and (g[1] == -1).all()

@@ -152,6 +152,7 @@ def _workflow_figure_names() -> set[str]:
     common = (WORKFLOW / "rules" / "common.smk").read_text()
     body = common.split("def all_targets():", 1)[1].split("\ndef ", 1)[0]
     names = set(re.findall(r'"(fig\w*)"', body))
+    names |= set(re.findall(r'^[A-Z_]+ = "(fig\w*)/', common, re.MULTILINE))  # path templates
     rules = (WORKFLOW / "rules" / "figures.smk").read_text()
     names |= set(re.findall(r"results/figures/(\w+)(?:\.png|/)", rules))
     for kinds in re.findall(r'wildcard_constraints:\s*kind="([\w|]+)"', rules):
@@ -162,8 +163,8 @@ def _workflow_figure_names() -> set[str]:
 def test_registry_has_every_workflow_figure():
     names = _workflow_figure_names()
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
-    assert {"fig_fd_vs_intervention", "fig_difflens_probes"} <= names
-    assert len(names) == 14
+    assert {"fig_fd_vs_intervention", "fig_difflens_probes", "fig_difflens_gallery"} <= names
+    assert len(names) == 15
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 

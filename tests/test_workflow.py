@@ -59,13 +59,13 @@ def test_tiny_run_writes_tidy_metrics(tiny_run):
     }
     assert expected <= set(m["metric"])
     share = m[m.metric == "minority_share"]
-    assert len(share) == 4  # 2 depths x 2 sampler cells
+    assert len(share) == 5  # 2 depths x 2 sampler cells, and the depth-2 model's SAE cell
     assert ((share.value >= share.ci_low) & (share.value <= share.ci_high)).all()
     assert set(m.loc[m.metric == "knn_l2", "k"].astype(int)) == {1, 2, 5, 10}
     train_share = m.loc[m.metric == "training_minority_share", "value"]
     assert (train_share.round(3) == 0.2).all()
     p = pd.read_parquet(tiny_run / "results" / "predictions.parquet")
-    assert len(p) == 4 * 12 and set(GRID_COLUMNS) <= set(p.columns)
+    assert len(p) == 5 * 12 and set(GRID_COLUMNS) <= set(p.columns)
     log = pd.read_parquet(tiny_run / "results" / "train_log.parquet")
     assert log.groupby("depth")["step"].max().tolist() == [200, 200]
 
@@ -90,7 +90,8 @@ def test_tiny_run_difflens_slice(tiny_run):
     assert set(features["class_index"]) == {0, 1} and len(features) == 2 * 5
     sae = pd.read_parquet(res / "difflens" / "sae.parquet")
     assert (sae["final_fvu"] < 1).all() and set(GRID_COLUMNS) & set(sae.columns)
-    for fig in ("fig_fd_vs_intervention", "fig_difflens_probes"):
+    gallery = "fig_difflens_gallery/mnist69/minority~0.2_depth~2_seed~0"
+    for fig in ("fig_fd_vs_intervention", "fig_difflens_probes", gallery):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
 
 
@@ -258,16 +259,18 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     )
     elapsed = time.perf_counter() - t0
     counts = job_counts(proc.stdout)
-    # depth family: 6 depth variants x 4 skews x 3 training seeds, 8 sampler settings each;
+    # depth family: 6 depth variants x 4 skews x 3 training seeds, 11 sampler settings each
+    # (3 of them through the model's SAE: DiffLens on every depth model);
     # sampler family: 2 coloured datasets x 4 rho x 3 depths x 3 seeds, 26 settings each
     assert counts["train_diffusion"] == 72 + 72
+    assert counts["collect_activations"] == counts["train_sae"] == 72
     assert counts["skewed_dataset"] == 4 + 8
     assert counts["train_classifier"] == 3
     # kNN features: once for the MNIST base set (its 4 skews index into it), once per
     # recoloured training set (2 datasets x 4 rho)
     assert counts["base_features"] == 1
     assert counts["train_features"] == 8
-    assert counts["sample"] == counts["evaluate"] == 72 * 8 + 72 * 26
+    assert counts["sample"] == counts["evaluate"] == 72 * 11 + 72 * 26
     assert counts["fig_sampler_study"] == 5
     print(f"paper dry run: {elapsed:.1f} s")
 
@@ -282,7 +285,7 @@ def test_paper_config_without_data_is_rejected(tmp_path):
 
 
 def test_cpu_repro_config_dry_run(tmp_path):
-    """config/cpu-repro.yaml stays valid: 8 models (4 depths x 2 skews), 1000 samples each."""
+    """config/cpu-repro.yaml stays valid: 8 models (4 depths x 2 seeds), 1000 samples each."""
     proc = snakemake(
         "-n",
         "--configfile",

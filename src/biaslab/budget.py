@@ -31,20 +31,30 @@ def estimate(
 ) -> list[dict[str, Any]]:
     """Per family of the plan (``biaslab.plan``; ``config`` as read from a file: the schema's
     defaults are filled first): models, training images, sampling cells and U-Net
-    image-evaluations (``grid.network_evaluations``: guided cells count twice), and hours at
+    image-evaluations (``grid.network_evaluations``: guided cells count twice; DiffLens'
+    intervened cells only on the models with an SAE, plus its capture loop), and hours at
     the given rates."""
     families = plan(with_defaults(config))
     batch = int(config["training"]["batch_size"])
     rows = []
     for fam in families.values():
         models = len(fam.fractions) * len(fam.depths) * len(fam.seeds)
-        per_cell = [network_evaluations(r) for r in fam.knob_rows]
+        cells = evals = 0
+        for fraction in fam.fractions:
+            for depth in fam.depths:
+                rows_here = fam.rows_of(fraction, depth)  # intervened rows: SAE models only
+                cells += len(fam.seeds) * len(rows_here)
+                per_model = fam.n_samples * sum(network_evaluations(r) for r in rows_here)
+                if fam.has_sae(fraction, depth):  # DiffLens' capture loop
+                    dl = fam.difflens
+                    per_model += dl["n_samples"] * network_evaluations(dl["reference"])
+                evals += len(fam.seeds) * per_model
         row = {
             "family": fam.dataset,
             "models": models,
             "train_images": models * fam.train_steps * batch,
-            "cells": models * len(fam.knob_rows),
-            "sample_evals": models * fam.n_samples * sum(per_cell),
+            "cells": cells,
+            "sample_evals": evals,
         }
         if train_rate:
             row["train_hours"] = row["train_images"] / train_rate / 3600

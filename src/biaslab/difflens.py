@@ -384,13 +384,39 @@ def collect_activations(
     return {"h": h, "timesteps": timesteps, "calls": calls, "images": images, "seeds": seeds}
 
 
+def gallery(
+    h: np.ndarray, sae: TopKSAE, features: np.ndarray, n_features: int = 5, n_images: int = 8
+) -> np.ndarray:
+    """For the first ``n_features`` located features of each class, the captured images that
+    activate it most (its largest activation over calls and positions), most first:
+    [n_classes, n_features, n_images] image indices (-1 where a feature has no feature id or
+    fewer active images)."""
+    feats = np.asarray(features)[:, :n_features]
+    flat = np.unique(feats[feats >= 0])
+    peak = np.zeros((len(h), len(flat)))
+    with torch.no_grad():
+        for s in range(0, len(h), 64):
+            z = sae.encode(positions(h[s : s + 64]))  # [b, S, P, m]
+            peak[s : s + 64] = z[..., torch.as_tensor(flat)].amax(dim=(1, 2)).double().numpy()
+    out = np.full((*feats.shape, n_images), -1, dtype=np.int64)
+    for (c, r), f in np.ndenumerate(feats):
+        if f < 0:
+            continue
+        col = peak[:, np.searchsorted(flat, f)]
+        order = np.argsort(-col, kind="stable")
+        order = order[col[order] > 0][:n_images]
+        out[c, r, : len(order)] = order
+    return out
+
+
 def locate(
     captured: Mapping[str, np.ndarray], sae: TopKSAE, n_classes: int, cfg: LocateConfig
 ) -> dict[str, Any]:
     """Probes and attribution on a capture (``collect_activations`` plus ``labels``, the
     attribute class index of each final image): the top features per class
-    [n_classes, n_features], the ranked-feature rows (class, rank, latent, score) and the
-    probe rows (call, DDPM timestep, held-out accuracy, IG convergence delta)."""
+    [n_classes, n_features], the ranked-feature rows (class, rank, latent, score), the probe
+    rows (call, DDPM timestep, held-out accuracy, IG convergence delta) and the ``gallery``
+    of the images that most activate the first features of each class."""
     h, labels = captured["h"], np.asarray(captured["labels"], dtype=np.int64)
     if h.shape[2] != sae.d_in:
         raise ValueError(
@@ -419,6 +445,7 @@ def locate(
         "feature_rows": feature_rows,
         "probe_rows": probe_rows,
         "class_share": class_share,
+        "gallery": gallery(h, sae, top),
     }
 
 

@@ -61,6 +61,7 @@ DIFFLENS = f"results/difflens/{MODEL}"
 ACTIVATIONS = f"{DIFFLENS}/activations.npz"
 SAE_FILE = f"{DIFFLENS}/sae.pt"
 FEATURES = f"{DIFFLENS}/features.npz"
+GALLERY = "fig_difflens_gallery/{dataset}/minority~{fraction}_depth~{depth}_seed~{seed}"
 TRAIN_FEATURES = "results/features/{dataset}/minority~{fraction}/train_features.npz"
 
 
@@ -221,6 +222,13 @@ def all_targets():
     ]
     if any(fam.difflens is not None for fam in PLAN.values()):
         figs += ["fig_fd_vs_intervention", "fig_difflens_probes"]
+        figs += [
+            GALLERY.format(dataset=name, fraction=fraction, depth=depth, seed=seed)
+            for name, fam in PLAN.items()
+            if fam.difflens is not None
+            for fraction, depth in sorted(fam.difflens["models"])
+            for seed in fam.seeds
+        ]
         tables += [
             "results/difflens/probes.parquet",
             "results/difflens/features.parquet",

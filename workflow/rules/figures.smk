@@ -100,6 +100,36 @@ rule fig_difflens_probes:
         "../scripts/figure.py"
 
 
+rule fig_difflens_gallery:
+    input:
+        activations=ACTIVATIONS,
+        features=FEATURES,
+    output:
+        png=report(
+            figure(GALLERY, "png"),
+            caption="../report/difflens_gallery.rst",
+            category="Mechanistic debiasing",
+            labels={
+                "figure": "feature gallery",
+                "model": "{dataset} minority {fraction} depth {depth} seed {seed}",
+            },
+        ),
+        pdf=figure(GALLERY, "pdf"),
+    log:
+        f"logs/figures/gallery/{MODEL}.log",
+    conda:
+        ENV
+    resources:
+        runtime=10,
+    params:
+        title=lambda wc: (
+            f"{wc.dataset}, minority {wc.fraction}, depth {wc.depth}, seed {wc.seed}: "
+            "images that most activate the top SAE features"
+        ),
+    script:
+        "../scripts/fig_gallery.py"
+
+
 rule fig_loss_curves:
     input:
         train_log="results/train_log.parquet",

@@ -31,5 +31,6 @@ write_npz(
     snakemake.output.features,
     features=out["features"],
     scores=out["scores"],
+    gallery=out["gallery"],
     model_fingerprint=np.array(model_fp),
 )

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from .common import save
 from .depth import fig_knn_vs_k, fig_loss_curves, fig_minority_vs_depth, fig_toy
-from .difflens import fig_difflens_probes, fig_fd_vs_intervention
+from .difflens import fig_difflens_gallery, fig_difflens_probes, fig_fd_vs_intervention
 from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
 from .sampler import (
@@ -43,6 +43,7 @@ __all__ = [
     "differing_columns",
     "fig_bias_diversity_frontier",
     "fig_bypass",
+    "fig_difflens_gallery",
     "fig_difflens_probes",
     "fig_fd_vs_intervention",
     "fig_knn_vs_k",
@@ -93,4 +94,5 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     # DiffLens
     "fig_fd_vs_intervention": fig_fd_vs_intervention,
     "fig_difflens_probes": fig_difflens_probes,
+    "fig_difflens_gallery": fig_difflens_gallery,  # per model, from activations + features
 }

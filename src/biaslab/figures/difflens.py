@@ -3,7 +3,9 @@
 * ``fig_fd_vs_intervention`` - Fairness Discrepancy (to uniform and to the training
   distribution), % minority and FID vs the SAE intervention ratio, a line per depth;
 * ``fig_difflens_probes`` - the per-timestep linear probes' held-out accuracy vs the DDPM
-  timestep, a line per depth.
+  timestep, a line per depth;
+* ``fig_difflens_gallery`` - per model, the captured images that most activate each class's
+  top located features.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from .common import (
 )
 from .tables import cell_table
 
-__all__ = ["fig_difflens_probes", "fig_fd_vs_intervention", "intervention_sweeps"]
+__all__ = [
+    "fig_difflens_gallery",
+    "fig_difflens_probes",
+    "fig_fd_vs_intervention",
+    "intervention_sweeps",
+]
 
 #: The knobs a sweep holds fixed (everything but the intervention's own).
 _BASE = (
@@ -179,5 +186,48 @@ def fig_difflens_probes(
         ax.set_title(", ".join(f"{k} {v}" for k, v in key.items()), fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("What h-space knows: linear probes of the final image's attribute")
+    fig.tight_layout()
+    return fig
+
+
+def fig_difflens_gallery(
+    images: np.ndarray,
+    gallery: np.ndarray,
+    features: np.ndarray,
+    classes: Sequence[Any],
+    title: str = "",
+) -> Figure:
+    """The captured images that most activate each class's first located SAE features: a row
+    per (class, feature), its images left to right by peak activation (``difflens.gallery``)."""
+    n_classes, n_feat, n_img = gallery.shape
+    fig, axes = plt.subplots(
+        n_classes * n_feat,
+        n_img,
+        figsize=(0.9 * n_img + 1.6, 0.9 * n_classes * n_feat + 0.6),
+        squeeze=False,
+    )
+    for c in range(n_classes):
+        for r in range(n_feat):
+            row = c * n_feat + r
+            for j in range(n_img):
+                ax = axes[row, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                i = gallery[c, r, j]
+                if i >= 0:
+                    img = images[i]
+                    img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+                    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+                else:
+                    ax.set_axis_off()
+            latent = features[c, r]
+            axes[row, 0].set_ylabel(
+                f"class {classes[c]}\nfeature {latent}" if latent >= 0 else f"class {classes[c]}",
+                fontsize=7,
+                rotation=0,
+                ha="right",
+                va="center",
+            )
+    fig.suptitle(title or "Images that most activate each class's top SAE features", fontsize=9)
     fig.tight_layout()
     return fig
