@@ -164,7 +164,7 @@ def test_registry_has_every_workflow_figure():
     names = _workflow_figure_names()
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
     assert {"fig_fd_vs_intervention", "fig_difflens_probes", "fig_difflens_gallery"} <= names
-    assert len(names) == 15
+    assert len(names) == 16
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 
@@ -490,3 +490,28 @@ def test_hollow_markers_follow_their_own_key_not_the_per_sample_cutoff():
     assert 'config["figures"]["confident_share_min"]' in text
     params = inspect.signature(figures.fig_minority_vs_depth).parameters
     assert "confident_share_min" in params and "confidence_threshold" not in params
+
+
+def test_difflens_figures_from_a_synthetic_sweep():
+    base = make_metrics()
+    base = base[base.metric.isin(["minority_share", "training_minority_share", "amplification"])]
+    fd = base[base.metric == "minority_share"].assign(metric="fd", value=0.5)
+    fid = base[base.metric == "minority_share"].assign(metric="fid", value=30.0)
+    plain = pd.concat([base, fd, fid])
+    on = plain.assign(intervene=16.0, intervene_mode="probability")
+    on.loc[on.metric == "fd", "value"] = 0.1
+    on.loc[on.metric == "fid", "value"] = 45.0
+    table = pd.concat([plain, on], ignore_index=True)
+    fig = figures.FIGURES["fig_fd_vs_intervention"](table)
+    lines = [
+        ln for ax in fig.get_axes() for ln in ax.get_lines() if ln.get_label().startswith("depth")
+    ]
+    assert lines and all(list(ln.get_xdata()) == [1.0, 16.0] for ln in lines)
+    fd_panel = fig.get_axes()[0]
+    assert any(np.allclose(ln.get_ydata(), [0.5, 0.1]) for ln in fd_panel.get_lines())
+    front = figures.FIGURES["fig_bias_quality_frontier"](table)
+    assert front.get_axes() and "FID" in front.get_axes()[0].get_xlabel()
+    # the depth figures ignore the intervened cells
+    ref = figures.FIGURES["fig4_minority_vs_depth"](plain)
+    got = figures.FIGURES["fig4_minority_vs_depth"](table)
+    assert len(got.get_axes()) == len(ref.get_axes())

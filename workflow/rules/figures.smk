@@ -257,7 +257,7 @@ rule fig_sampler_study:
     log:
         "logs/figures/{kind}.log",
     wildcard_constraints:
-        kind="rho_vs_rho_data|rho_vs_steps|rho_vs_guidance|bypass|bias_diversity_frontier",
+        kind="rho_vs_rho_data|rho_vs_steps|rho_vs_guidance|bypass|bias_diversity_frontier|bias_quality_frontier",
     conda:
         ENV
     resources:

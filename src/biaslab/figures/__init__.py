@@ -23,7 +23,12 @@ from matplotlib.figure import Figure
 
 from .common import save
 from .depth import fig_knn_vs_k, fig_loss_curves, fig_minority_vs_depth, fig_toy
-from .difflens import fig_difflens_gallery, fig_difflens_probes, fig_fd_vs_intervention
+from .difflens import (
+    fig_bias_quality_frontier,
+    fig_difflens_gallery,
+    fig_difflens_probes,
+    fig_fd_vs_intervention,
+)
 from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
 from .sampler import (
@@ -42,6 +47,7 @@ __all__ = [
     "depth_family",
     "differing_columns",
     "fig_bias_diversity_frontier",
+    "fig_bias_quality_frontier",
     "fig_bypass",
     "fig_difflens_gallery",
     "fig_difflens_probes",
@@ -91,6 +97,7 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "fig_rho_vs_guidance": fig_rho_vs_guidance,
     "fig_bypass": fig_bypass,
     "fig_bias_diversity_frontier": fig_bias_diversity_frontier,
+    "fig_bias_quality_frontier": fig_bias_quality_frontier,
     # DiffLens
     "fig_fd_vs_intervention": fig_fd_vs_intervention,
     "fig_difflens_probes": fig_difflens_probes,

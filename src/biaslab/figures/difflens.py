@@ -29,9 +29,11 @@ from .common import (
     no_data,
     replicate_summary,
 )
+from .sampler import draw_frontier_panel
 from .tables import cell_table
 
 __all__ = [
+    "fig_bias_quality_frontier",
     "fig_difflens_gallery",
     "fig_difflens_probes",
     "fig_fd_vs_intervention",
@@ -229,5 +231,46 @@ def fig_difflens_gallery(
                 va="center",
             )
     fig.suptitle(title or "Images that most activate each class's top SAE features", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_bias_quality_frontier(metrics: pd.DataFrame) -> Figure:
+    """The bias-quality frontier with FID as the quality axis (``fig_bias_diversity_frontier``
+    keeps the diversity version): every cell (every knob, intervention ratio, depth and seed)
+    as a point, x = FID against held-out real images (lower = better), y = bias amplification
+    in percentage points; the line joins the cells no other cell beats on both. One panel per
+    (dataset, training minority fraction); colour: sampler, marker: depth; hollow where the
+    probe says the model did not learn its skew."""
+    cells = cell_table(metrics)
+    if "fid" not in cells:
+        cells = cells.iloc[0:0]
+    cells = cells.dropna(subset=[c for c in ("amplification", "fid") if c in cells])
+    if cells.empty:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        no_data(ax, "no cells with both amplification and fid")
+        ax.set_axis_off()
+        return fig
+    cells = cells.assign(bias_pp=100 * cells["amplification"])
+    panels = list(groups(cells, ["dataset", "minority_fraction"]))
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    cmap = plt.get_cmap("tab10")
+    color = {s: cmap(i % 10) for i, s in enumerate(sorted(cells["sampler"].unique()))}
+    markers = dict(zip(depth_order(cells["depth"]), "osD^vP*X", strict=False))
+    for ax, (key, g) in zip(axes.flat, panels, strict=False):
+        draw_frontier_panel(ax, g.reset_index(drop=True), color, markers, x="fid")
+        ax.axhline(0, color="0.5", linestyle=":", linewidth=0.9)
+        ax.set_xlabel("FID vs held-out real images (classifier features, lower = better)")
+        ax.set_ylabel("bias amplification (pp, lower = less biased)")
+        ax.set_title(
+            f"{key['dataset']}, minority fraction {key['minority_fraction']:g}", fontsize=9
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.suptitle("Bias vs image quality (FID) across every knob, depth and skew")
     fig.tight_layout()
     return fig

@@ -420,8 +420,9 @@ def pareto_front(bias: np.ndarray, diversity: np.ndarray) -> np.ndarray:
     return np.array(sorted(front, key=lambda i: diversity[i]), dtype=np.int64)
 
 
-def _draw_frontier_panel(ax, g: pd.DataFrame, color, markers) -> None:
-    """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated."""
+def draw_frontier_panel(ax, g: pd.DataFrame, color, markers, x: str = "diversity_lpips") -> None:
+    """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated;
+    ``x`` the quality axis (higher better, except ``fid``, where lower is)."""
     for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
         learned = (
             gs["probe_learned"].to_numpy(bool)
@@ -431,7 +432,7 @@ def _draw_frontier_panel(ax, g: pd.DataFrame, color, markers) -> None:
         for mask, face in ((learned, color[sampler]), (~learned, "white")):
             if mask.any():
                 ax.scatter(
-                    gs["diversity_lpips"][mask],
+                    gs[x][mask],
                     gs["bias_pp"][mask],
                     facecolors=face,
                     edgecolors=[color[sampler]],
@@ -441,13 +442,14 @@ def _draw_frontier_panel(ax, g: pd.DataFrame, color, markers) -> None:
                     label=f"{sampler}, depth {depth}"
                     + ("" if face != "white" else " (not learned)"),
                 )
-    front = pareto_front(g["bias_pp"].to_numpy(), g["diversity_lpips"].to_numpy())
+    sign = -1.0 if x == "fid" else 1.0
+    front = pareto_front(g["bias_pp"].to_numpy(), sign * g[x].to_numpy())
     f = g.iloc[front]
-    ax.plot(f["diversity_lpips"], f["bias_pp"], color="k", linewidth=1, label="frontier")
+    ax.plot(f[x], f["bias_pp"], color="k", linewidth=1, label="frontier")
     for _, row in f.iterrows():
         ax.annotate(
             setting_label(row.to_dict()) + f" (d{row['depth']})",
-            (row["diversity_lpips"], row["bias_pp"]),
+            (row[x], row["bias_pp"]),
             fontsize=6,
             xytext=(3, 3),
             textcoords="offset points",
@@ -474,7 +476,7 @@ def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
     markers = dict(zip(depth_order(cells["depth"]), "osD^vP*X", strict=False))
     for ax, (key, g) in zip(axes.flat, panels, strict=False):
         g = g.reset_index(drop=True)
-        _draw_frontier_panel(ax, g, color, markers)
+        draw_frontier_panel(ax, g, color, markers)
         ax.axhline(0, color="0.5", linestyle=":", linewidth=0.9)
         ax.set_xlabel("diversity (mean pairwise LPIPS, higher = more diverse)")
         ax.set_ylabel("bias amplification (pp, lower = less biased)")
