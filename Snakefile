@@ -17,6 +17,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/difflens.smk"
+include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -26,6 +27,10 @@ localrules:
     skewed_dataset,
     gather_metrics,
     gather_difflens,
+    gather_pretrained,
+    fig_pretrained_fd,
+    fig_bypass_prompts,
+    fig_bypass_grid,
     fig_fd_vs_intervention,
     fig_difflens_probes,
     fig_difflens_gallery,

@@ -24,6 +24,8 @@ def _keys(schema: dict) -> set[str]:
     for name, sub in schema.get("properties", {}).items():
         out.add(name)
         out |= _keys(sub)
+        if isinstance(sub.get("items"), dict):  # a list of objects (pretrained.models)
+            out |= _keys(sub["items"])
     for sub in schema.get("$defs", {}).values():
         out |= _keys(sub.get("items", sub))
     return out

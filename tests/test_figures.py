@@ -150,11 +150,15 @@ def _workflow_figure_names() -> set[str]:
     """Every figure name the workflow can request: the figure names listed in
     ``all_targets()`` (common.smk) and the file stems of the rules in figures.smk."""
     common = (WORKFLOW / "rules" / "common.smk").read_text()
-    body = common.split("def all_targets():", 1)[1].split("\ndef ", 1)[0]
-    names = set(re.findall(r'"(fig\w*)"', body))
+    names = set()
+    for targets in ("trained_targets", "pretrained_targets"):
+        body = common.split(f"def {targets}():", 1)[1].split("\ndef ", 1)[0]
+        names |= set(re.findall(r'"(fig\w*)"', body))
     names |= set(re.findall(r'^[A-Z_]+ = "(fig\w*)/', common, re.MULTILINE))  # path templates
     rules = (WORKFLOW / "rules" / "figures.smk").read_text()
     names |= set(re.findall(r"results/figures/(\w+)(?:\.png|/)", rules))
+    pretrained = (WORKFLOW / "rules" / "pretrained.smk").read_text()
+    names |= set(re.findall(r'figure\("(fig\w+)', pretrained))
     for kinds in re.findall(r'wildcard_constraints:\s*kind="([\w|]+)"', rules):
         names |= {f"fig_{k}" for k in kinds.split("|")}
     return names
@@ -164,7 +168,8 @@ def test_registry_has_every_workflow_figure():
     names = _workflow_figure_names()
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
     assert {"fig_fd_vs_intervention", "fig_difflens_probes", "fig_difflens_gallery"} <= names
-    assert len(names) == 16
+    assert {"fig_pretrained_fd", "fig_bypass_prompts", "fig_bypass_grid"} <= names
+    assert len(names) == 19
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 

@@ -76,9 +76,9 @@ def test_timestep_spacing_is_a_ddpm_and_ddim_knob():
     assert SamplerConfig(sampler="ddim").timestep_spacing == "trailing"
     assert SamplerConfig(sampler="heun").timestep_spacing == "none"
     with pytest.raises(ValueError, match="heun sampler has no timestep_spacing"):
-        from biaslab.sampling import _check
+        from biaslab.sampling import check_sampler_config
 
-        _check(SamplerConfig(sampler="heun", timestep_spacing="trailing"))
+        check_sampler_config(SamplerConfig(sampler="heun", timestep_spacing="trailing"))
     row = {"sampler": "ddim", "steps": 10, "eta": 0.0}
     assert setting_label({**row, "timestep_spacing": "trailing"}) == "ddim, 10 steps, η=0"
     label = setting_label({**row, "timestep_spacing": "leading"})

@@ -24,10 +24,10 @@ LAYERS = [
         "objectives",
     },
     {"datasets"},
-    {"sampling", "train", "classifier", "backbones", "quality", "sae"},
-    {"evaluate", "figures", "probe", "difflens", "gather"},
+    {"sampling", "train", "classifier", "backbones", "quality", "sae", "labellers"},
+    {"evaluate", "figures", "probe", "difflens", "gather", "pretrained", "pretrained_eval"},
     {"config", "fetch_weights"},
-    {"plan", "difflens_plan"},
+    {"plan", "difflens_plan", "pretrained_plan"},
     {"budget"},
 ]
 

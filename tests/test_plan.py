@@ -82,7 +82,7 @@ def test_empty_model_depths_switch_the_depth_family_off():
     with pytest.raises(ConfigError, match=r"conditional\.depths: empty"):
         plan(cfg)
     cfg["conditional"]["datasets"] = []
-    with pytest.raises(ConfigError, match=r"model\.depths / conditional\.datasets: both"):
+    with pytest.raises(ConfigError, match=r"conditional\.datasets / pretrained\.models: all"):
         plan(cfg)
 
 

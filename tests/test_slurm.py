@@ -25,7 +25,15 @@ FAST_STATUS = [
 ]
 # A group job's comment names the group and its rules: rule_sample_eval_evaluate_sample.
 GROUP = "sample_eval_evaluate_probe_sample"  # sampling, evaluation and probes, packed
-GPU_RULES = {"train_diffusion", "base_features", "train_features", GROUP}
+GPU_RULES = {
+    "train_diffusion",
+    "base_features",
+    "train_features",
+    "collect_activations",
+    "train_sae",
+    GROUP,
+}
+CPU_RULES = {"train_classifier", "locate_features", "same_seed_similarity"}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -110,13 +118,17 @@ def test_every_cluster_job_went_through_sbatch(slurm_run):
     rules = set(acct.rule)
     assert {"train_classifier", "train_diffusion", "base_features"} <= rules
     assert GROUP in rules  # sample + evaluate cells, grouped
-    # 1 classifier + 2 trainings + 1 base-set kNN features job + the 4 sample/evaluate cells
-    # and the 2 probes grouped into one submission
-    assert len(acct) == 5
+    # 1 classifier + 2 trainings + 1 base-set kNN features job + the DiffLens slice's
+    # activation capture, SAE and attribution + the sample/evaluate cells and the probes
+    # grouped into one submission + the intervened cell's same-seed similarity (it reads two
+    # cells' samples, so it stays outside the group)
+    assert {"collect_activations", "train_sae", "locate_features", "same_seed_similarity"} <= rules
+    assert len(acct) == 9, acct.rule.tolist()
+    assert rules <= GPU_RULES | CPU_RULES, rules
     gpu = acct[acct.rule.isin(GPU_RULES)]
     assert gpu.tres.str.contains("gres/gpu=1").all(), gpu
-    cpu_only = acct[acct.rule == "train_classifier"]
-    assert not cpu_only.tres.str.contains("gpu").any()
+    cpu_only = acct[acct.rule.isin(CPU_RULES)]
+    assert not cpu_only.tres.str.contains("gpu").any(), cpu_only
     # local rules never reach the cluster
     assert not rules & {"base_dataset", "gather_metrics", "tables"}
 

@@ -271,7 +271,7 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     assert counts["base_features"] == 1
     assert counts["train_features"] == 8
     assert counts["sample"] == counts["evaluate"] == 72 * 11 + 72 * 26
-    assert counts["fig_sampler_study"] == 5
+    assert counts["fig_sampler_study"] == 6  # with the FID frontier
     print(f"paper dry run: {elapsed:.1f} s")
 
 

@@ -35,7 +35,7 @@ def estimate(
     intervened cells only on the models with an SAE, plus its capture loop), and hours at
     the given rates."""
     families = plan(with_defaults(config))
-    batch = int(config["training"]["batch_size"])
+    batch = int(with_defaults(config)["training"]["batch_size"])
     rows = []
     for fam in families.values():
         models = len(fam.fractions) * len(fam.depths) * len(fam.seeds)
@@ -61,7 +61,32 @@ def estimate(
         if sample_rate:
             row["sample_hours"] = row["sample_evals"] / sample_rate / 3600
         rows.append(row)
+    rows += _pretrained(with_defaults(config), sample_rate)
     return rows
+
+
+def _pretrained(config: dict[str, Any], sample_rate: float | None) -> list[dict[str, Any]]:
+    """One row per pretrained model: no training; its cells (``model_rows``) times its
+    prompt classes times ``n_samples`` images, each at ``network_evaluations`` U-Net calls
+    (a text-to-image U-Net call at its latent size; the VAE decode and CLIP text encoding are
+    not counted)."""
+    from .pretrained_plan import model_rows, pretrained_plan
+
+    out = []
+    for m in pretrained_plan(config).values():
+        rows_here = model_rows(config, m)
+        images = m.n_samples * max(len(m.classes), 1)
+        row = {
+            "family": f"pretrained:{m.name}",
+            "models": 1,
+            "train_images": 0,
+            "cells": len(rows_here),
+            "sample_evals": images * sum(network_evaluations(r) for r in rows_here),
+        }
+        if sample_rate:
+            row["sample_hours"] = row["sample_evals"] / sample_rate / 3600
+        out.append(row)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
         print(" | ".join(parts))
     for key in ("train_hours", "sample_hours"):
-        if key in rows[0]:
-            print(f"total {key}: {sum(r[key] for r in rows):,.1f}")
+        if any(key in r for r in rows):
+            print(f"total {key}: {sum(r.get(key, 0.0) for r in rows):,.1f}")
     sys.stdout.flush()
 
 

@@ -80,6 +80,37 @@ class GuidedDenoiser:
         return lambda x, t: self(x, t, labels)
 
 
+class TextGuidedDenoiser:
+    """Classifier-free guidance around a text-conditioned eps denoiser (Stable Diffusion):
+    ``(1 + w) * eps(x, t, text) - w * eps(x, t, null)`` with ``null`` the negative prompt's
+    embedding, both halves in one forward pass, as ``StableDiffusionPipeline`` computes
+    ``uncond + guidance_scale * (text - uncond)`` with ``guidance_scale = 1 + w``. ``w = 0``
+    is the plain text-conditional model (one half only)."""
+
+    def __init__(self, eps: Callable[..., torch.Tensor], w: float):
+        if w < 0:
+            raise ValueError(f"guidance: w = {w} is negative")
+        self.eps, self.w = eps, float(w)
+
+    def bind(self, text: torch.Tensor, null: torch.Tensor | None) -> Denoiser:
+        """A plain ``(x, t)`` denoiser for the text embeddings ``text`` [N, L, D] and the null
+        embedding ``null`` [1, L, D] (needed when ``w != 0``)."""
+        if self.w != 0.0 and null is None:
+            raise ValueError("guidance: w != 0 needs the negative prompt's embedding")
+
+        @torch.no_grad()
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            t = _batch_t(t, x.shape[0])
+            if self.w == 0.0:
+                return self.eps(x, t, encoder_hidden_states=text)
+            emb = torch.cat([null.expand(len(text), -1, -1), text])  # diffusers: [uncond; cond]
+            out = self.eps(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=emb)
+            uncond, cond = out.chunk(2)
+            return uncond + (1.0 + self.w) * (cond - uncond)
+
+        return denoise
+
+
 def conditional_denoiser(model: UNet2DModel, labels: torch.Tensor) -> Denoiser:
     """The plain conditional denoiser ``(x, t) -> model(x, t, labels)``."""
 

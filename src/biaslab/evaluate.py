@@ -262,7 +262,6 @@ def evaluate_cell(
     train_features: np.ndarray | None = None,
     attribute_classifier_path: str | None = None,
     real_images: np.ndarray | None = None,
-    reference_samples: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate one (model, sampler setting) cell: classify the samples, read the bias out
     (``conditional_readout`` for class-conditional models, ``grid["num_classes"] > 0``, else
@@ -274,9 +273,8 @@ def evaluate_cell(
     labels, "classes", and the family's attributes}. ``train_features``: the training set's
     kNN features (``knn_features``), else computed here. ``attribute_classifier_path``:
     the CelebA group classifier or the BFFHQ gender classifier. ``real_images``: held-out
-    real images (uint8), the reference of FID and KID (no quality rows without them).
-    ``reference_samples``: for an intervened cell, the unintervened cell's samples (the same
-    seeds), read by ``same_seed_similarity``."""
+    real images (uint8), the reference of FID and KID (no quality rows without them). An
+    intervened cell's ``same_seed_similarity`` is ``same_seed_table`` (its own job)."""
     metrics = metrics or MetricsConfig()
     classifier, classes = _dataset_classifier(classifier_path, train)
     x_gen = to_model_range(samples["images"])
@@ -310,9 +308,21 @@ def evaluate_cell(
     )
     if real_images is not None:
         rows += quality_rows(x_gen, to_model_range(real_images), classifier, metrics)
-    if reference_samples is not None:
-        rows += same_seed_rows(samples, reference_samples, classifier, metrics)
     return predictions, _metrics_table(rows, grid)
+
+
+def same_seed_table(
+    samples: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    classifier_path: str,
+    grid: dict[str, Any],
+    metrics: MetricsConfig | None = None,
+) -> pd.DataFrame:
+    """The ``same_seed_similarity`` row of an intervened cell as a metrics table (every grid
+    column): its own job, outside the sample/evaluate group (it reads two cells' samples)."""
+    metrics = metrics or MetricsConfig()
+    classifier, _classes = load_classifier(classifier_path)
+    return _metrics_table(same_seed_rows(samples, reference, classifier, metrics), grid)
 
 
 def diversity_memorization_rows(

@@ -17,6 +17,8 @@ ROW_KEYS = {
     "difflens_probes": ("call",),
     "difflens_features": ("class_index", "rank"),
     "difflens_sae": ("step",),
+    "pretrained_metrics": ("labeller", "attribute", "metric", "prompt_class", "attribute_value"),
+    "pretrained_predictions": ("sample_index", "labeller", "attribute"),
 }
 
 

@@ -407,9 +407,10 @@ def plan(config: Mapping[str, Any]) -> dict[str, Family]:
     families = {}
     if config["model"]["depths"]:
         families[str(config["data"]["dataset"])] = depth_family(config)
-    elif not config["conditional"]["datasets"]:
+    elif not config["conditional"]["datasets"] and not config.get("pretrained", {}).get("models"):
         raise ConfigError(
-            "model.depths / conditional.datasets: both are empty, so no family is left to run"
+            "model.depths / conditional.datasets / pretrained.models: all are empty, so no "
+            "family is left to run"
         )
     for ds in config["conditional"]["datasets"]:
         families[ds] = CONDITIONAL_FAMILIES[ds](config, ds)

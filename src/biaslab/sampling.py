@@ -367,7 +367,8 @@ def sample_labels(cfg: SamplerConfig, k: int) -> np.ndarray | None:
     return labels[np.arange(cfg.n_samples) % labels.size]
 
 
-def _check(cfg: SamplerConfig) -> None:
+def check_sampler_config(cfg: SamplerConfig) -> None:
+    """A clear error for a knob the sampler does not have or a value out of range."""
     err = knob_error(cfg.sampler, {k: getattr(cfg, k) for k in SAMPLER_SPECIFIC_KNOBS})
     if err:
         raise ValueError(f"sampling grid: {err[1]}")
@@ -403,9 +404,7 @@ def generate(
     before it is sampled): the mid-block recorder and the SAE intervention of
     ``biaslab.difflens``.
     """
-    _check(cfg)
-    sampler = SAMPLE_FUNCTIONS[cfg.sampler]
-    knobs = cfg.knobs()
+    check_sampler_config(cfg)
     objective = objective or objective_of_schedule(scheduler_config)
     schedule = sampler_schedule(scheduler_config)
     unet.eval()
@@ -417,40 +416,69 @@ def generate(
     # the network on its device; the adapter, guidance and the sampler on the CPU
     eps = objective.adapter(on_device(network(unet), device), schedule)
     guided = GuidedDenoiser(eps, cfg.guidance, null_class=k) if k else None
-    seeds = sample_seeds(cfg)
+    bypass = bypass_context(unet, cfg, objective, schedule)
+
+    def denoiser_for(idx: np.ndarray) -> Denoiser:
+        return eps if guided is None else guided.bind(torch.from_numpy(labels[idx]))
+
+    with bypass:
+        return sample_batches(
+            cfg, shape, schedule, denoiser_for, finish=to_uint8, hooks=hooks, progress=progress
+        )
+
+
+def bypass_context(unet, cfg: SamplerConfig, objective: Objective, schedule: dict):
+    """The mid-block bypass of ``cfg`` on ``unet`` (a no-op context at ``bypass = 0``)."""
+    if cfg.bypass == 0.0:
+        return contextlib.nullcontext()
+    return mid_block_bypass(
+        unet,
+        cfg.bypass,
+        schedule=cfg.bypass_schedule,
+        num_train_timesteps=int(schedule["num_train_timesteps"]),
+        timestep_to_t=objective.train_timestep(schedule),
+    )
+
+
+def sample_batches(
+    cfg: SamplerConfig,
+    shape: tuple[int, ...],
+    schedule: dict,
+    denoiser_for: Callable[[np.ndarray], Denoiser],
+    *,
+    finish: Callable[[torch.Tensor], np.ndarray],
+    hooks: Sequence = (),
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batch loop every model kind shares: per batch of sample indices ``idx``, one
+    generator per sample (``sample_seeds``), the initial noise of ``shape`` from it, the
+    sampler ``cfg.sampler`` on ``denoiser_for(idx)``, a NaN check, and ``finish`` (to uint8
+    images; a text-to-image model decodes its latents there). ``hooks`` as in ``generate``.
+    Returns the concatenated images and the seeds."""
     ratios = [h.ratio for h in hooks if getattr(h, "intervenes", False) and h.ratio != 1.0]
     if ratios != ([cfg.intervene] if cfg.intervene != 1.0 else []):
         raise ValueError(
             f"sampling: intervene = {cfg.intervene}, but the SAE intervention hooks have ratios "
             f"{ratios} (intervene != 1 needs one, biaslab.difflens.SAEIntervention)"
         )
-    bypass = (
-        mid_block_bypass(
-            unet,
-            cfg.bypass,
-            schedule=cfg.bypass_schedule,
-            num_train_timesteps=int(schedule["num_train_timesteps"]),
-            timestep_to_t=objective.train_timestep(schedule),
-        )
-        if cfg.bypass != 0.0
-        else contextlib.nullcontext()
-    )
+    sampler = SAMPLE_FUNCTIONS[cfg.sampler]
+    knobs = cfg.knobs()
+    seeds = sample_seeds(cfg)
     out = []
     starts = range(0, cfg.n_samples, cfg.batch_size)
-    with bypass, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         for hook in hooks:
             stack.enter_context(hook.attached())
         for s in tqdm(starts, disable=not progress, file=sys.stderr, desc=f"{cfg.sampler}"):
+            idx = np.arange(s, min(s + cfg.batch_size, cfg.n_samples))
             for hook in hooks:
-                hook.begin_batch(np.arange(s, min(s + cfg.batch_size, cfg.n_samples)))
-            gens = [torch.Generator().manual_seed(int(v)) for v in seeds[s : s + cfg.batch_size]]
+                hook.begin_batch(idx)
+            gens = [torch.Generator().manual_seed(int(v)) for v in seeds[idx]]
             noise = per_sample_noise(shape, gens)
-            if guided is None:
-                denoiser = eps
-            else:
-                denoiser = guided.bind(torch.from_numpy(labels[s : s + cfg.batch_size]))
-            x = sampler(denoiser, noise, dict(schedule), steps=cfg.steps, generators=gens, **knobs)
+            x = sampler(
+                denoiser_for(idx), noise, dict(schedule), steps=cfg.steps, generators=gens, **knobs
+            )
             if not torch.isfinite(x).all():
                 raise FloatingPointError(f"non-finite samples from {cfg.sampler} (batch at {s})")
-            out.append(to_uint8(x))
+            out.append(finish(x))
     return np.concatenate(out), seeds

@@ -16,13 +16,27 @@ from biaslab.grid import (  # noqa: E402
     knob_path_values,
 )
 from biaslab.plan import plan  # noqa: E402
+from biaslab.pretrained_plan import (
+    cell_columns as pretrained_cell_columns_of,
+)  # noqa: E402
+from biaslab.pretrained_plan import (  # noqa: E402
+    bypass_study_rows,
+    check_pretrained_files,
+    in_bypass_study,
+    model_rows,
+    pretrained_plan,
+    pretrained_rows,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     # Every family's settings (biaslab.plan); the rules below read nothing else of the config
     # but resources, classifier and metrics settings.
     PLAN = plan(config)
+    # Models this lab did not train (biaslab.pretrained_plan), from local folders.
+    PRETRAINED = pretrained_plan(config)
     check_inputs(config)
+    check_pretrained_files(config)
 except ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}")
 
@@ -46,7 +60,19 @@ SPACES = {
 # Path templates: every rule and every target is built from these.
 MODEL = "{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}"
 # every family has the same knob columns, so one wildcard pattern serves all
-SAMPLER = next(iter(SPACES.values())).wildcard_pattern
+SAMPLER = Paramspace(
+    pd.DataFrame(columns=list(KNOB_COLUMNS)), filename_params="*", param_sep="~"
+).wildcard_pattern
+# The pretrained models' sampler cells (one Paramspace over every model's rows).
+PRETRAINED_SPACE = Paramspace(
+    pd.DataFrame(
+        [knob_path_values(r) for r in pretrained_rows(config)],
+        columns=list(KNOB_COLUMNS),
+    ),
+    filename_params="*",
+    param_sep="~",
+)
+PRETRAINED_CELL = f"results/pretrained/{{pretrained}}/{SAMPLER}"
 BASE = "results/data/{dataset}/base.npz"
 TRAIN = "results/data/{dataset}/minority~{fraction}/train.npz"
 CLASSIFIER = "results/classifier/{dataset}/{target}_classifier.pt"
@@ -110,6 +136,19 @@ def eval_files(file):
         for depth in fam.depths
         for seed in fam.seeds
         for cell in model_cells(name, fraction, depth)
+    ]
+
+
+def same_seed_tables():
+    """The same-seed similarity table of every intervened cell (gathered with the metrics)."""
+    return [
+        f"results/eval/{name}/minority~{fraction}/depth~{depth}/seed~{seed}/{cell}/same_seed.parquet"
+        for name, fam in PLAN.items()
+        for fraction in fam.fractions
+        for depth in fam.depths
+        for seed in fam.seeds
+        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
+        if intervened(row) and fam.has_sae(fraction, depth)
     ]
 
 
@@ -207,6 +246,53 @@ def same_seed_files(root, file):
 
 
 def all_targets():
+    """The default target: the trained families' tables and figures (when there are any) and
+    the pretrained models'."""
+    return (trained_targets() if PLAN else []) + pretrained_targets()
+
+
+def pretrained_cells(file, kinds=("unet", "text_to_image")):
+    """``file`` of every sampler cell of every pretrained model of ``kinds``."""
+    rows = pretrained_rows(config)
+    return [
+        f"results/pretrained/{name}/{cell}/{file}"
+        for name, m in PRETRAINED.items()
+        if m.kind in kinds
+        for row, cell in zip(rows, PRETRAINED_SPACE.instance_patterns)
+        if row in model_rows(config, m)
+    ]
+
+
+def bypass_study_cells(name, file):
+    """``file`` of the bypass study's cells of model ``name``, in bypass order."""
+    rows = pretrained_rows(config)
+    cells = dict(zip(map(str, rows), PRETRAINED_SPACE.instance_patterns))
+    return [
+        f"results/pretrained/{name}/{cells[str(r)]}/{file}"
+        for r in bypass_study_rows(config)
+    ]
+
+
+def bypass_study_models():
+    """The text-to-image models of the bypass study (Fig. 6)."""
+    return [name for name, m in PRETRAINED.items() if in_bypass_study(config, m)]
+
+
+def pretrained_targets():
+    if not PRETRAINED:
+        return []
+    figs = ["fig_pretrained_fd"]
+    if bypass_study_models():
+        figs.append("fig_bypass_prompts")
+        figs += [f"fig_bypass_grid/{name}" for name in bypass_study_models()]
+    tables = [
+        "results/pretrained/metrics.parquet",
+        "results/pretrained/predictions.parquet",
+    ]
+    return tables + [figure(f, ext) for f in figs for ext in ("png", "pdf")]
+
+
+def trained_targets():
     figs = ["fig_loss_curves", "fig3_toy", "fig_bias_diversity_frontier", "fig_probe"]
     figs.append("fig_bias_quality_frontier")  # FID on every cell
     if any(space.dataframe["bypass"].nunique() > 1 for space in SPACES.values()):
@@ -243,3 +329,33 @@ def all_targets():
             seed=DEPTH.seeds,
         )
     return tables + [figure(f, ext) for f in figs for ext in ("png", "pdf")]
+
+
+def pretrained_row(wildcards):
+    """The typed knob row of a pretrained cell (from its path)."""
+    cell = SAMPLER.format(**{k: getattr(wildcards, k) for k in KNOB_COLUMNS})
+    rows = dict(zip(PRETRAINED_SPACE.instance_patterns, pretrained_rows(config)))
+    return rows[cell]
+
+
+def pretrained_model(wildcards):
+    """The model entry (``biaslab.pretrained_plan.PretrainedModel``) of a pretrained cell."""
+    return PRETRAINED[wildcards.pretrained]
+
+
+def labeller_files(wildcards):
+    """The labellers' local weights: the CLIP folder and the FairFace state dict, as given."""
+    lab = config["pretrained"]["labellers"]
+    files = {}
+    if lab["clip"].get("path"):
+        files["clip"] = lab["clip"]["path"]
+    if lab["fairface"].get("path"):
+        files["fairface"] = lab["fairface"]["path"]
+    return files
+
+
+def pretrained_cell_columns(wildcards):
+    """The grid columns of a pretrained cell (``biaslab.pretrained_plan.cell_columns``)."""
+    return pretrained_cell_columns_of(
+        pretrained_model(wildcards), pretrained_row(wildcards), config
+    )

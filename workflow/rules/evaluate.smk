@@ -47,7 +47,6 @@ rule train_features:
 
 rule evaluate:
     input:
-        unpack(reference_samples),
         samples=SAMPLES,
         train=TRAIN,
         base=BASE,
@@ -76,9 +75,33 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+# DiffLens: an intervened cell against its unintervened twin (same seeds); its own job, since
+# it reads two cells' samples (inside the sample_eval group it would join their jobs).
+rule same_seed_similarity:
+    input:
+        unpack(reference_samples),
+        samples=SAMPLES,
+        classifier=CLASS_CLASSIFIER,
+    output:
+        metrics=f"{EVAL}/same_seed.parquet",
+    log:
+        f"logs/same_seed/{MODEL}/{SAMPLER}.log",
+    conda:
+        ENV
+    threads: config["resources"]["eval_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        grid=grid_params,
+        metrics=config["metrics"],
+    script:
+        "../scripts/same_seed.py"
+
+
 rule gather_metrics:
     input:
-        metrics=eval_files("metrics.parquet"),
+        metrics=eval_files("metrics.parquet") + same_seed_tables(),
         predictions=eval_files("predictions.parquet"),
         logs=expand("results/models/{model}/train_log.parquet", model=model_paths()),
         probes=expand("results/probe/{model}/probe.parquet", model=model_paths()),

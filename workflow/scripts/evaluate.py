@@ -20,11 +20,6 @@ predictions, metrics = evaluate_cell(
     grid=snakemake.params.grid,
     metrics=MetricsConfig.from_dict(snakemake.params.metrics),
     real_images=load_npz(snakemake.input.base)["x_out"],
-    reference_samples=(
-        load_npz(snakemake.input.reference_samples)
-        if "reference_samples" in snakemake.input.keys()
-        else None
-    ),
 )
 print(metrics.to_string(), file=sys.stderr)
 write_parquet(predictions, snakemake.output.predictions)

@@ -4,6 +4,7 @@
 * ``same_seed`` - its same-seed grids (Figs. 5 and A);
 * ``sampler`` - "How I Met Your Bias": the sampler-knob study and the mid-block bypass;
 * ``difflens`` - mechanistic debiasing: FD vs the SAE intervention, h-space probes;
+* ``pretrained`` - models from local folders: FD per cell, the bypass study (Fig. 6);
 * ``tables`` - depth family, Table 3 (kNN), per-cell table, Markdown;
 * ``common`` - the helpers they share (facets, replicate aggregation, depth colours, saving).
 
@@ -29,6 +30,7 @@ from .difflens import (
     fig_difflens_probes,
     fig_fd_vs_intervention,
 )
+from .pretrained import fig_bypass_grid, fig_bypass_prompts, fig_pretrained_fd
 from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
 from .sampler import (
@@ -49,12 +51,15 @@ __all__ = [
     "fig_bias_diversity_frontier",
     "fig_bias_quality_frontier",
     "fig_bypass",
+    "fig_bypass_grid",
+    "fig_bypass_prompts",
     "fig_difflens_gallery",
     "fig_difflens_probes",
     "fig_fd_vs_intervention",
     "fig_knn_vs_k",
     "fig_loss_curves",
     "fig_minority_vs_depth",
+    "fig_pretrained_fd",
     "fig_probe",
     "fig_rho_vs_guidance",
     "fig_rho_vs_rho_data",
@@ -102,4 +107,8 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "fig_fd_vs_intervention": fig_fd_vs_intervention,
     "fig_difflens_probes": fig_difflens_probes,
     "fig_difflens_gallery": fig_difflens_gallery,  # per model, from activations + features
+    # pretrained models (results/pretrained/metrics.parquet)
+    "fig_pretrained_fd": fig_pretrained_fd,
+    "fig_bypass_prompts": fig_bypass_prompts,
+    "fig_bypass_grid": fig_bypass_grid,  # per model, from the bypass study's samples
 }

@@ -1,0 +1,30 @@
+"""Label one pretrained cell's images with the configured labellers (CLIP zero-shot, FairFace)
+and measure shares, confidence, Fairness Discrepancy and the cross-prompt similarity."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import torch
+
+from biaslab.io import load_npz, write_parquet
+from biaslab.labellers import ClipLabeller, FairFaceLabeller
+from biaslab.models import default_device
+from biaslab.pretrained_eval import label_cell
+
+torch.set_num_threads(snakemake.threads)
+device = default_device()
+cfg = snakemake.params.labellers
+labellers = {}
+if "clip" in snakemake.input.keys():
+    labellers["clip"] = ClipLabeller(snakemake.input.clip, cfg["clip"]["attributes"], device)
+if "fairface" in snakemake.input.keys():
+    labellers["fairface"] = FairFaceLabeller(
+        snakemake.input.fairface, cfg["fairface"]["attributes"], device
+    )
+samples = load_npz(snakemake.input.samples)
+classes = [str(c) for c in samples["classes"]] if len(samples["classes"]) > 1 else []
+predictions, metrics = label_cell(samples, labellers, snakemake.params.grid, classes=classes)
+print(metrics.to_string(), file=sys.stderr)
+write_parquet(predictions, snakemake.output.predictions)
+write_parquet(metrics, snakemake.output.metrics)
