@@ -56,14 +56,30 @@ def _text_config(tok) -> dict:
     )
 
 
+def save_sd_pipeline(folder: Path, **components) -> Path:
+    """``StableDiffusionPipeline(**components, scheduler=SD v1.5's).save_pretrained(folder)``,
+    with SD v1.5's scheduler config (its ``clip_sample: false``, which PNDM ignores and DDIM
+    reads)."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    sched = PNDMScheduler(
+        **{k: v for k, v in SD_SCHEDULER.items() if k[0] != "_" and k != "clip_sample"}
+    )
+    pipe = StableDiffusionPipeline(
+        **components,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder))
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD_SCHEDULER))
+    return folder
+
+
 def write_tiny_sd(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionPipeline folder: 16-px images, 8-px latents, random weights."""
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -89,23 +105,7 @@ def write_tiny_sd(folder: Path, seed: int = 0) -> Path:
         latent_channels=4,
         sample_size=16,
     )
-    sched = PNDMScheduler(
-        **{k: v for k, v in SD_SCHEDULER.items() if k[0] != "_" and k != "clip_sample"}
-    )
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tok,
-        scheduler=sched,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(str(folder))
-    # SD v1.5's scheduler config lists clip_sample: false (PNDM ignores it; DDIM reads it)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD_SCHEDULER))
-    return folder
+    return save_sd_pipeline(folder, unet=unet, vae=vae, text_encoder=text, tokenizer=tok)
 
 
 def write_tiny_ddpm(folder: Path, prediction_type: str = "epsilon", seed: int = 0) -> Path:

@@ -62,3 +62,11 @@ def test_measure_budget_runs_and_turns_rates_into_hours(capsys):
         assert 0 < row["train_hours"] < math.inf and 0 < row["sample_hours"] < math.inf
     out = capsys.readouterr().out
     assert "images/s" in out and "total:" in out and "CPU" in out
+
+
+def test_bench_sd_tiny_runs_and_agrees_with_stable_diffusion_pipeline():
+    import bench_sd
+
+    out = bench_sd.main(["--tiny", "--n", "2", "--steps", "3", "--repeats", "1"])
+    assert out["biaslab_images_per_s"] > 0 and out["diffusers_images_per_s"] > 0
+    assert out["max_latent_diff"] < 1e-4

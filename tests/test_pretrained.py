@@ -258,6 +258,14 @@ def test_fairface_labeller_groups_and_bad_weights(folders, tmp_path):
 # ---------------------------------------------------------------------------- cell metrics
 
 
+def test_clip_diversity():
+    from biaslab.pretrained_eval import clip_diversity
+
+    e = np.random.default_rng(0).normal(size=(6, 4))
+    assert clip_diversity(np.vstack([e[:1]] * 3 + [e[1:2]] * 3), np.repeat([0, 1], 3)) == 0.0
+    assert clip_diversity(e, np.zeros(6, int)) > 0.5
+
+
 def test_cross_prompt_similarity():
     rng = np.random.default_rng(0)
     e = rng.normal(size=(4, 8))

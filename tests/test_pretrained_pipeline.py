@@ -67,6 +67,10 @@ def test_tiny_pretrained_run_writes_tidy_tables_and_figures(tiny_run):
     assert len(cells) == 3
     sim = sd[sd.metric == "cross_prompt_similarity"]
     assert len(sim) == 3 and sim.value.between(-1, 1).all() and (sim.n == 3).all()
+    # CLIP-I of the bypassed cell to its unbypassed twin; CLIP diversity of every cell
+    twin = sd[sd.metric == "same_seed_similarity"]
+    assert list(twin.bypass) == [1.0] and twin.value.between(-1, 1).all()
+    assert len(m[m.metric == "diversity_clip"]) == 4
     fd = m[(m.metric == "fd") & (m.prompt_class == "all")]
     assert set(zip(fd.labeller, fd.attribute, strict=True)) == {
         ("clip", "gender"),

@@ -172,7 +172,7 @@ class TextToImage:
         if resolution is None:
             return self.latent_shape
         f = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        if resolution % (8 * f) and resolution % f:
+        if resolution % f:
             raise ValueError(f"resolution {resolution} is not a multiple of the VAE's {f}")
         return (self.unet.config.in_channels, resolution // f, resolution // f)
 

@@ -8,7 +8,10 @@
   samples and per prompt class), ``confidence`` (mean top probability), ``fd`` (DiffLens'
   Fairness Discrepancy to uniform, per prompt class then averaged, bootstrap 95% interval:
   ``quality.fd_interval``); and, with a CLIP labeller and two prompt classes at least,
-  ``cross_prompt_similarity`` (the Fig. 6 measurement, ``cross_prompt_similarity``).
+  ``cross_prompt_similarity`` (the Fig. 6 measurement, ``cross_prompt_similarity``); with a
+  CLIP labeller also ``diversity_clip`` (1 - mean pairwise cosine similarity of the CLIP image
+  embeddings within a prompt class, averaged over classes) and, given the samples of the
+  cell's unbypassed twin (same seeds), ``same_seed_similarity`` to it (DiffLens' CLIP-I).
 
 Every prompt class is sampled from the same seeds (``sampling.sample_seed(base, j)`` for its
 j-th sample), so the j-th images of two classes share their initial noise.
@@ -25,7 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .quality import fd_interval
+from .quality import fd_interval, same_seed_similarity
 
 #: Value of the ``prompt_class`` column for a row over every class.
 ALL = "all"
@@ -65,6 +68,20 @@ def cross_prompt_similarity(
     boot = sims[rng.integers(0, len(sims), size=(n_boot, len(sims)))].mean(1)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     return {"value": float(sims.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": len(sims)}
+
+
+def clip_diversity(embeddings: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
+    """1 - the mean pairwise cosine similarity of the embeddings within each class, averaged
+    over the classes (0 = every image of a prompt alike)."""
+    e = F.normalize(torch.as_tensor(embeddings).double(), dim=1).numpy()
+    labels = np.asarray(labels)
+    out = []
+    for c in np.unique(labels):
+        v = e[labels == c]
+        if len(v) > 1:
+            g = v @ v.T
+            out.append(1.0 - g[np.triu_indices(len(v), 1)].mean())
+    return float(np.mean(out)) if out else math.nan
 
 
 def _attribute_rows(
@@ -107,11 +124,15 @@ def label_cell(
     grid: Mapping[str, Any],
     *,
     classes: Sequence[str] = (),
+    reference: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions, metrics) of one cell; ``labellers`` by name ("clip", "fairface"), each
     with ``probabilities(images)``; the CLIP one's ``embed`` also gives
     ``cross_prompt_similarity``. ``samples``: images uint8 [N, 3, H, W], seeds, labels (prompt
-    class index per sample; zeros for an unconditional model)."""
+    class index per sample; zeros for an unconditional model). ``reference``: the samples of
+    the cell's unbypassed twin (the same seeds and prompts), for ``same_seed_similarity``."""
+    if reference is not None and not np.array_equal(reference["seeds"], samples["seeds"]):
+        raise ValueError("same_seed_similarity: the reference cell was sampled from other seeds")
     images = samples["images"]
     n = len(images)
     labels = np.asarray(samples.get("labels", np.zeros(n, np.int64)))
@@ -141,6 +162,21 @@ def label_cell(
             )
             for r in _attribute_rows(values, p, labels, classes):
                 rows.append({"labeller": lname, "attribute": attr, **r})
+        if emb is not None:
+            rows.append(
+                {
+                    "labeller": lname,
+                    "metric": "diversity_clip",
+                    "prompt_class": ALL,
+                    "value": clip_diversity(emb, labels),
+                    "n": n,
+                }
+            )
+        if emb is not None and reference is not None:
+            sim = same_seed_similarity(emb, labeller.embed(reference["images"]))
+            rows.append(
+                {"labeller": lname, "metric": "same_seed_similarity", "prompt_class": ALL, **sim}
+            )
         if emb is not None and len(classes) > 1:
             rows.append(
                 {

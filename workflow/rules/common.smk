@@ -359,3 +359,16 @@ def pretrained_cell_columns(wildcards):
     return pretrained_cell_columns_of(
         pretrained_model(wildcards), pretrained_row(wildcards), config
     )
+
+
+def pretrained_reference(wildcards):
+    """A bypassed pretrained cell's unbypassed twin (same knobs, bypass 0), when the model is
+    sampled on it: its samples, for the same-seed similarity."""
+    if float(wildcards.bypass) == 0.0:
+        return {}
+    m = pretrained_model(wildcards)
+    row = {**pretrained_row(wildcards), "bypass": 0.0, "bypass_schedule": "constant"}
+    if row not in model_rows(config, m):
+        return {}
+    cell = SAMPLER.format(**knob_path_values(row))
+    return {"reference": f"results/pretrained/{m.name}/{cell}/samples.npz"}

@@ -28,6 +28,7 @@ rule sample_pretrained:
 rule label_pretrained:
     input:
         unpack(labeller_files),
+        unpack(pretrained_reference),
         samples=f"{PRETRAINED_CELL}/samples.npz",
     output:
         predictions=f"{PRETRAINED_CELL}/predictions.parquet",

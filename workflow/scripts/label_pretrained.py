@@ -24,7 +24,10 @@ if "fairface" in snakemake.input.keys():
     )
 samples = load_npz(snakemake.input.samples)
 classes = [str(c) for c in samples["classes"]] if len(samples["classes"]) > 1 else []
-predictions, metrics = label_cell(samples, labellers, snakemake.params.grid, classes=classes)
+reference = load_npz(snakemake.input.reference) if "reference" in snakemake.input.keys() else None
+predictions, metrics = label_cell(
+    samples, labellers, snakemake.params.grid, classes=classes, reference=reference
+)
 print(metrics.to_string(), file=sys.stderr)
 write_parquet(predictions, snakemake.output.predictions)
 write_parquet(metrics, snakemake.output.metrics)
