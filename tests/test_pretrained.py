@@ -407,3 +407,15 @@ def test_missing_file_in_a_model_folder_is_named(folders, tmp_path):
         ConfigError, match=r"models\[0\].path: .* missing \['text_encoder/config.json'\]"
     ):
         check_pretrained_files(config)
+
+
+def test_latent_models_are_never_clipped(folders, tmp_path):
+    """A scheduler config without clip_sample (PNDM writes none) would give DDIM's default
+    True, clipping latents to [-1, 1]: the loader sets it false."""
+    folder = tmp_path / "sd"
+    shutil.copytree(folders["sd"], folder)
+    file = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(file.read_text())
+    del cfg["clip_sample"]
+    file.write_text(json.dumps(cfg))
+    assert load_text_to_image(folder).scheduler_config["clip_sample"] is False

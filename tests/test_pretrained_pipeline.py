@@ -157,3 +157,25 @@ def test_budget_counts_pretrained_evaluations():
         per_image = sum(network_evaluations(x) for x in model_rows(full, m))
         assert r["sample_evals"] == m.n_samples * len(m.classes) * per_image
         assert r["sample_hours"] == pytest.approx(r["sample_evals"] / 10.0 / 3600)
+
+
+@pytest.mark.slow
+def test_tiny_pretrained_report_has_the_figures(tiny_run, fixture_paths):
+    import zipfile
+
+    config = _tiny_config(tiny_run, fixture_paths)
+    report = tiny_run / "report.zip"
+    snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+        "--report",
+        str(report),
+        cwd=tiny_run,
+        timeout=600,
+        check=True,
+    )
+    names = zipfile.ZipFile(report).namelist()
+    for stem in ("fig_pretrained_fd.png", "fig_bypass_prompts.png", "sd_tiny.png"):
+        assert any(n.endswith(stem) for n in names), stem

@@ -229,7 +229,11 @@ def load_text_to_image(
             f"{path}: the text encoder's hidden size {emb} is not the U-Net's cross-attention "
             f"dimension {cross} (components of different models)"
         )
-    return TextToImage(tokenizer=tokenizer, scheduler_config=_scheduler_config(path), **parts)
+    schedule = _scheduler_config(path)
+    # Latents are not in [-1, 1]: a scheduler config without clip_sample (PNDM has none) would
+    # get DDPM/DDIM's default True and clip them. SD v1.x's own configs say false.
+    schedule.setdefault("clip_sample", False)
+    return TextToImage(tokenizer=tokenizer, scheduler_config=schedule, **parts)
 
 
 def generate_unet(
