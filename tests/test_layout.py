@@ -22,6 +22,7 @@ LAYERS = [
         "denoisers",
         "sections",
         "objectives",
+        "layouts",
     },
     {"datasets"},
     {"sampling", "train", "classifier", "backbones", "quality", "sae", "labellers"},

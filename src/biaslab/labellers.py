@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .layouts import clip_missing_files
+
 FAIRFACE_RACE = (
     "White",
     "Black",
@@ -47,20 +49,6 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Probabilities = dict[str, tuple[tuple[str, ...], np.ndarray]]
-
-
-def clip_missing_files(path: str | Path) -> list[str]:
-    """The files a CLIP folder (``CLIPModel.save_pretrained`` + ``CLIPProcessor``) lacks."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return [f"{folder} (no such folder)"]
-    need = (
-        ("config.json",),
-        ("model.safetensors", "pytorch_model.bin"),
-        ("preprocessor_config.json", "processor_config.json"),
-        ("tokenizer.json", "vocab.json"),
-    )
-    return [" or ".join(alts) for alts in need if not any((folder / a).is_file() for a in alts)]
 
 
 def _check_images(images: np.ndarray) -> None:

@@ -1,7 +1,7 @@
 """Pretrained diffusers models from local folders: unconditional U-Nets and text-to-image
 pipelines, sampled with this lab's samplers and knobs.
 
-Two kinds (``KINDS``):
+Two kinds (``layouts.KINDS``):
 
 * ``unet`` - a ``UNet2DModel`` and its scheduler, as diffusers' DDPM pipelines are saved
   (``unet/`` and ``scheduler/`` subfolders; the older flat layout of, e.g.,
@@ -12,8 +12,9 @@ Two kinds (``KINDS``):
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``). The samplers run in the VAE's latent space
   on ``eps(z, t, text embedding)`` and the latents are decoded at the end.
 
-Everything is read with ``local_files_only=True``: nothing is downloaded. ``missing_files``
-lists what a folder lacks, so a config check fails before any job, naming the key and the file.
+Everything is read with ``local_files_only=True``: nothing is downloaded.
+``layouts.missing_files`` lists what a folder lacks, so a config check fails before any job,
+naming the key and the file.
 
 Guidance: this lab's ``w`` (``eps = (1 + w) eps(c) - w eps(null)``, the "How I Met Your Bias"
 convention) is diffusers' ``guidance_scale = 1 + w`` (``guidance_scale``); the negative prompt
@@ -32,6 +33,7 @@ import torch
 
 from .denoisers import TextGuidedDenoiser, network
 from .images import to_uint8
+from .layouts import TEXT_WEIGHT_FILES, WEIGHT_FILES, missing_files
 from .objectives import objective_of_schedule, sampler_schedule
 from .sampling import (
     SamplerConfig,
@@ -41,72 +43,15 @@ from .sampling import (
     sample_batches,
 )
 
-KINDS = ("unet", "text_to_image")
-
-_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-_TEXT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-# Each entry: the files of which one must exist (alternatives), relative to the folder.
-_LAYOUT: dict[str, tuple[tuple[str, ...], ...]] = {
-    "unet": (
-        ("unet/config.json",),
-        tuple(f"unet/{w}" for w in _WEIGHTS),
-        ("scheduler/scheduler_config.json",),
-    ),
-    "text_to_image": (
-        ("model_index.json",),
-        ("unet/config.json",),
-        tuple(f"unet/{w}" for w in _WEIGHTS),
-        ("vae/config.json",),
-        tuple(f"vae/{w}" for w in _WEIGHTS),
-        ("text_encoder/config.json",),
-        tuple(f"text_encoder/{w}" for w in _TEXT_WEIGHTS),
-        ("tokenizer/tokenizer.json", "tokenizer/vocab.json"),
-        ("scheduler/scheduler_config.json",),
-    ),
-}
-# The older flat layout of an unconditional model (diffusers < 0.3 hub folders).
-_FLAT_UNET = (("config.json",), _WEIGHTS, ("scheduler_config.json",))
-
 
 def guidance_scale(w: float) -> float:
     """diffusers' ``guidance_scale`` of this lab's guidance weight ``w``: ``1 + w``."""
     return 1.0 + float(w)
 
 
-def _has(folder: Path, name: str) -> bool:
-    if (folder / name).is_file():
-        return True
-    # half-precision variants: diffusion_pytorch_model.fp16.safetensors, model.fp16.safetensors
-    stem, dot, ext = name.rpartition(".")
-    return dot == "." and any((folder / Path(name).parent).glob(f"{Path(stem).name}.*.{ext}"))
-
-
-def _missing(folder: Path, layout: tuple[tuple[str, ...], ...]) -> list[str]:
-    return [" or ".join(alts) for alts in layout if not any(_has(folder, a) for a in alts)]
-
-
-def missing_files(kind: str, path: str | Path) -> list[str]:
-    """The files a ``kind`` folder at ``path`` lacks (one entry per missing file, its
-    alternatives joined by "or"); empty when it is complete. ``tokenizer/vocab.json`` needs
-    ``tokenizer/merges.txt`` beside it."""
-    if kind not in KINDS:
-        raise ValueError(f"kind {kind!r} is not one of {KINDS}")
-    folder = Path(path)
-    if not folder.is_dir():
-        return [f"{folder} (no such folder)"]
-    missing = _missing(folder, _LAYOUT[kind])
-    if kind == "unet" and missing and not _missing(folder, _FLAT_UNET):
-        return []
-    tok = folder / "tokenizer"
-    if kind == "text_to_image" and (tok / "vocab.json").is_file():
-        if not (tok / "tokenizer.json").is_file() and not (tok / "merges.txt").is_file():
-            missing.append("tokenizer/merges.txt")
-    return missing
-
-
 def _variant(folder: Path) -> str | None:
     """ "fp16" when the folder only has half-precision weight files."""
-    if any((folder / w).is_file() for w in (*_WEIGHTS, *_TEXT_WEIGHTS)):
+    if any((folder / w).is_file() for w in (*WEIGHT_FILES, *TEXT_WEIGHT_FILES)):
         return None
     found = sorted(p.name for p in folder.glob("*.*.*"))
     return found[0].split(".")[1] if found else None

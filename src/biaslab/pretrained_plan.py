@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import ConfigError, resolve_sampling_grid
 from .grid import KNOB_COLUMNS
+from .layouts import clip_missing_files, missing_files
 
 GRID_KEY = "pretrained.grid"
 #: The metric tables' columns of a pretrained cell, beside the knobs.
@@ -189,9 +190,6 @@ def _missing_path(key: str, what: str) -> ConfigError:
 def check_pretrained_files(config: Mapping[str, Any]) -> None:
     """Every folder and weights file of ``pretrained``: a ConfigError naming the key and the
     file that is missing, before any job."""
-    from .labellers import clip_missing_files
-    from .pretrained import missing_files
-
     models = pretrained_plan(config)
     for m in models.values():
         what = {
