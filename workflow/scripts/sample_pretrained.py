@@ -17,10 +17,12 @@ from biaslab.pretrained import (
     load_text_to_image,
     load_unet,
 )
+from biaslab.pretrained_plan import PretrainedModel
 from biaslab.sampling import SamplerConfig
 
 torch.set_num_threads(snakemake.threads)
 model = snakemake.params.model
+entry = PretrainedModel(**model)
 row = snakemake.params.row
 cfg = SamplerConfig(
     **row,
@@ -38,7 +40,7 @@ else:
     pipe = load_text_to_image(snakemake.input.model, device, dtype)
     parts = []
     for c, name in enumerate(model["classes"]):
-        prompts = [model["prompts"][c][i % len(model["prompts"][c])] for i in range(cfg.n_samples)]
+        prompts = entry.class_prompts(c)
         print(f"class {name}: {prompts[0]!r} ...", file=sys.stderr)
         parts.append(
             generate_text_to_image(
