@@ -89,7 +89,7 @@ GOLDEN = ROOT / "tests" / "golden"
 def assert_matches_golden(results: Path, name: str) -> None:
     """``results/{metrics,predictions}.parquet`` of a tiny run equal the golden copies
     (tests/golden/README.md: which commit wrote them, and why they were last rewritten), up to
-    row order, every column compared."""
+    row order, every column compared, within float noise between CPUs."""
     import pandas as pd
 
     from biaslab.grid import GRID_COLUMNS
@@ -102,4 +102,7 @@ def assert_matches_golden(results: Path, name: str) -> None:
         keys = [c for c in (*GRID_COLUMNS, *ids) if c in want.columns]
         got = got.sort_values(keys, kind="stable").reset_index(drop=True)
         want = want.sort_values(keys, kind="stable").reset_index(drop=True)
-        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5, atol=1e-7)
+        # rtol 2e-3 / atol 1e-4: float noise between CPUs (another machine of the same kind
+        # gave classifier confidences up to 7e-4 apart, FD up to 7e-4 relative); a changed
+        # sampler, metric or row moves values far more than that
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=2e-3, atol=1e-4)

@@ -116,6 +116,46 @@ def test_target_classes():
     np.testing.assert_array_equal(t, dl.target_classes(seeds, "probability", [0.25, 0.75]))
     with pytest.raises(ValueError, match="intervene_mode"):
         dl.target_classes(seeds, "boost", [0.5, 0.5])
+    # a two-class conditional model: each sample toward its class's bias-conflicting attribute
+    labels = np.array([0, 1, 0, 1])
+    got = dl.target_classes(seeds[:4], "scale", [0.5, 0.5], labels=labels)
+    assert got.tolist() == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match="defined for 2 classes, not 3"):
+        dl.target_classes(seeds[:3], "scale", [1 / 3] * 3, labels=np.arange(3))
+    # probability mode ignores the classes: the same draws
+    np.testing.assert_array_equal(
+        dl.target_classes(seeds[:4], "probability", [0.25, 0.75], labels=labels), t[:4]
+    )
+
+
+def test_capture_labels_of_a_conditional_family_are_its_bias_attribute(tmp_path):
+    """Coloured MNIST: the background colour over the classes' colours (the readout's
+    labeller), as an index into the classes; BFFHQ's gender classifier must have 2 classes."""
+    from biaslab.classifier import SmallCNN, save_classifier
+    from biaslab.datasets.colour_mnist import PALETTE, compose
+
+    digits = np.zeros((4, 16, 16), dtype=np.uint8)
+    digits[:, 4:12, 7:9] = 255
+    colours = np.array([3, 8, 8, 3])  # classes [3, 8]: palette colours 3 and 8
+    images = compose(digits, PALETTE[colours].astype(np.uint8))
+    cond = {"dataset": "biased_mnist", "classes": [3, 8]}
+    labels, probs, values = dl.capture_labels(
+        images, n_classes=2, classifier_path="unused", conditional=cond
+    )
+    assert labels.tolist() == [0, 1, 1, 0] and values.tolist() == [3, 8]
+    np.testing.assert_array_equal(probs, np.eye(2)[[0, 1, 1, 0]])
+    with pytest.raises(ValueError, match="bias attribute has 2 values"):
+        dl.capture_labels(images, n_classes=3, classifier_path="unused", conditional=cond)
+    path = tmp_path / "gender.pt"
+    save_classifier(SmallCNN(3, 3), np.array([0, 1, 2]), path)
+    with pytest.raises(ValueError, match="gender\\) classifier has 3 classes"):
+        dl.capture_labels(
+            images,
+            n_classes=2,
+            classifier_path="unused",
+            conditional={"dataset": "bffhq", "classes": [0, 1]},
+            attribute_classifier_path=str(path),
+        )
 
 
 def _sae_for(unet, k=8):

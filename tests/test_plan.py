@@ -90,6 +90,14 @@ def test_difflens_plan_and_its_checks():
     fams = _plan("config.yaml")
     depth = fams["mnist69"]
     assert depth.difflens["models"] == {("0.1", "2")}
+    # the filters span the families: biased_mnist's rho 0.8 model (bias-conflicting 0.2)
+    colour = fams["biased_mnist"]
+    assert colour.difflens["models"] == {("0.2", "2")}
+    assert colour.difflens["n_attribute_classes"] == 2
+    assert colour.difflens["conditional"] == {"dataset": "biased_mnist", "classes": [0, 1]}
+    assert depth.difflens["conditional"] is None
+    assert colour.difflens["reference"]["guidance"] == 1.0  # its first plain grid row
+    assert len(colour.rows_of("0.05", "2")) < len(colour.rows_of("0.2", "2"))
     assert depth.difflens["target"] == (0.5, 0.5)
     assert depth.difflens["reference"]["intervene"] == 1.0
     on = [r for r in depth.knob_rows if r["intervene"] != 1.0]
@@ -106,17 +114,24 @@ def test_difflens_plan_and_its_checks():
     cases = {
         r"difflens\.target": {"target": [0.7, 0.7]},
         r"difflens\.depths": {"depths": ["5"]},
-        r"difflens\.fractions": {"fractions": [0.25]},
-        r"difflens\.datasets: biased_mnist is class-conditional": {
-            "datasets": ["mnist69", "biased_mnist"]
-        },
-        r"difflens\.datasets: 'celeba'": {"datasets": ["mnist69", "celeba"]},
+        r"difflens\.fractions: \[0\.25\] are not fractions": {"fractions": [0.1, 0.2, 0.25]},
+        r"difflens\.fractions: \[0\.3\] select no model of biased_mnist": {"fractions": [0.3]},
+        r"difflens\.depths: \['3'\] select no depth of biased_mnist": {"depths": ["3"]},
+        r"difflens\.datasets: 'celeba'": {"datasets": ["mnist69", "biased_mnist", "celeba"]},
         r"sampling\.grid\[3\]\.intervene: .* not in difflens\.datasets": {"datasets": []},
         r"difflens\.sae: unknown keys \['width'\]": {"sae": {"width": 3}},
     }
     for pattern, change in cases.items():
         with pytest.raises(ConfigError, match=pattern):
             plan(broken(**change))
+    # scale mode on a conditional family with three colours: no single bias-conflicting one
+    cfg = broken()
+    cfg["conditional"]["classes"] = [0, 1, 2]
+    cfg["conditional"]["grid"][-1]["intervene_mode"] = "scale"
+    with pytest.raises(ConfigError, match=r"conditional\.grid\[10\]\.intervene_mode: scale"):
+        plan(cfg)
+    cfg["conditional"]["grid"][-1]["intervene_mode"] = "probability"
+    assert plan(cfg)["biased_mnist"].difflens["target"] == pytest.approx((1 / 3,) * 3)
     cfg = broken()
     cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 25, "intervene_mode": "scale"})
     with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene_mode: set without"):

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,8 +149,11 @@ def test_sampler_family_metrics_carry_every_knob(tiny_conditional_run):
     assert set(GRID_COLUMNS) <= set(m.columns)
     cells = m[m.metric == "minority_share"]
     colour = cells[cells.dataset != "mnist69"]
-    # 2 datasets x 2 rho x 5 settings, each with the knob values of its grid row
-    assert len(colour) == 20
+    # 2 datasets x 2 rho x 5 settings, each with the knob values of its grid row, and the
+    # intervened cell of the biased_mnist rho 0.8 model (DiffLens)
+    assert len(colour) == 21
+    on = colour[colour.intervene != 1.0]
+    assert len(on) == 1 and on.iloc[0][["dataset", "rho_data"]].tolist() == ["biased_mnist", 0.8]
     got = {tuple(r) for r in colour[KNOBS].drop_duplicates().itertuples(index=False)}
     want = {
         (
@@ -170,15 +174,40 @@ def test_sampler_family_metrics_carry_every_knob(tiny_conditional_run):
     assert set(depth["bypass_schedule"]) == {"constant", "linear"}
     assert (m.loc[m.sampler == "heun", "s_churn"] == 10.0).all()
     rho = m[m.metric == "rho_model"]
-    assert len(rho) == 20 and ((rho.value >= rho.ci_low) & (rho.value <= rho.ci_high)).all()
+    assert len(rho) == 21 and ((rho.value >= rho.ci_low) & (rho.value <= rho.ci_high)).all()
     assert len(m[m.metric == "rho_model_right"]) == 10  # multicolour only
-    assert len(m[m.metric == "label_adherence"]) == 20
+    assert len(m[m.metric == "label_adherence"]) == 21
     train_rho = m[m.metric == "training_rho"].groupby("rho_data")["value"].first()
     assert train_rho.round(2).to_dict() == {0.8: 0.8, 0.95: 0.93}  # round(0.95 * 30) / 30
     p = pd.read_parquet(tiny_conditional_run / "results" / "predictions.parquet")
     cp = p[p.dataset != "mnist69"]
     # conditioning labels cycle through the classes: 4 samples per digit in each cell
-    assert (cp.groupby(["dataset", "rho_data", *KNOBS])["label"].value_counts() == 4).all()
+    cells = cp.groupby(["dataset", "rho_data", *KNOBS, "intervene"])
+    assert (cells["label"].value_counts() == 4).all()
+
+
+def test_conditional_difflens_slice(tiny_conditional_run):
+    """DiffLens on a class-conditional model: the captured images are labelled with the
+    family's bias attribute (the background colour, one per class: 3 here, so the probes,
+    features and target distribution have 3 classes); the intervened cell has FD per
+    conditioning class, FID and the same-seed similarity to its twin."""
+    from biaslab.io import load_npz
+
+    res = tiny_conditional_run / "results"
+    model = "biased_mnist/minority~0.2/depth~2/seed~0"
+    cap = load_npz(res / "difflens" / model / "activations.npz")
+    assert cap["classes"].tolist() == [0, 1, 2] and cap["probs"].shape == (24, 3)
+    assert set(np.unique(cap["probs"])) <= {0.0, 1.0}  # the colour labeller is exact
+    features = pd.read_parquet(res / "difflens" / "features.parquet")
+    assert set(features["class_index"]) <= {0, 1, 2} and len(features) == 3 * 5
+    assert set(features["dataset"]) == {"biased_mnist"}
+    m = pd.read_parquet(res / "metrics.parquet")
+    on = m[m["intervene"] != 1.0]
+    assert set(on["dataset"]) == {"biased_mnist"} and set(on["rho_data"]) == {0.8}
+    assert {"fd", "fd_training", "fid", "rho_model", "same_seed_similarity"} <= set(on["metric"])
+    fd = on[on.metric == "fd"]
+    assert fd["value"].between(0, 1).all() and (fd["ci_low"] <= fd["value"]).all()
+    assert (res / "figures" / "fig_fd_vs_intervention.png").stat().st_size > 1000
 
 
 def test_sampler_family_figures_and_conditional_models(tiny_conditional_run):

@@ -16,7 +16,8 @@ Four steps, each one rule of the workflow and one function here:
 4. ``sae_intervention``: ``h <- h + W_dec^T (z' - z)`` with ``z = Enc(h)`` and ``z'`` = z with
    the target class's features multiplied by ``ratio`` (only the difference is decoded, so
    the SAE's reconstruction error stays in h), at every network call but the first of a
-   trajectory. Modes: ``scale`` (every sample's target is the minority class, index 1),
+   trajectory. Modes: ``scale`` (every sample's target is the minority class, index 1; for a
+   two-class conditional model the bias-conflicting attribute of the sample's class),
    ``probability`` (each sample draws its target class from the target distribution, default
    uniform, with its own seed, so that a fully steered model would generate that
    distribution). ``ratio = 1`` installs nothing: samples are bit-identical.
@@ -261,12 +262,26 @@ def top_features(scores: np.ndarray, n_features: int) -> np.ndarray:
 
 
 def target_classes(
-    seeds: np.ndarray, mode: str, distribution: Sequence[float], minority: int = 1
+    seeds: np.ndarray,
+    mode: str,
+    distribution: Sequence[float],
+    minority: int = 1,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each sample's target attribute class: ``minority`` for every sample (``scale``), or a
-    draw from ``distribution`` with the sample's own seed (``probability``)."""
+    draw from ``distribution`` with the sample's own seed (``probability``). For a
+    class-conditional model (``labels``: each sample's conditioning class index, whose aligned
+    attribute is the one of the same index), ``scale`` targets the bias-conflicting attribute
+    of the sample's class, which needs two classes."""
     if mode == "scale":
-        return np.full(len(seeds), int(minority), dtype=np.int64)
+        if labels is None:
+            return np.full(len(seeds), int(minority), dtype=np.int64)
+        if len(distribution) != 2:
+            raise ValueError(
+                f"intervene_mode scale: a class-conditional model's bias-conflicting attribute "
+                f"is defined for 2 classes, not {len(distribution)}; use probability"
+            )
+        return 1 - np.asarray(labels, dtype=np.int64)
     if mode != "probability":
         raise ValueError(f"intervene_mode: {mode!r} is not one of {INTERVENE_MODES}")
     q = np.asarray(distribution, dtype=np.float64)
@@ -447,6 +462,35 @@ def locate(
         "class_share": class_share,
         "gallery": gallery(h, sae, top),
     }
+
+
+def capture_labels(
+    images: np.ndarray,
+    *,
+    n_classes: int,
+    classifier_path: str,
+    conditional: Mapping[str, Any] | None = None,
+    attribute_classifier_path: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The attribute class index, probabilities and attribute values of each captured image:
+    for the depth family the evaluation classifier's class (``attribute_labels``); for a
+    class-conditional family (``conditional``: its ``dataset`` and ``classes``) the bias
+    attribute its readout reads (``evaluate.conditional_attribute``: coloured MNIST's
+    background colour, BFFHQ's gender by the attribute classifier), which must have
+    ``n_classes`` values."""
+    if conditional is None:
+        return attribute_labels(images, classifier_path, n_classes)
+    from .evaluate import conditional_attribute
+
+    ca = conditional_attribute(
+        images, conditional["dataset"], conditional["classes"], attribute_classifier_path
+    )
+    if len(ca.values) != n_classes:
+        raise ValueError(
+            f"collect_activations: the {conditional['dataset']} bias attribute has "
+            f"{len(ca.values)} values ({ca.values.tolist()}), DiffLens here needs {n_classes}"
+        )
+    return ca.index, np.asarray(ca.probs, dtype=np.float32), np.asarray(ca.values)
 
 
 def attribute_labels(

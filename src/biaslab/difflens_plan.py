@@ -13,22 +13,47 @@ from .grid import fraction_label, intervened
 
 
 def _selected(dl: Mapping[str, Any], fam: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The depths and skew labels of ``fam`` that ``difflens.depths`` / ``.fractions`` pick."""
-    depths = fam.depths if dl.get("depths") is None else tuple(str(d) for d in dl["depths"])
-    bad = [d for d in depths if d not in fam.depths]
-    if bad:
-        raise ConfigError(
-            f"difflens.depths: {bad} are not depths of {fam.dataset} ({list(fam.depths)})"
-        )
+    """The depths and skew labels of ``fam`` that ``difflens.depths`` / ``.fractions`` pick.
+    The filters span every family of ``difflens.datasets`` (a minority fraction of the depth
+    family, a bias-conflicting share ``1 - rho`` of a conditional one): each family keeps the
+    values it has and must keep one (``_check_filters`` checks that each value is used)."""
+    depths = fam.depths
+    if dl.get("depths") is not None:
+        depths = tuple(d for d in (str(d) for d in dl["depths"]) if d in fam.depths)
+        if not depths:
+            raise ConfigError(
+                f"difflens.depths: {list(dl['depths'])} select no depth of {fam.dataset} "
+                f"({list(fam.depths)})"
+            )
     fractions = fam.fractions
     if dl.get("fractions") is not None:
-        fractions = tuple(fraction_label(f) for f in dl["fractions"])
-        bad = [f for f in fractions if f not in fam.fractions]
-        if bad:
+        wanted = [fraction_label(f) for f in dl["fractions"]]
+        fractions = tuple(f for f in wanted if f in fam.fractions)
+        if not fractions:
+            share = "bias-conflicting shares 1 - rho" if fam.conditional else "minority fractions"
             raise ConfigError(
-                f"difflens.fractions: {bad} are not skews of {fam.dataset} ({list(fam.fractions)})"
+                f"difflens.fractions: {list(dl['fractions'])} select no model of {fam.dataset} "
+                f"(its {share}: {list(fam.fractions)})"
             )
     return depths, fractions
+
+
+def _check_filters(dl: Mapping[str, Any], fams: list[Any]) -> None:
+    """Every value of ``difflens.depths`` / ``.fractions`` selects a model of some family."""
+    for key, values, of in (
+        ("depths", dl.get("depths"), lambda f: f.depths),
+        ("fractions", dl.get("fractions"), lambda f: f.fractions),
+    ):
+        if values is None:
+            continue
+        have = {v for f in fams for v in of(f)}
+        label = str if key == "depths" else fraction_label
+        bad = [v for v in values if label(v) not in have]
+        if bad:
+            raise ConfigError(
+                f"difflens.{key}: {bad} are not {key} of {[f.dataset for f in fams]} "
+                f"({sorted(have)})"
+            )
 
 
 def _plain_rows(fam: Any) -> list[dict[str, Any]]:
@@ -61,6 +86,32 @@ def _target(dl: Mapping[str, Any], n_attr: int, name: str) -> tuple[float, ...]:
     return tuple(float(v) for v in target)
 
 
+def n_attribute_classes(fam: Any) -> int:
+    """The attribute classes DiffLens probes, attributes and steers on a family: the depth
+    family's two image classes (the evaluation classifier's); a conditional family's bias
+    attribute, as its readout reads it: one background colour per class of coloured MNIST,
+    BFFHQ's two genders."""
+    if not fam.conditional:
+        return 2
+    if "bias" in fam.attribute_targets:  # BFFHQ: gender by the attribute classifier
+        return 2
+    return fam.num_classes
+
+
+def _check_scale_rows(fam: Any, n_attr: int) -> None:
+    """``intervene_mode: scale`` on a conditional family targets each class's
+    bias-conflicting attribute, which is defined for two classes only."""
+    if not fam.conditional or n_attr == 2:
+        return
+    for i, row in enumerate(fam.knob_rows):
+        if intervened(row) and row["intervene_mode"] == "scale":
+            raise ConfigError(
+                f"{fam.grid_key}[{i}].intervene_mode: scale steers each class toward its "
+                f"bias-conflicting attribute, defined for 2 classes; {fam.dataset} has "
+                f"{n_attr}: use probability"
+            )
+
+
 def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[str, Any]:
     """The families of ``difflens.datasets`` with their DiffLens settings (``Family.difflens``);
     intervened grid rows anywhere else are an error, as are filters that select no model, an
@@ -68,15 +119,20 @@ def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[s
     over the attribute classes."""
     dl = config.get("difflens") or {}
     names = list(dl.get("datasets") or [])
-    for name, fam in families.items():
+    for fam in families.values():
+        # a grid shared by families (conditional.grid) intervenes on those with an SAE
+        sharing = [n for n, f in families.items() if f.grid_key == fam.grid_key]
         for i, row in enumerate(fam.knob_rows):
-            if intervened(row) and name not in names:
+            if intervened(row) and not set(sharing) & set(names):
                 raise ConfigError(
                     f"{fam.grid_key}[{i}].intervene: the row intervenes through an SAE, but "
-                    f"{name} is not in difflens.datasets"
+                    f"{' / '.join(sharing)} {'is' if len(sharing) == 1 else 'are'} not in "
+                    "difflens.datasets"
                 )
     out = dict(families)
-    if not config["model"]["depths"]:  # the depth family is off, and its DiffLens with it
+    if config["model"]["depths"]:
+        _check_filters(dl, [families[n] for n in names if n in families])
+    else:  # the depth family is off, and its DiffLens (and filter values) with it
         names = [n for n in names if n != config["data"]["dataset"]]
     for name in names:
         fam = families.get(name)
@@ -84,14 +140,10 @@ def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[s
             raise ConfigError(
                 f"difflens.datasets: {name!r} is not a family of this run ({list(families)})"
             )
-        if fam.conditional:
-            raise ConfigError(
-                f"difflens.datasets: {name} is class-conditional; DiffLens runs on the "
-                "unconditional depth family in this version (its attribute: the class classifier's)"
-            )
         depths, fractions = _selected(dl, fam)
         plain = _plain_rows(fam)
-        n_attr = 2  # the depth family's attribute: the two image classes
+        n_attr = n_attribute_classes(fam)
+        _check_scale_rows(fam, n_attr)
         try:
             sae = SAEConfig.from_dict(dl.get("sae") or {})
             attribution = LocateConfig.from_dict(dl.get("attribution") or {})
@@ -106,6 +158,15 @@ def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[s
                 "keep_calls": int(dl["keep_calls"]),
                 "target": _target(dl, n_attr, name),
                 "n_attribute_classes": n_attr,
+                # a conditional family's bias attribute (evaluate.conditional_attribute)
+                "conditional": (
+                    {
+                        "dataset": name,
+                        "classes": list(fam.data.get("classes", range(fam.num_classes))),
+                    }
+                    if fam.conditional
+                    else None
+                ),
                 "sae": asdict(sae),
                 "attribution": asdict(attribution),
             },

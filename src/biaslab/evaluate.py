@@ -153,6 +153,59 @@ def _group_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class ConditionalAttribute:
+    """The bias attribute of class-conditional samples: ``attrs`` the attribute ids per key
+    (``colour``; ``colour_left`` / ``colour_right``; ``bias``), ``main`` the key the bias is
+    read on, ``values`` the attribute values (the index space of ``probs``), ``probs`` [N, K]
+    per-sample probabilities over ``values`` (one-hot for the colour labeller)."""
+
+    attrs: dict[str, np.ndarray]
+    main: str
+    values: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def index(self) -> np.ndarray:
+        """Each sample's attribute class index into ``values`` (the main attribute)."""
+        return self.probs.argmax(axis=1).astype(np.int64)
+
+
+def conditional_attribute(
+    images: np.ndarray,
+    dataset: str,
+    classes,
+    attribute_classifier_path: str | None = None,
+    *,
+    x: torch.Tensor | None = None,
+) -> ConditionalAttribute:
+    """The bias attribute of a conditional family's uint8 images, as its readout and DiffLens
+    read it: the background colour of coloured MNIST over the colours of ``classes``
+    (``colour_mnist.attributes_of``; Multi-Color MNIST's left half is the main one), or
+    BFFHQ's gender by the attribute classifier at ``attribute_classifier_path`` (which must
+    have two classes). ``x``: the images in model range, when the caller has them."""
+    from .datasets.colour_mnist import attributes_of
+
+    if attribute_classifier_path:
+        bias_clf, bias_classes = load_classifier(attribute_classifier_path)
+        if len(bias_classes) != 2:
+            raise ValueError(
+                f"{attribute_classifier_path}: the attribute (gender) classifier has "
+                f"{len(bias_classes)} classes ({list(bias_classes)}), not 2"
+            )
+        bias_idx, probs = predict(bias_clf, to_model_range(images) if x is None else x)
+        attrs = {"bias": np.asarray(bias_classes)[bias_idx]}
+        values = np.asarray(bias_classes)
+    else:
+        attrs = attributes_of(images, dataset, classes)
+        values = np.asarray(classes)  # the labeller's classes: the colours of the classes
+        probs = None
+    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
+    if probs is None:
+        probs = (attrs[main][:, None] == values[None, :]).astype(np.float64)
+    return ConditionalAttribute(attrs, main, values, probs)
+
+
 def conditional_readout(c: Classified) -> Readout:
     """Class-conditional models ("How I Met Your Bias"): coloured MNIST (bias attribute =
     background colour, read by ``colour_mnist.attributes_of``) or BFFHQ (class = age; bias
@@ -170,20 +223,14 @@ def conditional_readout(c: Classified) -> Readout:
         raise ValueError("samples: no conditioning labels (is the model class-conditional?)")
     train, n = c.train, len(c.pred)
     cond = c.classes[c.samples["labels"]]
+    ca = conditional_attribute(
+        c.samples["images"], c.dataset, c.classes, c.attribute_classifier_path, x=c.x_gen
+    )
+    attrs, main, values, bias_probs = ca.attrs, ca.main, ca.values, ca.probs
     if c.attribute_classifier_path:
-        bias_clf, bias_classes = load_classifier(c.attribute_classifier_path)
-        bias_idx, bias_probs = predict(bias_clf, c.x_gen)
-        attrs = {"bias": bias_classes[bias_idx]}
-        values = np.asarray(bias_classes)
         train_attr = train["bias"]
-    else:
-        attrs = attributes_of(c.samples["images"], c.dataset, c.classes)
-        values = np.asarray(c.classes)  # the labeller's classes: the colours of the classes
-        train_attr = None
-    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
-    if train_attr is None:  # the same labeller on the training images
+    else:  # the same labeller on the training images
         train_attr = attributes_of(train["x"], c.dataset, c.classes)[main]
-        bias_probs = (attrs[main][:, None] == values[None, :]).astype(np.float64)
     aligned = attrs[main] == cond
     columns = {
         "label": cond.astype(np.int64),

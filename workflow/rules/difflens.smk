@@ -5,6 +5,9 @@ rule collect_activations:
     input:
         model=MODEL_DIR,
         classifier=CLASS_CLASSIFIER,
+        attribute_classifier=lambda wc: (
+            attribute_classifier(wc) if family(wc).conditional else []
+        ),
     output:
         activations=ACTIVATIONS,
     log:
@@ -21,6 +24,7 @@ rule collect_activations:
         sampling=difflens_reference,
         keep_calls=lambda wc: family(wc).difflens["keep_calls"],
         n_classes=lambda wc: family(wc).difflens["n_attribute_classes"],
+        conditional=lambda wc: family(wc).difflens["conditional"],
     script:
         "../scripts/collect_activations.py"
 

@@ -1,5 +1,6 @@
 """Capture the mid-block activations of one model's reference sampling loop (DiffLens), with
-the evaluation classifier's attribute class of each final image."""
+the attribute class of each final image (the evaluation classifier's class; a conditional
+family's bias attribute)."""
 
 import sys
 
@@ -8,7 +9,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.difflens import attribute_labels, collect_activations, fingerprint
+from biaslab.difflens import capture_labels, collect_activations, fingerprint
 from biaslab.io import write_npz
 from biaslab.models import default_device
 from biaslab.sampling import SamplerConfig
@@ -19,8 +20,12 @@ unet, scheduler = load_model(snakemake.input.model)
 unet.to(default_device())
 cfg = SamplerConfig(**snakemake.params.sampling)
 got = collect_activations(unet, scheduler.config, cfg, snakemake.params.keep_calls)
-labels, probs, classes = attribute_labels(
-    got["images"], snakemake.input.classifier, snakemake.params.n_classes
+labels, probs, classes = capture_labels(
+    got["images"],
+    n_classes=snakemake.params.n_classes,
+    classifier_path=snakemake.input.classifier,
+    conditional=snakemake.params.conditional,
+    attribute_classifier_path=(list(snakemake.input.attribute_classifier) or [None])[0],
 )
 print(f"h {got['h'].shape}, attribute classes {np.bincount(labels)}", file=sys.stderr)
 write_npz(

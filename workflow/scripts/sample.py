@@ -36,7 +36,8 @@ if "sae" in snakemake.input.keys():
     check_features_file(
         feats, model_fingerprint=model_fp, n_classes=len(target), path=snakemake.input.features
     )
-    targets = target_classes(sample_seeds(cfg), cfg.intervene_mode, target)
+    labels = sample_labels(cfg, num_classes(unet))  # conditional: each sample's class
+    targets = target_classes(sample_seeds(cfg), cfg.intervene_mode, target, labels=labels)
     print(f"intervention targets {np.bincount(targets, minlength=len(target))}", file=sys.stderr)
     hooks.append(SAEIntervention(unet, sae, feats["features"], cfg.intervene, targets))
 images, seeds = generate(unet, scheduler.config, cfg, hooks=hooks)

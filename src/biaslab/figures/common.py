@@ -62,8 +62,11 @@ def depth_order(labels) -> list[str]:
     return sorted({str(d) for d in labels}, key=lambda d: (depth_sort_key(d), d))
 
 
-def fraction_legend(fraction: float) -> str:
-    """``10% minority in training``."""
+def fraction_legend(fraction: float, conditional: bool = False) -> str:
+    """``10% minority in training``; for a class-conditional family (``fraction`` = the
+    bias-conflicting share ``1 - rho``) ``rho_data 0.8``."""
+    if conditional:
+        return f"rho_data {1 - float(fraction):.3g}"
     return f"{100 * float(fraction):.3g}% minority in training"
 
 
@@ -226,7 +229,12 @@ def hollow_unlearned(ax, x, y, learned: np.ndarray, color, size: float = 60) -> 
     x, y, bad = np.asarray(x, float), np.asarray(y, float), ~np.asarray(learned, bool)
     if bad.any():
         ax.scatter(
-            x[bad], y[bad], s=size, facecolors="white", edgecolors=[color], linewidths=1.5,
+            x[bad],
+            y[bad],
+            s=size,
+            facecolors="white",
+            edgecolors=[color],
+            linewidths=1.5,
             zorder=4,
         )
     return bool(bad.any())

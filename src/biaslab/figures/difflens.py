@@ -54,7 +54,7 @@ _BASE = (
 _PANELS = (
     ("fd", "Fairness Discrepancy (95% CI)", 1.0),
     ("fd_training", "FD to the training distribution", 1.0),
-    ("minority_share", "% minority generated (95% CI)", 100.0),
+    ("minority_share", "% minority / bias-conflicting generated (95% CI)", 100.0),
     ("fid", "FID (held-out real images)", 1.0),
 )
 
@@ -82,6 +82,7 @@ def _draw(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
     depths = depth_order(g["depth"])
     colors = depth_colors(depths)
     fractions = sorted(g["minority_fraction"].unique())
+    conditional = "rho_data" in g and bool(g["rho_data"].notna().any())
     drawn = False
     for d in depths:
         for i, frac in enumerate(fractions):
@@ -103,7 +104,7 @@ def _draw(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
                 marker="o",
                 color=colors[d],
                 linestyle=styles[i % len(styles)],
-                label=f"depth {d}, {fraction_legend(frac)}",
+                label=f"depth {d}, {fraction_legend(frac, conditional)}",
             )
             hollow_unlearned(ax, x, y, learned_by(gd, "intervene", x), colors[d])
             if s["lo"].notna().any():
