@@ -142,10 +142,11 @@ def test_paper_celeba_dry_run(tmp_path):
     )
     counts = job_counts(proc.stdout)
     # CelebA: 6 depths x 5 sampler settings (3 through each model's SAE: DiffLens on the
-    # Male attribute); BFFHQ: 4 rho x 3 depths x 10 settings
+    # Male attribute); BFFHQ: 4 rho x 3 depths x 13 settings (3 through each model's SAE:
+    # DiffLens on gender)
     assert counts["train_diffusion"] == 6 + 12
-    assert counts["sample"] == counts["evaluate"] == 30 + 120
-    assert counts["collect_activations"] == counts["locate_features"] == 6
+    assert counts["sample"] == counts["evaluate"] == 30 + 12 * 13
+    assert counts["collect_activations"] == counts["locate_features"] == 6 + 12
     # the class classifiers of both, BFFHQ's gender (bias) and CelebA's Male x Blond_Hair
     # group classifiers: one rule, a {target} wildcard
     assert counts["train_classifier"] == 4

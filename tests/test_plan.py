@@ -19,11 +19,11 @@ def test_default_config_plan():
     fams = _plan("config.yaml")
     assert list(fams) == ["mnist69", "biased_mnist"]
     depth, cond = fams["mnist69"], fams["biased_mnist"]
-    assert depth.fractions == ("0.1", "0.3") and depth.depths == ("2", "3", "4")
+    assert depth.fractions == ("0.1", "0.3") and depth.depths == ("2", "4")
     assert not depth.conditional and depth.features_scope == "base"
     assert cond.conditional and cond.num_classes == 2 and cond.features_scope == "train"
     assert cond.fractions == ("0.2", "0.05")  # 1 - rho, as path labels
-    assert cond.n_samples == 100 and cond.train_steps == 1000
+    assert cond.n_samples == 100 and cond.train_steps == 800
     assert all(list(r) == list(KNOB_COLUMNS) for r in cond.knob_rows)
     assert cond.train_params("2", 0)["num_classes"] == 2
     assert "seeds" not in depth.train_params("2", 0)
@@ -89,7 +89,7 @@ def test_empty_model_depths_switch_the_depth_family_off():
 def test_difflens_plan_and_its_checks():
     fams = _plan("config.yaml")
     depth = fams["mnist69"]
-    assert depth.difflens["models"] == {("0.1", "2")}
+    assert depth.difflens["models"] == {("0.3", "2")}
     # the filters span the families: biased_mnist's rho 0.8 model (bias-conflicting 0.2)
     colour = fams["biased_mnist"]
     assert colour.difflens["models"] == {("0.2", "2")}
@@ -103,8 +103,8 @@ def test_difflens_plan_and_its_checks():
     on = [r for r in depth.knob_rows if r["intervene"] != 1.0]
     assert on and all(r["intervene_mode"] == "probability" for r in on)
     # the intervened rows are sampled on the model with an SAE only
-    assert len(depth.rows_of("0.1", "2")) == len(depth.knob_rows)
-    assert len(depth.rows_of("0.3", "2")) == len(depth.knob_rows) - len(on)
+    assert len(depth.rows_of("0.3", "2")) == len(depth.knob_rows)
+    assert len(depth.rows_of("0.1", "2")) == len(depth.knob_rows) - len(on)
 
     def broken(**difflens):
         cfg = with_defaults(yaml.safe_load((ROOT / "config.yaml").read_text()))
@@ -114,11 +114,11 @@ def test_difflens_plan_and_its_checks():
     cases = {
         r"difflens\.target": {"target": [0.7, 0.7]},
         r"difflens\.depths": {"depths": ["5"]},
-        r"difflens\.fractions: \[0\.25\] are not fractions": {"fractions": [0.1, 0.2, 0.25]},
-        r"difflens\.fractions: \[0\.3\] select no model of biased_mnist": {"fractions": [0.3]},
-        r"difflens\.depths: \['3'\] select no depth of biased_mnist": {"depths": ["3"]},
+        r"difflens\.fractions: \[0\.25\] are not fractions": {"fractions": [0.3, 0.2, 0.25]},
+        r"difflens\.fractions: \[0\.1\] select no model of biased_mnist": {"fractions": [0.1]},
+        r"difflens\.depths: \['4'\] select no depth of biased_mnist": {"depths": ["4"]},
         r"difflens\.datasets: 'celeba'": {"datasets": ["mnist69", "biased_mnist", "celeba"]},
-        r"sampling\.grid\[3\]\.intervene: .* not in difflens\.datasets": {"datasets": []},
+        r"sampling\.grid\[2\]\.intervene: .* not in difflens\.datasets": {"datasets": []},
         r"difflens\.sae: unknown keys \['width'\]": {"sae": {"width": 3}},
     }
     for pattern, change in cases.items():
@@ -128,15 +128,15 @@ def test_difflens_plan_and_its_checks():
     cfg = broken()
     cfg["conditional"]["classes"] = [0, 1, 2]
     cfg["conditional"]["grid"][-1]["intervene_mode"] = "scale"
-    with pytest.raises(ConfigError, match=r"conditional\.grid\[10\]\.intervene_mode: scale"):
+    with pytest.raises(ConfigError, match=r"conditional\.grid\[9\]\.intervene_mode: scale"):
         plan(cfg)
     cfg["conditional"]["grid"][-1]["intervene_mode"] = "probability"
     assert plan(cfg)["biased_mnist"].difflens["target"] == pytest.approx((1 / 3,) * 3)
     cfg = broken()
     cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 25, "intervene_mode": "scale"})
-    with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene_mode: set without"):
+    with pytest.raises(ConfigError, match=r"sampling\.grid\[4\]\.intervene_mode: set without"):
         plan(cfg)
     cfg = broken()
     cfg["sampling"]["grid"].append({"sampler": "ddim", "steps": 7, "intervene": 2.0})
-    with pytest.raises(ConfigError, match=r"sampling\.grid\[5\]\.intervene: no row with"):
+    with pytest.raises(ConfigError, match=r"sampling\.grid\[4\]\.intervene: no row with"):
         plan(cfg)

@@ -290,16 +290,17 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     counts = job_counts(proc.stdout)
     # depth family: 6 depth variants x 4 skews x 3 training seeds, 11 sampler settings each
     # (3 of them through the model's SAE: DiffLens on every depth model);
-    # sampler family: 2 coloured datasets x 4 rho x 3 depths x 3 seeds, 26 settings each
+    # sampler family: 2 coloured datasets x 4 rho x 3 depths x 3 seeds, 26 settings each,
+    # and 3 more through the SAE of each Biased MNIST model (DiffLens on the colour)
     assert counts["train_diffusion"] == 72 + 72
-    assert counts["collect_activations"] == counts["train_sae"] == 72
+    assert counts["collect_activations"] == counts["train_sae"] == 72 + 36
     assert counts["skewed_dataset"] == 4 + 8
     assert counts["train_classifier"] == 3
     # kNN features: once for the MNIST base set (its 4 skews index into it), once per
     # recoloured training set (2 datasets x 4 rho)
     assert counts["base_features"] == 1
     assert counts["train_features"] == 8
-    assert counts["sample"] == counts["evaluate"] == 72 * 11 + 72 * 26
+    assert counts["sample"] == counts["evaluate"] == 72 * 11 + 72 * 26 + 36 * 3
     assert counts["fig_sampler_study"] == 6  # with the FID frontier
     print(f"paper dry run: {elapsed:.1f} s")
 
