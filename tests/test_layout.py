@@ -25,7 +25,7 @@ LAYERS = [
         "layouts",
     },
     {"datasets"},
-    {"sampling", "train", "classifier", "backbones", "quality", "sae", "labellers"},
+    {"sampling", "train", "classifier", "backbones", "quality", "sae", "labellers", "attributes"},
     {"evaluate", "figures", "probe", "difflens", "gather", "pretrained", "pretrained_eval"},
     {"config", "fetch_weights"},
     {"plan", "difflens_plan", "pretrained_plan"},
@@ -71,9 +71,7 @@ def test_every_module_has_a_layer():
 
 def test_no_module_imports_one_above_it():
     graph = {n: _imports(n, p) for n, p in _modules().items()}
-    upward = [
-        f"{n} -> {d}" for n, deps in graph.items() for d in deps if _layer(d) > _layer(n)
-    ]
+    upward = [f"{n} -> {d}" for n, deps in graph.items() for d in deps if _layer(d) > _layer(n)]
     assert not upward, upward
     seen: dict[str, int] = {}
 

@@ -91,7 +91,8 @@ def test_a_model_without_the_class_prior_is_not_learned(colour_case):
     s, rho = subject(unet, dict(sched.config), train, clf, "biased_mnist")
     table = probe_model(s, ProbeConfig(n_images=20, timesteps=(0, 500, 999), n_start=8), {}, rho)
     start = float(table.loc[table.metric == "start_rho", "value"].iloc[0])
-    assert start <= 0.5 and not table["learned"].any()
+    # the mean image's background is the 50/50 blend: 0.5 up to float noise (5e-7 seen)
+    assert start <= 0.5 + 1e-6 and not table["learned"].any()
     # it always predicts the mean image: the colour is never recovered beyond a guess
     acc = table[table.metric == "attribute_accuracy"].set_index("t")["value"]
     assert acc.max() < 0.75

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attributes import attribute_labels, capture_labels  # noqa: F401  (DiffLens' labels)
 from .sae import (  # noqa: F401  (the SAE's names are DiffLens' too)
     SAEConfig,
     TopKSAE,
@@ -373,10 +374,6 @@ def check_features_file(
         )
 
 
-def sae_config_dict(cfg: SAEConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
 # --------------------------------------------------------------------------------------------
 # the steps as the workflow runs them
 # --------------------------------------------------------------------------------------------
@@ -462,50 +459,3 @@ def locate(
         "class_share": class_share,
         "gallery": gallery(h, sae, top),
     }
-
-
-def capture_labels(
-    images: np.ndarray,
-    *,
-    n_classes: int,
-    classifier_path: str,
-    conditional: Mapping[str, Any] | None = None,
-    attribute_classifier_path: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The attribute class index, probabilities and attribute values of each captured image:
-    for the depth family the evaluation classifier's class (``attribute_labels``); for a
-    class-conditional family (``conditional``: its ``dataset`` and ``classes``) the bias
-    attribute its readout reads (``evaluate.conditional_attribute``: coloured MNIST's
-    background colour, BFFHQ's gender by the attribute classifier), which must have
-    ``n_classes`` values."""
-    if conditional is None:
-        return attribute_labels(images, classifier_path, n_classes)
-    from .evaluate import conditional_attribute
-
-    ca = conditional_attribute(
-        images, conditional["dataset"], conditional["classes"], attribute_classifier_path
-    )
-    if len(ca.values) != n_classes:
-        raise ValueError(
-            f"collect_activations: the {conditional['dataset']} bias attribute has "
-            f"{len(ca.values)} values ({ca.values.tolist()}), DiffLens here needs {n_classes}"
-        )
-    return ca.index, np.asarray(ca.probs, dtype=np.float32), np.asarray(ca.values)
-
-
-def attribute_labels(
-    images: np.ndarray, classifier_path: str, n_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The attribute class index and probabilities of each captured image from the evaluation
-    classifier, which must have the ``n_classes`` attribute classes; and its classes."""
-    from .classifier import load_classifier, predict
-    from .images import to_model_range
-
-    classifier, classes = load_classifier(classifier_path)
-    if len(classes) != n_classes:
-        raise ValueError(
-            f"{classifier_path}: the attribute classifier has {len(classes)} classes "
-            f"({list(classes)}), DiffLens here needs {n_classes}"
-        )
-    labels, probs = predict(classifier, to_model_range(images))
-    return labels.astype(np.int64), probs, np.asarray(classes)

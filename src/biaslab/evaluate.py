@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .attributes import conditional_attribute
 from .backbones import load_backbone
 from .classifier import load_classifier, predict
 from .datasets.common import class_indices
@@ -151,59 +152,6 @@ def _group_rows(
         value = float(np.mean(train["group"] == g)) if n_train else np.nan
         rows.append({"metric": "training_group_share", "group": name, "value": value, "n": n_train})
     return rows
-
-
-@dataclass(frozen=True)
-class ConditionalAttribute:
-    """The bias attribute of class-conditional samples: ``attrs`` the attribute ids per key
-    (``colour``; ``colour_left`` / ``colour_right``; ``bias``), ``main`` the key the bias is
-    read on, ``values`` the attribute values (the index space of ``probs``), ``probs`` [N, K]
-    per-sample probabilities over ``values`` (one-hot for the colour labeller)."""
-
-    attrs: dict[str, np.ndarray]
-    main: str
-    values: np.ndarray
-    probs: np.ndarray
-
-    @property
-    def index(self) -> np.ndarray:
-        """Each sample's attribute class index into ``values`` (the main attribute)."""
-        return self.probs.argmax(axis=1).astype(np.int64)
-
-
-def conditional_attribute(
-    images: np.ndarray,
-    dataset: str,
-    classes,
-    attribute_classifier_path: str | None = None,
-    *,
-    x: torch.Tensor | None = None,
-) -> ConditionalAttribute:
-    """The bias attribute of a conditional family's uint8 images, as its readout and DiffLens
-    read it: the background colour of coloured MNIST over the colours of ``classes``
-    (``colour_mnist.attributes_of``; Multi-Color MNIST's left half is the main one), or
-    BFFHQ's gender by the attribute classifier at ``attribute_classifier_path`` (which must
-    have two classes). ``x``: the images in model range, when the caller has them."""
-    from .datasets.colour_mnist import attributes_of
-
-    if attribute_classifier_path:
-        bias_clf, bias_classes = load_classifier(attribute_classifier_path)
-        if len(bias_classes) != 2:
-            raise ValueError(
-                f"{attribute_classifier_path}: the attribute (gender) classifier has "
-                f"{len(bias_classes)} classes ({list(bias_classes)}), not 2"
-            )
-        bias_idx, probs = predict(bias_clf, to_model_range(images) if x is None else x)
-        attrs = {"bias": np.asarray(bias_classes)[bias_idx]}
-        values = np.asarray(bias_classes)
-    else:
-        attrs = attributes_of(images, dataset, classes)
-        values = np.asarray(classes)  # the labeller's classes: the colours of the classes
-        probs = None
-    main = next(k for k in ("colour", "colour_left", "bias") if k in attrs)
-    if probs is None:
-        probs = (attrs[main][:, None] == values[None, :]).astype(np.float64)
-    return ConditionalAttribute(attrs, main, values, probs)
 
 
 def conditional_readout(c: Classified) -> Readout:
