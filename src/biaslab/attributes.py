@@ -80,7 +80,7 @@ def capture_labels(
     """The attribute class index, probabilities and attribute values of each captured image:
     for the depth family the evaluation classifier's class (``attribute_labels``); for a
     class-conditional family (``conditional``: its ``dataset`` and ``classes``) the bias
-    attribute its readout reads (``evaluate.conditional_attribute``: coloured MNIST's
+    attribute its readout reads (``conditional_attribute``: coloured MNIST's
     background colour, BFFHQ's gender by the attribute classifier), which must have
     ``n_classes`` values."""
     if conditional is None:

@@ -158,7 +158,7 @@ def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[s
                 "keep_calls": int(dl["keep_calls"]),
                 "target": _target(dl, n_attr, name),
                 "n_attribute_classes": n_attr,
-                # a conditional family's bias attribute (evaluate.conditional_attribute)
+                # a conditional family's bias attribute (attributes.conditional_attribute)
                 "conditional": (
                     {
                         "dataset": name,

@@ -18,6 +18,7 @@ torch.set_num_threads(snakemake.threads)
 unet, scheduler = load_model(snakemake.input.model)
 unet.to(default_device())  # the U-Net runs there; noise and sampler state stay on the CPU
 cfg = SamplerConfig(**snakemake.params.sampling)
+labels = sample_labels(cfg, num_classes(unet))  # a conditional model's class of each sample
 hooks = []
 if "sae" in snakemake.input.keys():
     from biaslab.difflens import (
@@ -36,11 +37,9 @@ if "sae" in snakemake.input.keys():
     check_features_file(
         feats, model_fingerprint=model_fp, n_classes=len(target), path=snakemake.input.features
     )
-    labels = sample_labels(cfg, num_classes(unet))  # conditional: each sample's class
     targets = target_classes(sample_seeds(cfg), cfg.intervene_mode, target, labels=labels)
     print(f"intervention targets {np.bincount(targets, minlength=len(target))}", file=sys.stderr)
     hooks.append(SAEIntervention(unet, sae, feats["features"], cfg.intervene, targets))
 images, seeds = generate(unet, scheduler.config, cfg, hooks=hooks)
-labels = sample_labels(cfg, num_classes(unet))
 extra = {} if labels is None else {"labels": labels}
 write_npz(snakemake.output.samples, images=images, seeds=seeds, **extra)
