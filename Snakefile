@@ -19,6 +19,7 @@ include: "workflow/rules/probe.smk"
 include: "workflow/rules/difflens.smk"
 include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 localrules:
@@ -41,6 +42,8 @@ localrules:
     fig3_toy,
     fig_sampler_study,
     tables,
+    claims,
+    fig_knob_effects,
 
 
 rule all:

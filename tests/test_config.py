@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -115,6 +116,36 @@ BAD_CONFIGS = {
         "conditional.rhos / conditional.n_train",
     ),
     "absurd n_samples": ("sampling:\n  n_samples: 1000000000\n", "['sampling']['n_samples']"),
+    "claim on an unknown column": (
+        "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: minority_share,\n"
+        "     expect: decrease, where: {colour: red}}\n",
+        "claims[0].where",
+    ),
+    "claim with an unknown metric": (
+        "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: accuracy,\n"
+        "     expect: decrease}\n",
+        "['claims'][0]['metric']",
+    ),
+    "nan in a range": ("training:\n  ema_decay: .nan\n", "training.ema_decay"),
+    "nan threshold": ("metrics:\n  confidence_threshold: .nan\n", "metrics.confidence_threshold"),
+    "nan fraction of data": ("data:\n  heldout_fraction: .nan\n", "data.heldout_fraction"),
+    "infinite lr": ("training:\n  lr: .inf\n", "training.lr"),
+    "nan width": ("model:\n  width: .nan\n", "model.width"),
+    "seed beyond 64 bits": ("training:\n  seeds: [18446744073709551616]\n", "['seeds']"),
+    "sample seed beyond torch": ("sampling:\n  sample_seed: 18446744073709551616\n", "sample_seed"),
+    "repeated key": (
+        "sampling:\n  n_samples: 12\n  n_samples: 24\n",
+        "line 3: key 'n_samples' is repeated (first at line 2)",
+    ),
+    "sae k above its latents": (
+        "difflens:\n  datasets: [mnist69]\n  sae: {expansion: 1, k: 1000}\n",
+        "difflens.sae.k",
+    ),
+    "more features than latents": (
+        "difflens:\n  datasets: [mnist69]\n  sae: {expansion: 1, k: 4}\n"
+        "  attribution: {n_features: 1000}\n",
+        "difflens.attribution.n_features",
+    ),
     "too many sampled images": (
         "minority_fractions: [0.1, 0.2, 0.3, 0.4]\nmodel:\n  depths: ['2', '3', '4']\n"
         "sampling:\n  n_samples: 1000000\n  grid:\n    - {sampler: ddim, steps: 10}\n"
@@ -181,3 +212,19 @@ def test_mismatched_idx_files_rejected_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "t10k-labels-idx1-ubyte" in out, out
     assert "Building DAG" not in out
+
+
+def test_check_finite_and_unique_keys_in_process(tmp_path):
+    from biaslab.config import ConfigError, check_finite, check_unique_keys
+
+    check_finite({"a": [1.0, {"b": 2}], "c": "nan"})  # strings are not numbers
+    for bad, key in (({"a": {"b": float("nan")}}, "a.b"), ({"s": [0.1, float("-inf")]}, "s[1]")):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: "):
+            check_finite(bad)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("a:\n  x: 1\nb:\n  x: 2\n")  # the same key in two mappings is fine
+    check_unique_keys(ok)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: 1\nb:\n  - {c: 1, c: 2}\n")
+    with pytest.raises(ConfigError, match=r"line 3: key 'c' is repeated \(first at line 3\)"):
+        check_unique_keys(bad)

@@ -80,7 +80,7 @@ def _check_every_damage(path: Path, load, same, n_random: int = 150, edge: int =
             result = load(path)
         except CorruptArtifactError as e:
             assert str(path) in str(e), (name, str(e))
-            assert "delete" in str(e) and "rerun" in str(e), str(e)
+            assert "snakemake --force" in str(e) and "again" in str(e), str(e)
             errors += 1
         else:
             assert same(result), f"{name}: loaded a changed result"
@@ -310,7 +310,10 @@ def test_damaged_model_file_is_refused(model_dir, name):
         load_model(model_dir)
     message = str(exc.value)
     assert message.startswith(f"{path}: its content changed"), message
-    assert message.endswith(f"delete {model_dir} and rerun (rule train_diffusion)"), message
+    assert message.endswith(
+        f"remake it (rule train_diffusion) with `snakemake --force {model_dir}` (and your usual "
+        "options), then run `snakemake` again to update what depends on it"
+    ), message
 
 
 def test_zeroed_4k_in_model_weights_keeping_size_and_mtime_is_refused(model_dir):
@@ -518,22 +521,43 @@ def test_disk_full_is_recognised_however_it_is_wrapped():
 # --------------------------------------------------------------------------- workflow
 
 
+def _bytes(paths):
+    return {p.name: p.read_bytes() for p in paths}
+
+
 @pytest.mark.slow
-def test_workflow_refuses_to_sample_a_damaged_model(tmp_path):
-    """The tiny config cut to one model and one sampler cell: train and sample it, zero 4 KiB
-    of the model's weights (same size and time stamp, so Snakemake sees nothing), force the
-    sampling again: the job fails naming the file and the rule to rerun."""
+def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_path):
+    """The tiny config cut to one model and one sampler cell, evaluated. (1) Delete its
+    samples (their metrics exist: Snakemake alone has "nothing to be done"): the README's
+    repair, ``snakemake --force <file> && snakemake``, restores byte-identical samples and
+    metrics. (2) Zero 4 KiB of the model's weights (same size and time stamp, so Snakemake
+    sees nothing), force the sampling again: the job fails naming the file and the command
+    that remakes it; that command and a rerun restore byte-identical results."""
     config = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
     config["model"]["depths"] = ["2"]
     config["sampling"]["grid"] = config["sampling"]["grid"][:1]
+    config["difflens"]["datasets"] = []
+    config["claims"] = []
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
     args = ("--cores", "2", "--configfile", "one.yaml")
-    snakemake(*args, "--until", "sample", cwd=tmp_path, timeout=600, check=True)
+    snakemake(*args, "--until", "evaluate", cwd=tmp_path, timeout=600, check=True)
     [samples] = (tmp_path / "results" / "samples").rglob("samples.npz")
+    [metrics] = (tmp_path / "results" / "eval").rglob("metrics.parquet")
     [weights] = (tmp_path / "results" / "models").rglob("diffusion_pytorch_model.safetensors")
-    _zero_4k_in_place(weights)
-
+    before = _bytes([samples, metrics])
     target = str(samples.relative_to(tmp_path))
+
+    def repair(path):  # the README's command, "Verified on load, and how to recover"
+        snakemake(*args, "--force", path, cwd=tmp_path, timeout=600, check=True)
+        snakemake(*args, "--until", "evaluate", cwd=tmp_path, timeout=600, check=True)
+
+    samples.unlink()
+    proc = snakemake(*args, "--until", "evaluate", "-n", cwd=tmp_path, timeout=120, check=True)
+    assert "Nothing to be done" in proc.stdout + proc.stderr  # why deleting is not enough
+    repair(target)
+    assert _bytes([samples, metrics]) == before
+
+    _zero_4k_in_place(weights)
     proc = snakemake(target, *args, "--forcerun", "sample", cwd=tmp_path, timeout=600)
     assert proc.returncode != 0
     [log] = (tmp_path / "logs" / "sample").rglob("*.log")
@@ -543,7 +567,10 @@ def test_workflow_refuses_to_sample_a_damaged_model(tmp_path):
     assert message == [
         f"{error}{weights.relative_to(tmp_path)}: its content "
         f"changed after it was written (the sha256 recorded in {model / CHECKSUMS} differs); "
-        f"delete {model} and rerun (rule train_diffusion)"
+        f"remake it (rule train_diffusion) with `snakemake --force {model}` (and your usual "
+        "options), then run `snakemake` again to update what depends on it"
     ]
     assert str(weights.relative_to(tmp_path)) in proc.stdout + proc.stderr
     assert not samples.exists()  # Snakemake removed the failed job's output
+    repair(str(model))
+    assert _bytes([samples, metrics]) == before

@@ -18,7 +18,7 @@ def _results(root):
     (res / "tables").mkdir(parents=True)
     (res / "figures" / "fig5_same_seed").mkdir(parents=True)
     pd.DataFrame({"metric": ["rho_model"], "value": [0.9]}).to_parquet(res / "metrics.parquet")
-    for name in ("probe", "train_log"):
+    for name in ("probe", "train_log", "predictions", "aggregate", "contrasts", "claims"):
         pd.DataFrame({"x": [1]}).to_parquet(res / f"{name}.parquet")
     (res / "tables" / "summary.md").write_text("| a |\n")
     (res / "figures" / "fig_probe.png").write_bytes(b"png")
@@ -71,3 +71,50 @@ def test_a_rerun_appends_its_facts(tmp_path):
     assert [r["commit"] for r in runs] == ["abc", "def"]
     md = publish_run.run_facts(runs)
     assert "1. `c`" in md and "2. `c`" in md and "0.5 min" in md and "`def`" in md
+
+
+def _claims(verdicts):
+    return pd.DataFrame(
+        {"claim": ["a", "b"], "metric": ["minority_share"] * 2, "dataset": ["mnist69"] * 2,
+         "depth": ["4", "4"], "bypass": [0.0, float("nan")], "verdict": verdicts,
+         "effect": [-0.1, 0.02], "ci_low": [-0.2, -0.01], "ci_high": [-0.01, 0.05],
+         "n_models": [5, 5]}
+    )  # fmt: skip
+
+
+def test_compare_verdicts_pairs_claims_by_cell():
+    t = publish_run.compare_verdicts(
+        _claims(["held", "inconclusive"]), _claims(["held", "reversed"])
+    )
+    assert t.set_index("claim")["same"].to_dict() == {"a": True, "b": False}
+
+
+def test_verify_reruns_the_published_config_and_compares(tmp_path, monkeypatch, capsys):
+    name = "verify-test-run"
+    monkeypatch.setattr(publish_run, "ROOT", tmp_path)
+    dest = tmp_path / "docs" / "results" / name
+    dest.mkdir(parents=True)
+    run = {"config": "claims: []\n", "command": "c"}
+    (dest / "run.json").write_text(__import__("json").dumps({"runs": [run]}))
+    _claims(["held", "held"]).to_parquet(dest / "claims.parquet")
+    calls = []
+
+    def fake_run(cmd, **kw):  # the workflow: writes the rerun's claims
+        calls.append(cmd)
+        workdir = tmp_path / "scratch"
+        assert (workdir / "config.yaml").read_text() == "claims: []\n"
+        (workdir / "results").mkdir(parents=True, exist_ok=True)
+        _claims(["held", "reversed"]).to_parquet(workdir / "results" / "claims.parquet")
+
+    monkeypatch.setattr(publish_run.subprocess, "run", fake_run)
+    rc = publish_run.verify(name, cores=1, extra=[], scratch=tmp_path / "scratch")
+    assert rc == 1 and "results/claims.parquet" in calls[0]
+    assert "1 of 2 verdicts the same" in capsys.readouterr().out
+
+
+def test_run_facts_embed_the_claims_table():
+    run = {"command": "c", "snakemake": "s", "commit": "abc", "dirty": False,
+           "config_file": "config.yaml", "machine": {"cpu": "x", "cpus": 2},
+           "started_utc": "t", "wall_s": 60.0, "files": []}  # fmt: skip
+    md = publish_run.run_facts([run], "| claim | verdict |\n|---|---|\n| a | **held** |\n")
+    assert "## Claims" in md and "**held**" in md

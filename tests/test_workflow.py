@@ -31,6 +31,7 @@ FIGURES = [
     "fig3_toy",
     "fig5_same_seed/minority~0.2_seed~0",
     "figA_minority_seeds/minority~0.2_seed~0",
+    "fig_knob_effects",
 ]
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,23 @@ def test_tiny_run_difflens_slice(tiny_run):
     gallery = "fig_difflens_gallery/mnist69/minority~0.2_depth~2_seed~0"
     for fig in ("fig_fd_vs_intervention", "fig_difflens_probes", gallery):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
+
+
+def test_tiny_run_writes_aggregate_contrasts_and_claims(tiny_run):
+    res = tiny_run / "results"
+    agg = pd.read_parquet(res / "aggregate.parquet")
+    assert "train_seed" not in agg.columns and (agg["n_models"] == 1).all()
+    assert agg["band"].str.startswith("sampling 95% CI, 1 training seed").any()
+    con = pd.read_parquet(res / "contrasts.parquet")
+    assert {"depth", "intervene"} <= set(con["vary"])
+    assert {"model", "across"} == set(con["level"])
+    assert {"effect", "ci_low", "ci_high", "p", "n_models", "k_same_sign"} <= set(con.columns)
+    claims = pd.read_parquet(res / "claims.parquet")
+    assert set(claims["claim"]) == {"deeper", "sae-balances"}
+    assert set(claims["verdict"]) <= {"held", "reversed", "inconclusive"}
+    assert len(claims[claims["claim"] == "deeper"]) == 1  # where: ddim, no intervention
+    md = (res / "tables" / "claims.md").read_text()
+    assert "sae-balances" in md and "sampling 95% CI, 1 training seed" in md
 
 
 def test_tiny_run_matches_golden_tables(tiny_run):
@@ -229,7 +247,8 @@ def test_sampler_family_figures_and_conditional_models(tiny_conditional_run):
     unet = UNet2DModel.from_pretrained(model / "unet")
     assert unet.config.num_class_embeds == 4 and unet.config.in_channels == 3
     summary = (tiny_conditional_run / "results" / "tables" / "summary.md").read_text()
-    assert "rho_model [95% CI]" in summary and "label adherence %" in summary
+    assert "rho_model, recognised [95% CI]" in summary and "label adherence %" in summary
+    assert "unrecognised %" in summary
     cell = (
         "sampler~heun_steps~3_eta~0.0_s_churn~10.0_guidance~1.0_bypass~0.0_bypass_schedule~constant"
         "_timestep_spacing~none_intervene~1.0_intervene_mode~none"

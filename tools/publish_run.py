@@ -10,15 +10,26 @@ run never mixes with ``results/`` of the default run; rerunning resumes it (Snak
 is complete, training resumes from checkpoints). When it has finished, the files a reader needs
 are copied into ``docs/results/<name>/``:
 
-* ``metrics.parquet`` and ``metrics.csv`` (the tidy metrics, every grid column), ``probe.parquet``,
-  ``train_log.parquet``, and ``difflens/{probes,features,sae}.parquet`` when the run has them;
-* ``tables/`` (``summary.md``, ``table3_knn.csv``) and ``figures/*.png``;
+* ``metrics.parquet`` and ``metrics.csv`` (the tidy metrics, every grid column),
+  ``predictions.parquet`` (per sample: anyone can rerun the paired tests), ``probe.parquet``,
+  ``train_log.parquet``, ``aggregate.parquet`` (per cell across training seeds),
+  ``contrasts.parquet`` and ``claims.parquet`` (``biaslab.contrasts``), and
+  ``difflens/{probes,features,sae}.parquet`` when the run has them;
+* ``tables/`` (``summary.md``, ``table3_knn.csv``, ``claims.md``) and ``figures/*.png``;
 * ``report.html`` (``snakemake --report``) unless ``--no-report``;
 * ``run.json`` and ``run.md``: per run (a rerun appends), the exact command, the commit (and
   whether the tree was dirty), the config file's content, the machine and the wall time.
 
-The analysis (``README.md`` beside them) is written by a person from these files.
-Arguments after ``--`` go to Snakemake unchanged.
+``run.md`` embeds the claims table. The analysis (``README.md`` beside them) is written by a
+person from these files. Arguments after ``--`` go to Snakemake unchanged.
+
+Verdicts, not bits, are what must travel across machines:
+
+    python tools/publish_run.py --verify default-run --cores 2
+
+reruns the config a published folder was made with (its ``run.json``) in a scratch directory
+and prints, claim by claim, the published verdict beside the new one; exit status 1 when one
+differs.
 """
 
 from __future__ import annotations
@@ -36,7 +47,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("metrics.parquet", "probe.parquet", "train_log.parquet")
+COPIED = (
+    "metrics.parquet",
+    "predictions.parquet",
+    "probe.parquet",
+    "train_log.parquet",
+    "aggregate.parquet",
+    "contrasts.parquet",
+    "claims.parquet",
+)
 #: Copied when the run made them (DiffLens: ``difflens.datasets`` not empty).
 OPTIONAL = ("difflens/probes.parquet", "difflens/features.parquet", "difflens/sae.parquet")
 
@@ -133,8 +152,9 @@ def record_run(dest: Path, run: dict) -> list[dict]:
     return runs
 
 
-def run_facts(runs: list[dict]) -> str:
-    """``run.md``: one numbered entry per run (command, commit, start, wall time, machine)."""
+def run_facts(runs: list[dict], claims_md: str | None = None) -> str:
+    """``run.md``: one numbered entry per run (command, commit, start, wall time, machine),
+    then the claims table (``claims_md``) when there is one."""
     lines = [f"# Run facts: `{runs[-1]['config_file']}`", ""]
     for i, r in enumerate(runs, 1):
         m = r["machine"]
@@ -148,7 +168,90 @@ def run_facts(runs: list[dict]) -> str:
             f"   - **Machine:** {hw}",
         ]
     lines += ["", f"**Files:** {', '.join(f'`{f}`' for f in runs[-1]['files'])}", ""]
+    if claims_md is not None:
+        lines += ["## Claims (`tables/claims.md`)", "", claims_md.rstrip(), ""]
     return "\n".join(lines)
+
+
+#: What identifies a claim's row across two runs of one config.
+_CLAIM_KEY = (
+    "claim",
+    "metric",
+    "dataset",
+    "minority_fraction",
+    "depth",
+    "sampler",
+    "steps",
+    "eta",
+    "s_churn",
+    "guidance",
+    "bypass",
+    "bypass_schedule",
+    "timestep_spacing",
+    "intervene",
+    "intervene_mode",
+    "objective",
+    "k",
+    "group",
+    "backbone",
+)
+
+
+def compare_verdicts(published, rerun):
+    """Published claims beside a rerun's, one row per claim and cell: both verdicts, both
+    effects and ``same`` (the verdict travelled)."""
+    import pandas as pd
+
+    keys = [c for c in _CLAIM_KEY if c in published.columns and c in rerun.columns]
+    cols = ["verdict", "effect", "ci_low", "ci_high", "n_models"]
+
+    def side(t, suffix):
+        t = t[keys + [c for c in cols if c in t.columns]].copy()
+        for c in keys:
+            t[c] = t[c].astype(object).where(t[c].notna(), "-").astype(str)
+        return t.rename(columns={c: f"{c}_{suffix}" for c in cols})
+
+    out = side(published, "published").merge(side(rerun, "rerun"), on=keys, how="outer")
+    out["same"] = out["verdict_published"] == out["verdict_rerun"]
+    return pd.DataFrame(out)
+
+
+def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = None) -> int:
+    """Rerun the config of ``docs/results/<name>/`` in ``scratch`` (a new temporary directory
+    by default) up to its claims, and print each claim's published and new verdict; 0 when
+    every verdict is the same, 1 otherwise."""
+    import tempfile
+
+    import pandas as pd
+
+    dest = ROOT / "docs" / "results" / name
+    if not (dest / "run.json").is_file():
+        raise SystemExit(f"verify: {dest}/run.json not found (not a published run)")
+    if not (dest / "claims.parquet").is_file():
+        raise SystemExit(f"verify: {dest} has no claims.parquet (published before claims)")
+    run = json.loads((dest / "run.json").read_text())["runs"][-1]
+    scratch = Path(scratch or tempfile.mkdtemp(prefix=f"verify-{name}-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    config = scratch / "config.yaml"
+    config.write_text(run["config"])
+    cmd = snakemake_command(config, scratch, cores, [*extra, "results/claims.parquet"])
+    print(f"verify {name}: {shlex.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+    wall = time.perf_counter() - t0
+    table = compare_verdicts(
+        pd.read_parquet(dest / "claims.parquet"),
+        pd.read_parquet(scratch / "results" / "claims.parquet"),
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(index=False))
+    same = int(table["same"].sum())
+    print(
+        f"verify {name}: {same} of {len(table)} verdicts the same "
+        f"(rerun in {scratch}, {wall / 60:.1f} min on {machine().get('cpu')})"
+    )
+    return 0 if same == len(table) else 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,6 +268,15 @@ def main(argv: list[str] | None = None) -> None:
         help="run in runs/<WORKDIR>/ instead of runs/<name>/: a config that extends a published "
         "one reuses its trained models (Snakemake reruns only what the extension adds)",
     )
+    if own and own[0] == "--verify":
+        vp = argparse.ArgumentParser(description="rerun a published config, compare verdicts")
+        vp.add_argument("--verify", required=True, metavar="NAME")
+        vp.add_argument("--cores", type=int, default=2)
+        vp.add_argument("--scratch", type=Path, help="rerun here (default: a new temp dir)")
+        vargs = vp.parse_args(own)
+        raise SystemExit(
+            verify(vargs.verify, cores=vargs.cores, extra=extra, scratch=vargs.scratch)
+        )
     args = ap.parse_args(own)
     config = args.config.resolve()
     if not config.is_file():
@@ -198,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
         "files": copied,
     }
     runs = record_run(dest, run)
-    (dest / "run.md").write_text(run_facts(runs))
+    claims = dest / "tables" / "claims.md"
+    (dest / "run.md").write_text(run_facts(runs, claims.read_text() if claims.is_file() else None))
     print(f"published {len(copied)} files to {dest} ({wall / 60:.1f} min)")
 
 

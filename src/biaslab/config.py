@@ -7,13 +7,21 @@ error names the offending key.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .datasets.bffhq import check_bffhq_root
 from .datasets.celeba import check_celeba_root
 from .datasets.mnist import MNIST_FILES, check_idx_files
-from .grid import INTERVENE_DEFAULT_MODE, KNOB_COLUMNS, KNOB_TYPES, SAMPLERS, knob_error
+from .grid import (
+    GRID_COLUMNS,
+    INTERVENE_DEFAULT_MODE,
+    KNOB_COLUMNS,
+    KNOB_TYPES,
+    SAMPLERS,
+    knob_error,
+)
 from .models import TABLE_A, check_resolution
 
 #: The workflow's config schema (types, ranges, unknown keys, defaults).
@@ -22,6 +30,49 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 class ConfigError(ValueError):
     pass
+
+
+def check_finite(config: Any, key: str = "") -> None:
+    """Every number of ``config`` is finite: NaN passes every range of a JSON schema (its
+    comparisons are false) and +-inf passes every one-sided range, so both are rejected here,
+    once for every key, before the schema runs. The error names the key."""
+    if isinstance(config, dict):
+        for name, value in config.items():
+            check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(config, list | tuple):
+        for i, value in enumerate(config):
+            check_finite(value, f"{key}[{i}]")
+    elif isinstance(config, float) and not math.isfinite(config):
+        raise ConfigError(f"{key or 'config'}: {config} is not a finite number")
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """A YAML file (a config file, ``--configfile`` too) whose mappings repeat a key is an
+    error naming the key and both lines: YAML loaders keep the last value silently, so a
+    researcher editing a long config could not see which value ran."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            k = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if k in seen:
+                raise ConfigError(
+                    f"{path}: line {line}: key {k!r} is repeated (first at line {seen[k]}); "
+                    "a repeated key would silently keep the last value"
+                )
+            seen[k] = line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        yaml.load(Path(path).read_text(), Loader=Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +96,7 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
     filling = jsonschema.validators.extend(base, {"properties": set_defaults})
+    check_finite(config)
     out = copy.deepcopy(dict(config))
     try:
         filling(schema).validate(out)
@@ -178,6 +230,22 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("conditional.bffhq.root: required for BFFHQ (the folder with bffhq/)")
     if config["figures"]["grid_samples"] > config["sampling"]["n_samples"]:
         raise ConfigError("figures.grid_samples: larger than sampling.n_samples")
+    check_claims(config.get("claims", []))
+
+
+def check_claims(claims: list[dict[str, Any]]) -> None:
+    """Claim ids are unique and ``where`` names grid columns (whether a claim matches a
+    contrast of the run is known once the run has its cells: ``contrasts.evaluate_claims``)."""
+    seen: set[str] = set()
+    for i, claim in enumerate(claims):
+        if claim["id"] in seen:
+            raise ConfigError(f"claims[{i}].id: {claim['id']!r} is used twice")
+        seen.add(claim["id"])
+        unknown = sorted(set(claim.get("where") or {}) - set(GRID_COLUMNS))
+        if unknown:
+            raise ConfigError(f"claims[{i}].where: {unknown} are not grid columns")
+        if str(claim["from"]) == str(claim["to"]):
+            raise ConfigError(f"claims[{i}].to: the same value as claims[{i}].from")
 
 
 def check_probe(config: dict[str, Any]) -> None:

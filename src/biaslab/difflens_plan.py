@@ -10,6 +10,7 @@ from typing import Any
 from .config import ConfigError
 from .difflens import LocateConfig, SAEConfig
 from .grid import fraction_label, intervened
+from .models import TABLE_A, scaled_channels
 
 
 def _selected(dl: Mapping[str, Any], fam: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -54,6 +55,23 @@ def _check_filters(dl: Mapping[str, Any], fams: list[Any]) -> None:
                 f"difflens.{key}: {bad} are not {key} of {[f.dataset for f in fams]} "
                 f"({sorted(have)})"
             )
+
+
+def _check_sizes(fam: Any, depths: tuple[str, ...], sae: Any, attribution: Any) -> None:
+    """The SAE of each selected model has ``expansion x`` its mid-block channels latents:
+    ``difflens.sae.k`` (active latents) and ``difflens.attribution.n_features`` (located
+    features per class) must not exceed them. (``keep_calls`` beyond the sampler's network
+    calls keeps every call: a documented clamp.)"""
+    for depth in depths:
+        mid = scaled_channels(TABLE_A[str(depth)].channels, fam.width)[-1]
+        latents = int(sae.expansion) * int(mid)
+        for key, value in (("sae.k", sae.k), ("attribution.n_features", attribution.n_features)):
+            if int(value) > latents:
+                raise ConfigError(
+                    f"difflens.{key}: {value} exceeds the SAE's {latents} latents on the "
+                    f"{fam.dataset} depth-{depth} model (difflens.sae.expansion {sae.expansion}"
+                    f" x {mid} mid-block channels at width {fam.width})"
+                )
 
 
 def _plain_rows(fam: Any) -> list[dict[str, Any]]:
@@ -149,6 +167,7 @@ def with_difflens(config: Mapping[str, Any], families: dict[str, Any]) -> dict[s
             attribution = LocateConfig.from_dict(dl.get("attribution") or {})
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        _check_sizes(fam, depths, sae, attribution)
         out[name] = replace(
             fam,
             difflens={

@@ -81,6 +81,8 @@ class Classified:
     probs: np.ndarray
     confidence: np.ndarray
     attribute_classifier_path: str | None
+    #: a sample is recognised (counted by the robust readout) at this class confidence
+    confidence_threshold: float = 0.9
 
 
 @dataclass
@@ -164,7 +166,9 @@ def conditional_readout(c: Classified) -> Readout:
     Rows: ``rho_model`` (aligned share, exact 95% interval), ``rho_model_right``
     (Multi-Color), ``label_adherence`` (the colour-decorrelated class classifier agrees with
     the conditioning label), ``rho_model_adherent`` (rho_model among adherent samples), the
-    training set's measured ``training_rho`` (and ``training_rho_right``)."""
+    training set's measured ``training_rho`` (and ``training_rho_right``); the robust
+    readout ``rho_model_confident``: rho_model among the samples the class classifier
+    recognises (confidence >= ``metrics.confidence_threshold``), so that noise is not counted."""
     from .datasets.colour_mnist import attributes_of
 
     if "labels" not in c.samples:
@@ -189,9 +193,11 @@ def conditional_readout(c: Classified) -> Readout:
         "is_minority": ~aligned,
     }
     adherent = c.pred == cond
+    recognised = c.confidence >= c.confidence_threshold
     rho_train = float(np.mean(train[main] == train["y"]))
     before = [
         share_row("rho_model", int(aligned.sum()), n),
+        share_row("rho_model_confident", int((aligned & recognised).sum()), int(recognised.sum())),
         share_row("label_adherence", int(adherent.sum()), n),
         share_row("rho_model_adherent", int((aligned & adherent).sum()), int(adherent.sum())),
         {"metric": "training_rho", "value": rho_train, "n": len(train["y"])},
@@ -284,6 +290,7 @@ def evaluate_cell(
         probs,
         probs.max(axis=1),
         attribute_classifier_path,
+        metrics.confidence_threshold,
     )
     r = (conditional_readout if is_conditional(grid) else depth_readout)(c)
     n = len(x_gen)

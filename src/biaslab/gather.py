@@ -59,25 +59,32 @@ _SORT_COLUMNS = ("minority_fraction", "train_seed", *KNOB_COLUMNS)
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, sampler setting): % minority [95% CI], training %, amplification
-    (percentage points), confident share, diversity; for coloured-MNIST cells also rho_model
-    [95% CI], the measured training rho and label adherence."""
+    """One row per (model, sampler setting): the robust readout (% minority among the samples
+    the classifier recognises, exact 95% CI of that one model: a sampling interval), % minority
+    of all samples, the unrecognised share, training %, amplification (percentage points, all
+    samples), diversity; for coloured-MNIST cells also rho_model (recognised [95% CI], all),
+    the measured training rho and label adherence. Across training seeds:
+    ``results/aggregate.parquet``."""
     keys = [c for c in GRID_COLUMNS if c in metrics.columns]
     out = []
     for key, g in metrics.groupby(keys, sort=False, dropna=False):
         m = {r.metric: r for r in g[g["k"].isna()].itertuples()}
         row = dict(zip(keys, key, strict=True))
-        ms = m["minority_share"]
-        row["% minority [95% CI]"] = (
+        ms = m["minority_share_confident"]
+        row["% minority, recognised [95% CI]"] = (
             f"{100 * ms.value:.1f} [{100 * ms.ci_low:.1f}, {100 * ms.ci_high:.1f}]"
         )
+        row["% minority, all"] = round(100 * m["minority_share"].value, 1)
+        row["unrecognised %"] = round(100 * (1 - m["confident_share"].value), 1)
         row["training %"] = round(100 * m["training_minority_share"].value, 1)
         row["amplification (pp)"] = round(100 * m["amplification"].value, 1)
-        row["confident %"] = round(100 * m["confident_share"].value, 1)
         row["diversity"] = round(m["diversity_lpips"].value, 4)
         if "rho_model" in m:  # class-conditional coloured-MNIST cells
-            r = m["rho_model"]
-            row["rho_model [95% CI]"] = f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            r = m.get("rho_model_confident", m["rho_model"])
+            row["rho_model, recognised [95% CI]"] = (
+                f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            )
+            row["rho_model, all"] = round(m["rho_model"].value, 3)
             row["training rho"] = round(m["training_rho"].value, 3)
             row["label adherence %"] = round(100 * m["label_adherence"].value, 1)
         out.append(row)
@@ -94,3 +101,24 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
     order = sorted(range(len(table)), key=sort_key)
     return table.iloc[order].reset_index(drop=True)
+
+
+def interval_note(metrics: pd.DataFrame) -> str:
+    """The sentence under a per-model table that says what its intervals are: each model's
+    sampling interval, and how many training seeds the run has per cell."""
+    seeds = metrics.groupby(
+        [c for c in GRID_COLUMNS if c in metrics.columns and c != "train_seed"], dropna=False
+    )["train_seed"].nunique()
+    n = int(seeds.max()) if len(seeds) else 0
+    counts = (
+        "1 training seed: sampling interval only"
+        if n <= 1
+        else (
+            f"up to {n} training seeds per cell: one row per trained model; the intervals across "
+            "models are in results/aggregate.parquet"
+        )
+    )
+    return (
+        "Intervals: exact (Clopper-Pearson) 95% sampling intervals of each trained model's "
+        f"samples ({counts}). Recognised: class confidence >= metrics.confidence_threshold."
+    )

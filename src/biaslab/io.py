@@ -48,8 +48,10 @@ CHANGED_FILE = "its content changed after it was written (the sha256 recorded in
 
 class CorruptArtifactError(ValueError):
     """A truncated, damaged or unverifiable artifact. The message names the file, the problem
-    and the fix: delete the file (or ``delete``, the folder it belongs to) and rerun ``rule``
-    (else the workflow, which rewrites it)."""
+    and the fix: remake the file (or ``delete``, the rule output it belongs to: a model
+    folder) with ``snakemake --force <it>``, then run the workflow again, which reruns what
+    depends on it (its outputs are now older than their input). Deleting the file alone is not
+    enough when files made from it exist: Snakemake then has "nothing to be done"."""
 
     def __init__(
         self,
@@ -63,8 +65,11 @@ class CorruptArtifactError(ValueError):
         self.problem = problem
         self.rule = rule
         target = Path(delete) if delete is not None else self.path
-        rerun = f"rule {rule}" if rule else "Snakemake writes it again"
-        super().__init__(f"{path}: {problem}; delete {target} and rerun ({rerun})")
+        by = f" (rule {rule})" if rule else ""
+        super().__init__(
+            f"{path}: {problem}; remake it{by} with `snakemake --force {target}` (and your "
+            "usual options), then run `snakemake` again to update what depends on it"
+        )
 
 
 # --------------------------------------------------------------------------- atomic writes

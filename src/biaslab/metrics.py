@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import stats
+
+from .stats import proportion_interval
 
 __all__ = [
     "clopper_pearson",
@@ -54,25 +55,12 @@ LPIPS_EPS = 1e-10  # the eps of ``lpips.normalize_tensor``
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    """Exact (Clopper & Pearson, 1934) two-sided ``1 - alpha`` interval for a binomial proportion.
-
-    With ``k`` successes out of ``n`` trials and ``B(q; a, b)`` the Beta quantile function:
-
-        low  = B(alpha/2;     k,     n - k + 1)     (0 when k = 0)
-        high = B(1 - alpha/2; k + 1, n - k)         (1 when k = n)
-
-    Returns ``(nan, nan)`` when ``n == 0``.
-    """
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    """Exact (Clopper & Pearson, 1934) two-sided ``1 - alpha`` interval for a binomial
+    proportion ``k / n``: ``stats.proportion_interval`` (scipy's ``binomtest(k, n)
+    .proportion_ci(method="exact")``). ``(nan, nan)`` when ``n == 0``."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    if n == 0:
-        return (math.nan, math.nan)
-    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2.0, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1.0 - alpha / 2.0, k + 1, n - k))
-    return (low, high)
+    return proportion_interval(k, n, 1.0 - alpha)
 
 
 def share(k: int, n: int, alpha: float = 0.05) -> dict[str, float | int]:

@@ -7,7 +7,12 @@ from snakemake.utils import Paramspace, min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from biaslab.config import ConfigError, check_inputs  # noqa: E402
+from biaslab.config import (  # noqa: E402
+    ConfigError,
+    check_finite,
+    check_inputs,
+    check_unique_keys,
+)
 from biaslab.datasets import same_seed_labels  # noqa: E402
 from biaslab.grid import (  # noqa: E402
     KNOB_COLUMNS,
@@ -28,6 +33,14 @@ from biaslab.pretrained_plan import (  # noqa: E402
     pretrained_rows,
 )
 
+try:
+    # Before the schema: a repeated key in any config file, and NaN / inf anywhere (NaN
+    # passes every range of a schema).
+    for _file in workflow.configfiles:
+        check_unique_keys(_file)
+    check_finite(config)
+except ConfigError as e:
+    raise WorkflowError(f"Invalid config: {e}")
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     # Every family's settings (biaslab.plan); the rules below read nothing else of the config
@@ -306,7 +319,12 @@ def trained_targets():
         "results/probe.parquet",
         "results/tables/table3_knn.csv",
         "results/tables/summary.md",
+        "results/aggregate.parquet",
+        "results/contrasts.parquet",
+        "results/claims.parquet",
+        "results/tables/claims.md",
     ]
+    figs.append("fig_knob_effects")
     if any(fam.difflens is not None for fam in PLAN.values()):
         figs += ["fig_fd_vs_intervention", "fig_difflens_probes"]
         figs += [

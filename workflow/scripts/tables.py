@@ -8,6 +8,7 @@ import pandas as pd
 
 from biaslab.evaluate import summary_table
 from biaslab.figures import depth_family, knn_table, markdown_table
+from biaslab.gather import interval_note
 from biaslab.io import atomic_path, read_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
@@ -17,4 +18,4 @@ knn = knn_table(depth) if len(depth) else pd.DataFrame(columns=["minority_fracti
 with atomic_path(snakemake.output.knn) as tmp:
     knn.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
-    tmp.write_text(markdown_table(summary_table(metrics)) + "\n")
+    tmp.write_text(markdown_table(summary_table(metrics)) + "\n\n" + interval_note(metrics) + "\n")

@@ -1,0 +1,490 @@
+"""A run's evidence across trained models: per-cell aggregates, paired contrasts between cells
+that differ in one knob, and claim verdicts (``biaslab.stats`` for every interval).
+
+* ``aggregate``: per cell (every grid column but ``train_seed``) and metric, the mean over the
+  trained models with its interval (``stats.across_models``: a t-interval over models, or the
+  one model's sampling interval), ``n_models`` and the probe's ``n_learned``.
+* ``contrasts``: every cell against its reference cell (the same grid but one column:
+  ``CONTRASTS``). Both cells share their sample seeds, so per-sample outcomes are compared
+  pairwise (``stats.paired_binary``: paired difference, McNemar's exact test, the samples
+  that flipped each way); per-cell metrics (diversity, kNN, FD, FID) by their difference.
+  One row per model (``level`` "model") and one across models (``level`` "across").
+* ``evaluate_claims``: named predicates over the across-model contrasts (the config's
+  ``claims``), each held / reversed / inconclusive (``stats.verdict``).
+
+The robust readout: ``*_confident`` outcomes count only samples the class classifier
+recognises (confidence >= ``metrics.confidence_threshold``) in both cells of a pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .grid import DEPTH_ORDER, GRID_COLUMNS, fmt_value
+
+MODEL = "train_seed"
+#: What identifies a metric row of a cell beside its grid columns.
+METRIC_KEYS = ("metric", "k", "group", "backbone")
+
+#: The columns a contrast varies, each with its reference: a value (the knob off), "fewest"
+#: (the fewest steps) or "shallowest" (``grid.DEPTH_ORDER``); ``with``: columns that change
+#: with it (a row without intervention has mode "none").
+CONTRASTS: dict[str, dict[str, Any]] = {
+    "guidance": {"reference": 0.0},
+    "steps": {"reference": "fewest"},
+    "eta": {"reference": 0.0},
+    "s_churn": {"reference": 0.0},
+    "bypass": {"reference": 0.0, "with": ("bypass_schedule",)},
+    "intervene": {"reference": 1.0, "with": ("intervene_mode",)},
+    "objective": {"reference": "epsilon"},
+    "depth": {"reference": "shallowest"},
+}
+
+#: Per-sample outcomes (predictions columns) compared pairwise: metric -> (outcome column,
+#: whether only pairs the classifier recognises in both cells count). ``confident_share``'s
+#: outcome is the recognition itself.
+SAMPLE_METRICS: dict[str, tuple[str, bool]] = {
+    "minority_share": ("is_minority", False),
+    "minority_share_confident": ("is_minority", True),
+    "rho_model": ("aligned", False),
+    "rho_model_confident": ("aligned", True),
+    "confident_share": ("confident", False),
+}
+#: Per-cell metrics contrasted by their difference (no per-sample pairing).
+CELL_METRICS = (
+    "diversity_lpips",
+    "knn_cosine",
+    "knn_l2",
+    "fd",
+    "fd_training",
+    "fid",
+    "kid",
+    "label_adherence",
+    "mean_confidence",
+    "group_share",
+)
+
+
+def cell_columns(table: pd.DataFrame) -> list[str]:
+    """The grid columns of ``table`` that identify a cell across its trained models."""
+    return [c for c in GRID_COLUMNS if c in table.columns and c != MODEL]
+
+
+def _key(values: Iterable[Any]) -> tuple:
+    """A hashable key with NaN / None as one value."""
+    return tuple(None if pd.isna(v) else v for v in values)
+
+
+def _rows(table: pd.DataFrame, columns: Sequence[str]) -> dict[tuple, pd.DataFrame]:
+    return {
+        _key(k if isinstance(k, tuple) else (k,)): g
+        for k, g in table.groupby(list(columns), sort=False, dropna=False)
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate
+# --------------------------------------------------------------------------------------------
+def aggregate(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and metric row: ``value`` (mean over models), ``ci_low`` / ``ci_high``,
+    ``method`` and ``band`` (``stats.band_label``), ``n_models``, ``n_learned`` (models the
+    probe says learned), ``model_min`` / ``model_max`` (the per-model values' range)."""
+    cells = cell_columns(metrics)
+    keys = cells + [c for c in METRIC_KEYS if c in metrics.columns]
+    out = []
+    for key, g in metrics.groupby(keys, sort=False, dropna=False):
+        vals = g["value"].to_numpy(dtype=float)
+        a = stats.across_models(vals, g.get("ci_low"), g.get("ci_high"))
+        finite = vals[np.isfinite(vals)]
+        out.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                **a,
+                "band": stats.band_label(a["n_models"], a["method"]),
+                "n_learned": int(g["probe_learned"].sum()) if "probe_learned" in g else np.nan,
+                "model_min": float(finite.min()) if len(finite) else np.nan,
+                "model_max": float(finite.max()) if len(finite) else np.nan,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------------
+# contrasts
+# --------------------------------------------------------------------------------------------
+def _reference(column: str, values: Sequence[Any]) -> Any:
+    ref = CONTRASTS[column]["reference"]
+    if ref == "fewest":
+        return min(values)
+    if ref == "shallowest":
+        return min(values, key=lambda d: (DEPTH_ORDER.index(d) if d in DEPTH_ORDER else 99, d))
+    return ref if ref in list(values) else None
+
+
+def contrast_pairs(cells: pd.DataFrame) -> list[tuple[str, tuple, tuple]]:
+    """``[(column, reference cell key, cell key), ...]``: every cell against the cell that
+    differs from it only in ``column`` (and the columns that change with it), which holds
+    ``column``'s reference value. ``cells``: one row per cell, its ``cell_columns``."""
+    columns = list(cells.columns)
+    out = []
+    for column, spec in CONTRASTS.items():
+        if column not in columns or cells[column].nunique(dropna=True) < 2:
+            continue
+        rest = [c for c in columns if c != column and c not in spec.get("with", ())]
+        for _k, g in cells.groupby(rest, sort=False, dropna=False):
+            values = [v for v in g[column].tolist() if not pd.isna(v)]
+            if len(set(values)) < 2:
+                continue
+            ref = _reference(column, values)
+            if ref is None:
+                continue
+            ref_rows = g[g[column] == ref]
+            if len(ref_rows) != 1:
+                continue
+            ref_key = _key(ref_rows.iloc[0])
+            for _, row in g[g[column] != ref].iterrows():
+                if not pd.isna(row[column]):
+                    out.append((column, ref_key, _key(row)))
+    return out
+
+
+def _outcome(pred: pd.DataFrame, column: str, threshold: float) -> np.ndarray:
+    if column == "confident":
+        return pred["confidence"].to_numpy(dtype=float) >= threshold
+    return pred[column].to_numpy(dtype=bool)
+
+
+def _sample_contrasts(
+    ref: pd.DataFrame, cell: pd.DataFrame, threshold: float
+) -> list[dict[str, Any]]:
+    """Per-sample paired contrasts of one model's two cells (predictions rows)."""
+    a = ref.sort_values("sample_index")
+    b = cell.sort_values("sample_index")
+    if len(a) != len(b) or not np.array_equal(a["seed"].to_numpy(), b["seed"].to_numpy()):
+        raise ValueError("contrast: the two cells do not share their sample seeds")
+    conf = (a["confidence"].to_numpy(dtype=float) >= threshold) & (
+        b["confidence"].to_numpy(dtype=float) >= threshold
+    )
+    rows = []
+    for metric, (column, confident_only) in SAMPLE_METRICS.items():
+        if column not in a.columns and column != "confident":
+            continue
+        x, y = _outcome(a, column, threshold), _outcome(b, column, threshold)
+        if confident_only:
+            x, y = x[conf], y[conf]
+        r = stats.paired_binary(x, y)
+        rows.append(
+            {
+                "metric": metric,
+                **r,
+                "value_from": float(x.mean()) if len(x) else np.nan,
+                "value_to": float(y.mean()) if len(y) else np.nan,
+                "method": stats.SAMPLING if np.isfinite(r["ci_low"]) else stats.NO_INTERVAL,
+            }
+        )
+    return rows
+
+
+def _cell_contrasts(ref: pd.DataFrame, cell: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per-cell metric differences of one model's two cells (metrics rows)."""
+    keys = [c for c in METRIC_KEYS if c in ref.columns]
+    a = ref[ref["metric"].isin(CELL_METRICS)]
+    b = cell[cell["metric"].isin(CELL_METRICS)]
+    av = {_key(k): v for *k, v in a[[*keys, "value"]].itertuples(index=False)}
+    rows = []
+    for *k, v in b[[*keys, "value"]].itertuples(index=False):
+        k = _key(k)
+        if k in av:
+            meta = dict(zip(keys, k, strict=True))
+            rows.append(
+                {
+                    **meta,
+                    "effect": float(v) - float(av[k]),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "p": np.nan,
+                    "value_from": float(av[k]),
+                    "value_to": float(v),
+                    "method": stats.NO_INTERVAL,
+                }
+            )
+    return rows
+
+
+def _across(model_rows: pd.DataFrame) -> dict[str, Any]:
+    """The across-model row of one contrast from its per-model rows."""
+    eff = model_rows["effect"].to_numpy(dtype=float)
+    a = stats.across_models(eff, model_rows["ci_low"], model_rows["ci_high"])
+    n = a["n_models"]
+    mean = a["value"]
+    if n >= 2:
+        p = stats.mean_interval(eff[np.isfinite(eff)])[3]
+    elif n == 1:
+        p = float(model_rows["p"].to_numpy(dtype=float)[np.isfinite(eff)][0])
+    else:
+        p = np.nan
+    sign = np.sign(mean) if np.isfinite(mean) else 0.0
+    out = {
+        "effect": mean,
+        "ci_low": a["ci_low"],
+        "ci_high": a["ci_high"],
+        "p": p,
+        "method": a["method"],
+        "band": stats.band_label(n, a["method"]),
+        "n_models": n,
+        "k_same_sign": int(np.sum(np.sign(eff[np.isfinite(eff)]) == sign)) if sign else 0,
+        "value_from": float(np.nanmean(model_rows["value_from"])) if n else np.nan,
+        "value_to": float(np.nanmean(model_rows["value_to"])) if n else np.nan,
+    }
+    if "learned" in model_rows:
+        out["n_learned"] = int(model_rows["learned"].sum())
+    for c in ("n_pairs", "n_lost", "n_gained"):
+        if c in model_rows:
+            out[c] = model_rows[c].sum(min_count=1)
+    return out
+
+
+def contrasts(
+    metrics: pd.DataFrame, predictions: pd.DataFrame, confidence_threshold: float
+) -> pd.DataFrame:
+    """Every contrast of the run (``contrast_pairs``) for every model and across models.
+
+    Columns: ``level`` ("model" / "across"), ``vary``, ``from_value`` / ``to_value`` (as
+    figures print them), the cell's grid columns and the reference cell's (``ref_``-prefixed),
+    ``train_seed`` (model rows), ``metric`` (with ``k``, ``group``, ``backbone``), ``effect``
+    (to - from), ``ci_low`` / ``ci_high``, ``p`` (model: McNemar's exact test for per-sample
+    outcomes; across: the t-test over models, or the one model's), ``method``, ``band``,
+    ``n_models``, ``k_same_sign`` (models whose effect has the mean's sign), ``learned`` /
+    ``n_learned`` (the probe found both models learned), ``n_pairs``, ``n_lost`` / ``n_gained``
+    (samples whose outcome went 1 -> 0 / 0 -> 1: for ``minority_share``, minority -> majority
+    and back, the same-seed flips), ``value_from`` / ``value_to``."""
+    cells = cell_columns(metrics)
+    cell_table = metrics[cells].drop_duplicates().reset_index(drop=True)
+    pairs = contrast_pairs(cell_table)
+    if not pairs:
+        return pd.DataFrame(columns=["level", "vary", "metric", "effect"])
+    by_metrics = _rows(metrics, [*cells, MODEL])
+    by_preds = _rows(predictions, [*cells, MODEL])
+    seeds = sorted({k[-1] for k in by_metrics})
+    out = []
+    for column, ref_key, key in pairs:
+        cell = dict(zip(cells, key, strict=True))
+        ref = {f"ref_{c}": v for c, v in zip(cells, ref_key, strict=True)}
+        head = {
+            "vary": column,
+            "from_value": fmt_value(ref[f"ref_{column}"]),
+            "to_value": fmt_value(cell[column]),
+        }
+        model_rows = []
+        for seed in seeds:
+            m_ref, m_cell = by_metrics.get((*ref_key, seed)), by_metrics.get((*key, seed))
+            if m_ref is None or m_cell is None:
+                continue
+            learned = (
+                bool(m_ref["probe_learned"].all() and m_cell["probe_learned"].all())
+                if ("probe_learned" in m_ref)
+                else True
+            )
+            rows = _cell_contrasts(m_ref, m_cell)
+            p_ref, p_cell = by_preds.get((*ref_key, seed)), by_preds.get((*key, seed))
+            if p_ref is not None and p_cell is not None:
+                rows = _sample_contrasts(p_ref, p_cell, confidence_threshold) + rows
+            for r in rows:
+                model_rows.append({MODEL: seed, "learned": learned, **r})
+        if not model_rows:
+            continue
+        per_model = pd.DataFrame(model_rows)
+        for c in METRIC_KEYS:
+            if c not in per_model:
+                per_model[c] = None
+        for mkey, g in per_model.groupby(list(METRIC_KEYS), sort=False, dropna=False):
+            meta = dict(zip(METRIC_KEYS, mkey, strict=True))
+            for r in g.to_dict("records"):
+                out.append(
+                    {
+                        "level": "model",
+                        **head,
+                        **cell,
+                        **ref,
+                        **r,
+                        "band": stats.band_label(1, r["method"]),
+                        "n_models": 1,
+                        "k_same_sign": int(np.sign(r["effect"]) != 0),
+                    }
+                )
+            out.append(
+                {"level": "across", **head, **cell, **ref, MODEL: np.nan, **meta, **_across(g)}
+            )
+    table = pd.DataFrame(out)
+    table["k"] = table["k"].astype("Int64")
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# claims
+# --------------------------------------------------------------------------------------------
+def claim_statement(claim: Mapping[str, Any]) -> str:
+    """``minority_share_confident decreases from depth 2 to 4``."""
+    verb = {"increase": "increases", "decrease": "decreases"}[claim["expect"]]
+    return (
+        f"{claim['metric']} {verb} from {claim['vary']} {fmt_value(claim['from'])} "
+        f"to {fmt_value(claim['to'])}"
+    )
+
+
+def _matches(rows: pd.DataFrame, claim: Mapping[str, Any]) -> pd.DataFrame:
+    sel = rows[
+        (rows["vary"] == claim["vary"])
+        & (rows["from_value"] == fmt_value(claim["from"]))
+        & (rows["to_value"] == fmt_value(claim["to"]))
+        & (rows["metric"] == claim["metric"])
+    ]
+    for col, value in (claim.get("where") or {}).items():
+        if col not in sel.columns:
+            raise ValueError(f"claims[{claim['id']}].where: no grid column {col!r}")
+        sel = sel[sel[col].map(fmt_value) == fmt_value(value)]
+    return sel
+
+
+def evaluate_claims(table: pd.DataFrame, claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per claim and matching cell: the across-model contrast, its ``verdict``
+    (``stats.verdict``; ``min_models`` trained models at least, default 1; with
+    ``learned_only`` the models the probe says did not learn are left out first), the
+    statement, and ``per_model``: each model's effect and paired test. A claim that matches no
+    contrast is an error naming it and what the run can compare."""
+    out = []
+    for claim in claims:
+        model_rows = _matches(table[table["level"] == "model"], claim)
+        if model_rows.empty:
+            have = table[["vary", "from_value", "to_value"]].drop_duplicates()
+            options = sorted(f"{v} {a} -> {b}" for v, a, b in have.itertuples(index=False))
+            raise ValueError(
+                f"claims[{claim['id']}]: no contrast {claim['vary']} {fmt_value(claim['from'])}"
+                f" -> {fmt_value(claim['to'])} of metric {claim['metric']!r}"
+                f"{' where ' + str(dict(claim['where'])) if claim.get('where') else ''}; "
+                f"the run has: {options}"
+            )
+        if claim.get("learned_only", False):
+            model_rows = model_rows[model_rows["learned"]]
+            if model_rows.empty:
+                raise ValueError(
+                    f"claims[{claim['id']}]: learned_only, and the probe says no model of "
+                    "its contrasts learned"
+                )
+        id_cols = [c for c in model_rows.columns if c.startswith("ref_") or c in GRID_COLUMNS]
+        id_cols = [c for c in id_cols if c != MODEL] + [c for c in METRIC_KEYS if c != "metric"]
+        for key, g in model_rows.groupby(id_cols, sort=False, dropna=False):
+            cell = dict(zip(id_cols, key, strict=True))
+            a = (
+                _across(g)
+                if len(g)
+                else {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_models": 0}
+            )
+            min_models = int(claim.get("min_models", 1))
+            v = stats.verdict(claim["expect"], a["ci_low"], a["ci_high"], a["n_models"], min_models)
+            per_model = "; ".join(
+                f"seed {int(r[MODEL])}: {r['effect']:+.3f}"
+                + (f" (McNemar p {r['p']:.2g})" if np.isfinite(r["p"]) else "")
+                for r in g.sort_values(MODEL).to_dict("records")
+            )
+            out.append(
+                {
+                    "claim": claim["id"],
+                    "statement": claim_statement(claim),
+                    "vary": claim["vary"],
+                    "from_value": fmt_value(claim["from"]),
+                    "to_value": fmt_value(claim["to"]),
+                    "expect": claim["expect"],
+                    "min_models": min_models,
+                    "verdict": v,
+                    **{
+                        k: a.get(k)
+                        for k in (
+                            "effect",
+                            "ci_low",
+                            "ci_high",
+                            "p",
+                            "n_models",
+                            "k_same_sign",
+                            "n_learned",
+                            "band",
+                            "n_pairs",
+                            "n_lost",
+                            "n_gained",
+                        )
+                    },
+                    "per_model": per_model,
+                    **{c: cell[c] for c in cell if not c.startswith("ref_")},
+                    "metric": claim["metric"],
+                }
+            )
+    return pd.DataFrame(out)
+
+
+#: Grid columns a claims table always shows when they vary (beside the claim).
+_SHOWN = (
+    "dataset",
+    "minority_fraction",
+    "depth",
+    "sampler",
+    "steps",
+    "eta",
+    "s_churn",
+    "guidance",
+    "bypass",
+    "intervene",
+    "intervene_mode",
+    "objective",
+)
+
+
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """The claims table as Markdown: each claim's cell, effect with its interval and band,
+    the models in the same direction, each model's paired test and the verdict."""
+    if claims.empty:
+        return "No claims were configured (config key `claims`).\n"
+    shown = [
+        c
+        for c in _SHOWN
+        if c in claims.columns and c not in ("vary",) and claims[c].nunique(dropna=False) > 1
+    ]
+    head = [
+        "claim",
+        "statement",
+        *shown,
+        "effect [95% CI]",
+        "interval",
+        "same direction",
+        "per model (paired)",
+        "verdict",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in claims.to_dict("records"):
+        ci = (
+            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+            if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"])
+            else "[no interval]"
+        )
+        cells = [
+            r["claim"],
+            r["statement"],
+            *(fmt_value(r[c]) for c in shown),
+            f"{r['effect']:+.3f} {ci}",
+            r["band"],
+            f"{r['k_same_sign']} of {r['n_models']}",
+            r["per_model"],
+            f"**{r['verdict']}**",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    note = (
+        "\nEffect: the change of the metric from the reference cell to the cell (paired over "
+        "shared sample seeds within each model); held / reversed: the 95% interval lies "
+        "entirely on the expected / opposite side of 0; inconclusive otherwise. "
+        "`*_confident` metrics count only samples the classifier recognises in both cells.\n"
+    )
+    return "\n".join(lines) + "\n" + note

@@ -1,0 +1,178 @@
+"""The lab's statistics: one model's sampling interval, intervals across trained models, paired
+contrasts between cells that share sample seeds, and claim verdicts.
+
+The unit of evidence is the trained model (one ``train_seed``). Two kinds of interval are
+kept apart and named wherever they are drawn or tabled:
+
+* **sampling** -- one model's 95% interval over its samples: exact (Clopper-Pearson) for a
+  share, a paired t-interval over samples for a paired difference. With one training seed it
+  is the only interval there is, and it says nothing about another training run.
+* **between models** -- a 95% t-interval over the per-model values (``n_models >= 2``): the
+  mean over training seeds, with the spread that another draw of the recipe would show.
+  Chosen over a two-level bootstrap because a bootstrap over 2-5 models cannot reach its
+  nominal coverage (it resamples among so few distinct values), while the t-interval is exact
+  for normal per-model values and is what the field reports (``scipy.stats.t``).
+
+Every interval comes from ``scipy.stats`` (``binomtest(...).proportion_ci``,
+``ttest_1samp(...).confidence_interval``, ``binomtest`` for McNemar's exact test).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+#: The confidence level of every interval the lab reports.
+CONFIDENCE = 0.95
+#: ``method`` values (what an interval is), and their legend text (``band_label``).
+SAMPLING = "sampling"
+BETWEEN_MODELS = "t over models"
+NO_INTERVAL = "none"
+
+
+def band_label(n_models: int, method: str | None = None, confidence: float = CONFIDENCE) -> str:
+    """The legend text of an interval: "95% CI over 5 training seeds (t)" or "sampling 95% CI,
+    1 training seed: sampling interval only". The one place figures and tables name a band."""
+    pct = f"{100 * confidence:.0f}%"
+    n = int(n_models)
+    if method is None:
+        method = BETWEEN_MODELS if n >= 2 else SAMPLING
+    if method == BETWEEN_MODELS:
+        return f"{pct} CI over {n} training seeds (t)"
+    if method == SAMPLING:
+        seeds = "1 training seed" if n == 1 else f"{n} training seeds"
+        return f"sampling {pct} CI, {seeds}: sampling interval only"
+    return f"no interval ({n} training seed{'s' if n != 1 else ''})"
+
+
+def proportion_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a share ``k / n``: ``scipy.stats.binomtest``'s
+    ``proportion_ci(method="exact")``; ``(nan, nan)`` when ``n == 0``."""
+    k, n = int(k), int(n)
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n == 0:
+        return (math.nan, math.nan)
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return (float(ci.low), float(ci.high))
+
+
+def mean_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float, float, float]:
+    """Mean of ``values`` with its t-interval and the two-sided one-sample t-test p-value
+    against 0: ``(mean, low, high, p)``. Fewer than 2 finite values: the mean and NaNs. All
+    values equal: a zero-width interval, p 0 (nonzero mean) or 1 (all zero)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (math.nan, math.nan, math.nan, math.nan)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return (mean, math.nan, math.nan, math.nan)
+    if np.all(v == v[0]):
+        return (mean, mean, mean, 1.0 if mean == 0 else 0.0)
+    res = sps.ttest_1samp(v, 0.0)
+    ci = res.confidence_interval(confidence_level=confidence)
+    return (mean, float(ci.low), float(ci.high), float(res.pvalue))
+
+
+def across_models(
+    values: Sequence[float],
+    lows: Sequence[float] | None = None,
+    highs: Sequence[float] | None = None,
+    confidence: float = CONFIDENCE,
+) -> dict[str, float | int | str]:
+    """One cell's statistic across its trained models: ``value`` (the mean over models),
+    ``ci_low`` / ``ci_high`` and ``method``: with two or more models the t-interval over the
+    per-model values (``mean_interval``); with one model that model's own sampling interval
+    (``lows`` / ``highs``; NaN when it has none). ``n_models`` counts finite values."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    n = int(ok.sum())
+    if n >= 2:
+        mean, lo, hi, _p = mean_interval(v[ok], confidence)
+        return {"value": mean, "ci_low": lo, "ci_high": hi, "n_models": n, "method": BETWEEN_MODELS}
+    if n == 1:
+        i = int(np.flatnonzero(ok)[0])
+        lo = float(np.asarray(lows, dtype=np.float64)[i]) if lows is not None else math.nan
+        hi = float(np.asarray(highs, dtype=np.float64)[i]) if highs is not None else math.nan
+        method = SAMPLING if np.isfinite(lo) and np.isfinite(hi) else NO_INTERVAL
+        return {"value": float(v[i]), "ci_low": lo, "ci_high": hi, "n_models": 1, "method": method}
+    return {
+        "value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "n_models": 0,
+        "method": NO_INTERVAL,
+    }
+
+
+def paired_binary(
+    before: np.ndarray, after: np.ndarray, confidence: float = CONFIDENCE
+) -> dict[str, float | int]:
+    """A paired comparison of one binary per-sample outcome in two cells that share their
+    sample seeds (sample i of ``before`` and of ``after`` start from the same noise).
+
+    ``effect``: the mean paired difference ``after - before`` (the change of the share);
+    ``ci_low`` / ``ci_high``: its paired t-interval over samples (zero width when every pair
+    agrees); ``p``: McNemar's exact test (``binomtest`` of the discordant pairs at 1/2);
+    ``n_pairs``; ``n_lost`` (1 before, 0 after: e.g. minority -> majority) and ``n_gained``."""
+    b = np.asarray(before, dtype=bool)
+    a = np.asarray(after, dtype=bool)
+    if b.shape != a.shape or b.ndim != 1:
+        raise ValueError(f"paired_binary: outcomes of shapes {b.shape} and {a.shape}")
+    n = len(b)
+    lost = int((b & ~a).sum())
+    gained = int((~b & a).sum())
+    if n == 0:
+        return {
+            "effect": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "p": math.nan,
+            "n_pairs": 0,
+            "n_lost": 0,
+            "n_gained": 0,
+        }
+    d = a.astype(np.float64) - b.astype(np.float64)
+    effect, lo, hi, _ = mean_interval(d, confidence)
+    if n == 1:
+        lo = hi = math.nan
+    p = float(sps.binomtest(lost, lost + gained, 0.5).pvalue) if lost + gained else 1.0
+    return {
+        "effect": effect,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p": p,
+        "n_pairs": n,
+        "n_lost": lost,
+        "n_gained": gained,
+    }
+
+
+#: Claim expectations and their sign.
+EXPECT_SIGN = {"increase": 1, "decrease": -1}
+HELD, REVERSED, INCONCLUSIVE = "held", "reversed", "inconclusive"
+
+
+def verdict(expect: str, low: float, high: float, n_models: int, min_models: int = 1) -> str:
+    """``held`` when the effect's interval lies entirely on the expected side of 0,
+    ``reversed`` when entirely on the other side, else ``inconclusive`` (also without an
+    interval, or with fewer than ``min_models`` trained models)."""
+    if expect not in EXPECT_SIGN:
+        raise ValueError(f"expect: {expect!r}, one of {sorted(EXPECT_SIGN)}")
+    if n_models < min_models or not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    s = EXPECT_SIGN[expect]
+    lo, hi = sorted((s * low, s * high))
+    if lo > 0:
+        return HELD
+    if hi < 0:
+        return REVERSED
+    return INCONCLUSIVE

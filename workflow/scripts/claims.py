@@ -1,0 +1,19 @@
+"""Across-model aggregates, paired contrasts and the config's claim verdicts of a run
+(``biaslab.contrasts``), from the gathered metrics and predictions."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from biaslab.contrasts import aggregate, claims_markdown, contrasts, evaluate_claims
+from biaslab.io import atomic_path, read_parquet, write_parquet
+
+metrics = read_parquet(snakemake.input.metrics)
+predictions = read_parquet(snakemake.input.predictions)
+write_parquet(aggregate(metrics), snakemake.output.aggregate)
+table = contrasts(metrics, predictions, float(snakemake.params.confidence_threshold))
+write_parquet(table, snakemake.output.contrasts)
+claims = evaluate_claims(table, list(snakemake.params.claims))
+write_parquet(claims, snakemake.output.claims)
+with atomic_path(snakemake.output.table) as tmp:
+    tmp.write_text(claims_markdown(claims))
