@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
+from scipy import stats as scipy_stats
 
 from biaslab import figures, toy
 from biaslab.figures.common import facet_title, replicate_summary
@@ -169,7 +170,8 @@ def test_registry_has_every_workflow_figure():
     assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
     assert {"fig_fd_vs_intervention", "fig_difflens_probes", "fig_difflens_gallery"} <= names
     assert {"fig_pretrained_fd", "fig_bypass_prompts", "fig_bypass_grid"} <= names
-    assert len(names) == 19
+    assert "fig_knob_effects" in names  # the claims' forest plot (contrasts.parquet)
+    assert len(names) == 20
     assert names == set(figures.FIGURES)
     assert all(callable(f) for f in figures.FIGURES.values())
 
@@ -241,26 +243,37 @@ def test_setting_label_as_before(row, label):
 
 
 def test_replicate_summary():
+    """The aggregate over trained models: a t-interval over the models with two or more, the
+    one model's own (sampling) interval with one; rows of one model are averaged first."""
     rep = pd.DataFrame(
         {
-            "depth": ["2", "2", "4", "6", "6"],
-            "value": [0.2, 0.4, 0.5, np.nan, 0.7],
-            "ci_low": [0.1, 0.3, 0.45, 0.0, 0.6],
-            "ci_high": [0.3, 0.5, 0.6, 1.0, 0.9],
+            "depth": ["2", "2", "4", "6", "6", "8", "8", "8"],
+            "train_seed": [0, 1, 0, 0, 1, 0, 0, 1],
+            "value": [0.2, 0.4, 0.5, np.nan, 0.7, 0.1, 0.3, 0.6],
+            "ci_low": [0.1, 0.3, 0.45, 0.0, 0.6, 0.0, 0.2, 0.5],
+            "ci_high": [0.3, 0.5, 0.6, 1.0, 0.9, 0.2, 0.4, 0.7],
         }
     )
     s = replicate_summary(rep, ["depth"]).set_index("depth")
-    sem = np.std([0.2, 0.4], ddof=1) / np.sqrt(2)
-    assert s.loc["2", "mean"] == pytest.approx(0.3) and s.loc["2", "n_rep"] == 2
-    assert s.loc["2", ["err_lo", "err_hi"]].tolist() == pytest.approx([sem, sem])
-    assert s.loc["2", ["lo", "hi"]].tolist() == pytest.approx([0.3 - sem, 0.3 + sem])
-    # one replicate: its own interval
+    lo, hi = scipy_stats.t.interval(0.95, 1, loc=0.3, scale=scipy_stats.sem([0.2, 0.4]))
+    assert s.loc["2", "mean"] == pytest.approx(0.3) and s.loc["2", "n_models"] == 2
+    assert s.loc["2", ["lo", "hi"]].tolist() == pytest.approx([lo, hi])
+    assert s.loc["2", ["err_lo", "err_hi"]].tolist() == pytest.approx([0.3 - lo, hi - 0.3])
+    assert s.loc["2", "method"] == "t over models"
+    assert s.loc["2", "band"] == "95% CI over 2 training seeds (t)"
+    # one model: its own interval
     assert s.loc["4", ["lo", "hi"]].tolist() == [0.45, 0.6]
     assert s.loc["4", ["err_lo", "err_hi"]].tolist() == pytest.approx([0.05, 0.1])
-    assert s.loc["6", "mean"] == 0.7 and s.loc["6", "n_rep"] == 1  # NaN values are skipped
+    assert s.loc["4", "band"].startswith("sampling 95% CI, 1 training seed")
+    assert s.loc["6", "mean"] == 0.7 and s.loc["6", "n_models"] == 1  # NaN values are skipped
+    # two rows of model 0 (another sample seed, say) are one model, not two replicates
+    assert s.loc["8", "n_models"] == 2 and s.loc["8", "mean"] == pytest.approx(0.4)
     cells = rep.rename(columns={"value": "m", "ci_low": "m_lo", "ci_high": "m_hi"})
     t = replicate_summary(cells, ["depth"], value="m", lo="m_lo", hi="m_hi")
     pd.testing.assert_frame_equal(t, s.reset_index())
+    # a share's interval is cut to [0, 1]
+    wide = replicate_summary(rep[rep.depth == "8"], ["depth"], bounds=(0.0, 1.0))
+    assert wide["lo"].iloc[0] == 0.0 and wide["hi"].iloc[0] == 1.0
 
 
 # ---------------------------------------------------------------- Fig. 4
@@ -328,6 +341,8 @@ def test_fig_knn_vs_k(tmp_path):
             "depth 2",
             "depth 2L",
             "depth 4",
+            "each trained model (training seed)",
+            f"band: 95% CI over {len(SEEDS)} training seeds (t)",
         ]
         assert "ddim, 50 steps" in ax.get_title()
     assert "dinov2" in axes[0].get_ylabel()
@@ -520,3 +535,177 @@ def test_difflens_figures_from_a_synthetic_sweep():
     ref = figures.FIGURES["fig4_minority_vs_depth"](plain)
     got = figures.FIGURES["fig4_minority_vs_depth"](table)
     assert len(got.get_axes()) == len(ref.get_axes())
+
+
+# ---------------------------------------------------------------- bands: what the intervals are
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def _model_points(ax) -> np.ndarray:
+    """(x, y) of every faint per-model point drawn on ``ax`` (``common.draw_models``)."""
+    points = [c.get_offsets() for c in ax.collections if c.get_gid() == "models"]
+    return np.vstack(points) if points else np.empty((0, 2))
+
+
+def _legend_texts(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def _bars(ax) -> list[np.ndarray]:
+    """Per errorbar of ``ax``: rows (x, low, high) of its bars."""
+    out = []
+    for cont in ax.containers:
+        if isinstance(cont, ErrorbarContainer) and cont.lines[2]:
+            segs = cont.lines[2][0].get_segments()
+            out.append(np.array([[s[0][0], s[0][1], s[1][1]] for s in segs]))
+    return out
+
+
+def _with_confident(m: pd.DataFrame) -> pd.DataFrame:
+    """``m`` with the robust readout ``minority_share_confident`` of every cell (0.8 times the
+    plain share, its interval likewise)."""
+    share = m[m.metric == "minority_share"]
+    conf = share.assign(
+        metric="minority_share_confident",
+        value=0.8 * share["value"],
+        ci_low=0.8 * share["ci_low"],
+        ci_high=0.8 * share["ci_high"],
+    )
+    return pd.concat([m, conf], ignore_index=True)
+
+
+def test_fig4_bars_are_the_t_interval_over_training_seeds():
+    m = make_metrics()
+    third = m[m.train_seed == 0].assign(train_seed=2)
+    third["value"] = 1.3 * third["value"]
+    m = _with_confident(pd.concat([m, third], ignore_index=True))
+    fig = figures.fig_minority_vs_depth(m, confident_share_min=0.0)
+    left = fig.get_axes()[0]  # ddim, the first setting sorted
+    assert left.get_ylabel() == "% minority among recognised samples"
+    texts = _legend_texts(left.get_legend())
+    assert "bars: 95% CI over 3 training seeds (t)" in texts
+    assert "each trained model (training seed)" in texts
+    rows = m[(m.metric == "minority_share_confident") & (m.sampler == "ddim")]
+    bars = _bars(left)[0]  # the 10% line
+    for (_x, low, high), depth in zip(bars, ["2", "2L", "4"], strict=True):
+        vals = 100 * rows[(rows.minority_fraction == 0.1) & (rows.depth == depth)]["value"]
+        assert len(vals) == 3
+        lo, hi = scipy_stats.t.interval(0.95, 2, loc=vals.mean(), scale=scipy_stats.sem(vals))
+        assert (low, high) == pytest.approx((max(lo, 0.0), hi))
+    # every model a faint point: 2 fractions x 3 depths x 3 training seeds
+    points = _model_points(left)
+    assert len(points) == 18
+    assert sorted(points[:, 1]) == pytest.approx(sorted(100 * rows["value"]))
+
+
+def test_fig4_one_training_seed_bars_are_the_sampling_interval():
+    m = _with_confident(make_metrics())
+    fig = figures.fig_minority_vs_depth(m[m.train_seed == 0], confident_share_min=0.0)
+    left = fig.get_axes()[0]
+    texts = _legend_texts(left.get_legend())
+    assert any(t.startswith("bars: sampling 95% CI, 1 training seed") for t in texts)
+    assert not any("over" in t and "training seeds" in t for t in texts)
+    assert "each trained model (training seed)" not in texts
+    rows = m[(m.metric == "minority_share_confident") & (m.sampler == "ddim") & (m.train_seed == 0)]
+    rows = rows[rows.minority_fraction == 0.1].set_index("depth").loc[["2", "2L", "4"]]
+    np.testing.assert_allclose(_bars(left)[0][:, 1], 100 * rows["ci_low"])
+    np.testing.assert_allclose(_bars(left)[0][:, 2], 100 * rows["ci_high"])
+    assert len(_model_points(left)) == len(FRACTIONS) * len(DEPTHS)
+
+
+def test_fd_figure_shows_each_seed_not_just_their_mean():
+    """DiffLens FD of two training seeds 0.016 and 0.242: both dots, their mean, the band
+    over the two (t, cut at 0)."""
+    base = make_metrics()
+    base = base[
+        (base.sampler == "ddim")
+        & (base.depth == "2")
+        & (base.minority_fraction == 0.1)
+        & base.metric.isin(["minority_share", "training_minority_share", "amplification"])
+    ]
+    fd = base[base.metric == "minority_share"].assign(metric="fd", value=0.55)
+    plain = pd.concat([base, fd], ignore_index=True)
+    on = plain.assign(intervene=64.0, intervene_mode="probability")
+    on.loc[on.metric == "fd", "value"] = np.where(
+        on.loc[on.metric == "fd", "train_seed"], 0.242, 0.016
+    )
+    fig = figures.fig_fd_vs_intervention(pd.concat([plain, on], ignore_index=True))
+    ax = fig.get_axes()[0]
+    points = _model_points(ax)
+    assert sorted(points[points[:, 0] == 64.0, 1]) == pytest.approx([0.016, 0.242])
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("depth")]
+    assert line.get_ydata()[-1] == pytest.approx(0.129)
+    assert "band: 95% CI over 2 training seeds (t)" in _legend_texts(fig.legends[0])
+    _, hi = scipy_stats.t.interval(0.95, 1, loc=0.129, scale=scipy_stats.sem([0.016, 0.242]))
+    band = np.vstack(
+        [p.vertices for c in ax.collections for p in c.get_paths() if c.get_gid() != "models"]
+    )
+    assert band[:, 1].max() == pytest.approx(hi) and band[:, 1].min() == pytest.approx(0.0)
+
+
+def _conditional_two_seeds(confident: bool = True) -> pd.DataFrame:
+    """The golden conditional table, a second training seed (rho 0.03 lower) and, with
+    ``confident``, rho_model_confident rows (0.01 above rho_model)."""
+    m = pd.read_parquet(GOLDEN / "conditional_metrics.parquet")
+    if confident:
+        rho = m[m.metric == "rho_model"]
+        m = pd.concat([m, rho.assign(metric="rho_model_confident", value=rho["value"] + 0.01)])
+    other = m.assign(train_seed=1)
+    shifted = other.metric.str.startswith("rho_model")
+    other.loc[shifted, "value"] = other.loc[shifted, "value"] - 0.03
+    return pd.concat([m, other], ignore_index=True)
+
+
+def test_sampler_figures_read_the_robust_rho_and_name_the_band():
+    m = _conditional_two_seeds()
+    fig = figures.fig_rho_vs_steps(m)
+    ax = fig.get_axes()[0]
+    assert ax.get_ylabel() == "rho_model among recognised samples"
+    assert "band: 95% CI over 2 training seeds (t)" in _legend_texts(fig.legends[0])
+    assert ax.get_legend() is None  # the legend is below the panels, not over the lines
+    # log steps axis: ticks at the steps run, written plainly, no minor labels
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["3", "6"]
+    assert isinstance(ax.xaxis.get_minor_formatter(), matplotlib.ticker.NullFormatter)
+    assert len(_model_points(ax)) > 0
+    fig = figures.fig_rho_vs_rho_data(m)
+    assert fig.legends and all(ax.get_legend() is None for ax in fig.get_axes())
+    old = figures.fig_rho_vs_steps(_conditional_two_seeds(confident=False))
+    assert old.get_axes()[0].get_ylabel().startswith("rho_model, all samples")
+
+
+def test_conditional_titles_say_rho_data():
+    fig = figures.fig_bias_quality_frontier(pd.read_parquet(GOLDEN / "conditional_metrics.parquet"))
+    titles = [ax.get_title() for ax in fig.get_axes() if ax.get_visible()]
+    assert any("biased_mnist | rho_data 0.8" == t for t in titles)
+    assert not any("minority fraction" in t for t in titles)
+
+
+def test_difflens_probes_label_the_noise_level_of_each_objective():
+    """An EDM model's recorded timestep input is 250 ln(sigma), not a DDPM timestep."""
+    sigmas = np.array([157.0, 10.0, 1.0, 0.34])
+    rows = []
+    for objective, ts in (("edm", 250 * np.log(sigmas)), ("epsilon", [999.0, 700.0, 300.0, 19.0])):
+        for seed in (0, 1):
+            for call, t in enumerate(ts):
+                rows.append(
+                    {
+                        "call": call,
+                        "t": t,
+                        "probe_accuracy": 0.6 + 0.1 * call + 0.02 * seed,
+                        "n_test": 128,
+                        "capture_share_0": 0.9,
+                        "capture_share_1": 0.1,
+                        "dataset": "mnist69",
+                        "minority_fraction": 0.1,
+                        "depth": "2",
+                        "train_seed": seed,
+                        "objective": objective,
+                    }
+                )
+    fig = figures.fig_difflens_probes(pd.DataFrame(rows))
+    edm, eps = fig.get_axes()
+    assert edm.get_xscale() == "log" and "σ" in edm.get_xlabel()
+    assert "DDPM timestep" not in edm.get_xlabel() and "DDPM timestep" in eps.get_xlabel()
+    (line,) = [ln for ln in edm.get_lines() if ln.get_label() == "depth 2"]
+    assert sorted(line.get_xdata()) == pytest.approx(sorted(sigmas), rel=1e-6)
+    assert "band: 95% CI over 2 training seeds (t)" in _legend_texts(edm.get_legend())

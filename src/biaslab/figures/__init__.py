@@ -1,12 +1,16 @@
 """Figures and tables from the tidy tables of the pipeline.
 
-* ``depth`` - "Deeper Diffusion Models Amplify Bias": Fig. 4, kNN vs k, loss curves, Fig. 3 toy;
+* ``depth`` - "Deeper Diffusion Models Amplify Bias": Fig. 4, kNN vs k;
+* ``diagnostics`` - the training loss curves and the Fig. 3 toy;
 * ``same_seed`` - its same-seed grids (Figs. 5 and A);
 * ``sampler`` - "How I Met Your Bias": the sampler-knob study and the mid-block bypass;
+* ``frontier`` - bias vs diversity / FID across every cell, with the Pareto frontier;
 * ``difflens`` - mechanistic debiasing: FD vs the SAE intervention, h-space probes;
+* ``probe`` - what each model knows: the attribute recovered vs the noise level;
 * ``pretrained`` - models from local folders: FD per cell, the bypass study (Fig. 6);
 * ``tables`` - depth family, Table 3 (kNN), per-cell table, Markdown;
-* ``common`` - the helpers they share (facets, replicate aggregation, depth colours, saving).
+* ``common`` - the helpers they share (facets, the aggregate over trained models and the
+  legend naming its band, robust readouts, depth colours, saving).
 
 ``FIGURES`` maps the name of every figure the workflow draws (the stem of its file under
 ``results/figures/``) to the function that draws it. The figures made from one gathered table
@@ -23,24 +27,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .common import save
-from .depth import fig_knn_vs_k, fig_loss_curves, fig_minority_vs_depth, fig_toy
-from .difflens import (
-    fig_bias_quality_frontier,
-    fig_difflens_gallery,
-    fig_difflens_probes,
-    fig_fd_vs_intervention,
-)
+from .contrasts import fig_knob_effects
+from .depth import fig_knn_vs_k, fig_minority_vs_depth
+from .diagnostics import fig_loss_curves, fig_toy
+from .difflens import fig_difflens_gallery, fig_difflens_probes, fig_fd_vs_intervention
+from .frontier import fig_bias_diversity_frontier, fig_bias_quality_frontier, pareto_front
 from .pretrained import fig_bypass_grid, fig_bypass_prompts, fig_pretrained_fd
 from .probe import fig_probe
 from .same_seed import differing_columns, fig_same_seed_grid, minority_first_columns
-from .sampler import (
-    fig_bias_diversity_frontier,
-    fig_bypass,
-    fig_rho_vs_guidance,
-    fig_rho_vs_rho_data,
-    fig_rho_vs_steps,
-    pareto_front,
-)
+from .sampler import fig_bypass, fig_rho_vs_guidance, fig_rho_vs_rho_data, fig_rho_vs_steps
 from .tables import cell_table, depth_family, knn_table, markdown_table
 
 __all__ = [
@@ -57,6 +52,7 @@ __all__ = [
     "fig_difflens_probes",
     "fig_fd_vs_intervention",
     "fig_knn_vs_k",
+    "fig_knob_effects",
     "fig_loss_curves",
     "fig_minority_vs_depth",
     "fig_pretrained_fd",
@@ -107,6 +103,8 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "fig_fd_vs_intervention": fig_fd_vs_intervention,
     "fig_difflens_probes": fig_difflens_probes,
     "fig_difflens_gallery": fig_difflens_gallery,  # per model, from activations + features
+    # claims (results/contrasts.parquet)
+    "fig_knob_effects": fig_knob_effects,
     # pretrained models (results/pretrained/metrics.parquet)
     "fig_pretrained_fd": fig_pretrained_fd,
     "fig_bypass_prompts": fig_bypass_prompts,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.grid import fmt_value
+from biaslab.grid import setting_label
 from biaslab.stats import band_label
 
 from .common import fraction_legend, no_data
@@ -16,7 +16,7 @@ from .common import fraction_legend, no_data
 #: The readout the forest plot shows: the minority (bias-conflicting) share among samples the
 #: classifier recognises in both cells of a pair.
 FOREST_METRIC = "minority_share_confident"
-#: Grid columns named in a row's label when they vary among the plotted contrasts.
+#: Grid columns that identify a contrast's cell (with the ``ref_`` ones).
 _LABEL_COLUMNS = (
     "sampler",
     "steps",
@@ -31,16 +31,17 @@ _LABEL_COLUMNS = (
 
 
 def _row_labels(rows: pd.DataFrame) -> list[str]:
-    varying = [c for c in _LABEL_COLUMNS if c in rows and rows[c].nunique(dropna=False) > 1]
+    """``biased_mnist rho_data 0.8, depth 2: guidance 0 -> 3 | ddim, 10 steps``: the family, the
+    contrast and the rest of the sampler setting (``grid.setting_label``, the varied knob
+    left out)."""
     labels = []
     for r in rows.to_dict("records"):
         conditional = pd.notna(r.get("rho_data"))
         head = f"{r['dataset']} {fraction_legend(r['minority_fraction'], conditional)}"
-        knob = f"{r['vary']} {r['from_value']} -> {r['to_value']}"
-        rest = ", ".join(
-            f"{c} {fmt_value(r[c])}" for c in varying if c != r["vary"] and pd.notna(r[c])
-        )
-        labels.append(f"{head}: {knob}" + (f" ({rest})" if rest else ""))
+        if r["vary"] != "depth":
+            head += f", depth {r['depth']}"
+        setting = setting_label({k: v for k, v in r.items() if k != r["vary"]})
+        labels.append(f"{head}: {r['vary']} {r['from_value']} -> {r['to_value']} | {setting}")
     return labels
 
 
@@ -51,7 +52,7 @@ def fig_knob_effects(contrasts: pd.DataFrame, metric: str = FOREST_METRIC) -> Fi
     across = contrasts[(contrasts["level"] == "across") & (contrasts["metric"] == metric)]
     models = contrasts[(contrasts["level"] == "model") & (contrasts["metric"] == metric)]
     n = len(across)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * max(n, 1)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(10, 2.0 + 0.3 * max(n, 1)), constrained_layout=True)
     if n == 0:
         no_data(ax, f"no paired contrasts of {metric} in this run")
         return fig
@@ -95,5 +96,11 @@ def fig_knob_effects(contrasts: pd.DataFrame, metric: str = FOREST_METRIC) -> Fi
         "< amplifies bias | reduces bias >"
     )
     ax.set_title("Effect of each knob (paired over shared sample seeds)")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1 - 1.0 / max(n, 4)),
+        ncol=2,
+        frameon=False,
+    )
     return fig

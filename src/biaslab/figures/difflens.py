@@ -1,11 +1,17 @@
 """Figures of the mechanistic debiasing (DiffLens, ``biaslab.difflens``).
 
 * ``fig_fd_vs_intervention`` - Fairness Discrepancy (to uniform and to the training
-  distribution), % minority and FID vs the SAE intervention ratio, a line per depth;
-* ``fig_difflens_probes`` - the per-timestep linear probes' held-out accuracy vs the DDPM
-  timestep, a line per depth;
+  distribution), % minority among recognised samples and FID vs the SAE intervention ratio,
+  a line per depth;
+* ``fig_difflens_probes`` - the per-call linear probes' held-out accuracy vs the noise level
+  of the network call (DDPM timestep; sigma for EDM models), a line per depth;
 * ``fig_difflens_gallery`` - per model, the captured images that most activate each class's
   top located features.
+
+The bias-FID frontier (``fig_bias_quality_frontier``) is in ``biaslab.figures.frontier``.
+Each trained model is a faint point; the line is their mean with its band (the 95% t-interval
+over the models with two or more, one model's sampling interval with one; the legend names
+which: ``common.Bands``).
 """
 
 from __future__ import annotations
@@ -20,20 +26,27 @@ from matplotlib.figure import Figure
 
 from ..grid import setting_label
 from .common import (
+    Bands,
+    band_legend,
     depth_colors,
     depth_order,
+    draw_band,
+    draw_models,
     fraction_legend,
     groups,
     hollow_unlearned,
+    is_conditional,
     learned_by,
+    legend_below,
     no_data,
+    readout,
+    readout_label,
     replicate_summary,
 )
-from .sampler import draw_frontier_panel
+from .probe import with_share_interval
 from .tables import cell_table
 
 __all__ = [
-    "fig_bias_quality_frontier",
     "fig_difflens_gallery",
     "fig_difflens_probes",
     "fig_fd_vs_intervention",
@@ -51,11 +64,12 @@ _BASE = (
     "bypass_schedule",
     "timestep_spacing",
 )
+#: (metric, y label, scale, the range it lives in); the minority share: its robust readout.
 _PANELS = (
-    ("fd", "Fairness Discrepancy (95% CI)", 1.0),
-    ("fd_training", "FD to the training distribution", 1.0),
-    ("minority_share", "% minority / bias-conflicting generated (95% CI)", 100.0),
-    ("fid", "FID (held-out real images)", 1.0),
+    ("fd", "Fairness Discrepancy to uniform (0 = balanced)", 1.0, (0.0, np.inf)),
+    ("fd_training", "FD to the training distribution", 1.0, (0.0, np.inf)),
+    ("minority_share", "", 100.0, (0.0, 1.0)),
+    ("fid", "FID (held-out real images)", 1.0, (0.0, np.inf)),
 )
 
 
@@ -77,44 +91,34 @@ def intervention_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.Da
     return out
 
 
-def _draw(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
+def _draw(ax, g: pd.DataFrame, metric: str, scale: float, bounds, bands: Bands) -> None:
+    """``metric`` vs the intervention ratio, a line per (depth, training skew): each model a
+    faint point, the mean over models bold with its band (added to ``bands``)."""
     styles = ["-", "--", ":", "-."]
     depths = depth_order(g["depth"])
     colors = depth_colors(depths)
     fractions = sorted(g["minority_fraction"].unique())
-    conditional = "rho_data" in g and bool(g["rho_data"].notna().any())
     drawn = False
     for d in depths:
         for i, frac in enumerate(fractions):
             gd = g[(g["depth"] == d) & (g["minority_fraction"] == frac)]
             if gd.empty or metric not in gd or gd[metric].isna().all():
                 continue
-            s = replicate_summary(
-                gd.dropna(subset=[metric]),
-                ["intervene"],
-                value=metric,
-                lo=f"{metric}_lo",
-                hi=f"{metric}_hi",
-            )
-            x = s["intervene"].to_numpy(dtype=float)
-            y = scale * s["mean"].to_numpy(dtype=float)
-            ax.plot(
-                x,
-                y,
-                marker="o",
-                color=colors[d],
-                linestyle=styles[i % len(styles)],
-                label=f"depth {d}, {fraction_legend(frac, conditional)}",
-            )
-            hollow_unlearned(ax, x, y, learned_by(gd, "intervene", x), colors[d])
-            if s["lo"].notna().any():
-                ax.fill_between(
-                    x, scale * s["lo"], scale * s["hi"], color=colors[d], alpha=0.12, lw=0
-                )
             drawn = True
+            gd = gd.dropna(subset=[metric])
+            lo, hi = f"{metric}_lo", f"{metric}_hi"
+            s = replicate_summary(gd, ["intervene"], value=metric, lo=lo, hi=hi, bounds=bounds)
+            bands.add(s)
+            x = s["intervene"].to_numpy(dtype=float)
+            label = f"depth {d}, {fraction_legend(frac, is_conditional(gd))}"
+            style = {"linestyle": styles[i % len(styles)], "label": label}
+            draw_band(ax, x, s, colors[d], scale=scale, **style)
+            draw_models(ax, gd["intervene"], scale * gd[metric], colors[d])
+            y = scale * s["mean"].to_numpy(dtype=float)
+            hollow_unlearned(ax, x, y, learned_by(gd, "intervene", x), colors[d])
     if not drawn:
         no_data(ax, f"no {metric} rows")
-    if metric == "minority_share" and "training_minority_share" in g:
+    if metric.startswith("minority_share") and "training_minority_share" in g:
         for share in g.groupby("minority_fraction")["training_minority_share"].mean():
             ax.axhline(100 * share, color="0.5", linestyle=":", linewidth=0.9)
     if metric in ("fd", "fd_training"):
@@ -122,10 +126,12 @@ def _draw(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
 
 
 def fig_fd_vs_intervention(metrics: pd.DataFrame) -> Figure:
-    """FD (to uniform), FD to the training distribution, % minority and FID vs the SAE
+    """FD (to uniform), FD to the training distribution, % minority among recognised samples
+    (``minority_share_confident``; all samples in tables without it) and FID vs the SAE
     intervention ratio (1 = off). One row of panels per (dataset, sampler setting,
-    intervention mode); lines coloured by depth, styled by training minority fraction; hollow
-    markers where the probe says the model did not learn its skew."""
+    intervention mode); lines coloured by depth, styled by training skew; each trained model
+    a faint point, the mean over models bold with its band (named in the legend below);
+    hollow markers where the probe says the model did not learn its skew."""
     cells = cell_table(metrics)
     rows = intervention_sweeps(cells) if "intervene" in cells else []
     if not rows:
@@ -133,61 +139,102 @@ def fig_fd_vs_intervention(metrics: pd.DataFrame) -> Figure:
         no_data(ax, "no SAE intervention in this grid (grid rows with intervene != 1)")
         ax.set_axis_off()
         return fig
+    share = readout(cells, "minority_share")
     fig, axes = plt.subplots(
-        len(rows), len(_PANELS), figsize=(4.4 * len(_PANELS), 3.7 * len(rows)), squeeze=False
+        len(rows), len(_PANELS), figsize=(4.4 * len(_PANELS), 4.2 * len(rows)), squeeze=False
     )
+    bands = Bands()
     for r, (key, g) in enumerate(rows):
-        for c, (metric, ylabel, scale) in enumerate(_PANELS):
+        for c, (metric, ylabel, scale, bounds) in enumerate(_PANELS):
             ax = axes[r, c]
-            _draw(ax, g, metric, scale)
+            if metric == "minority_share":
+                metric, ylabel = share, readout_label(share, is_conditional(g))
+            _draw(ax, g, metric, scale, bounds, bands)
             ax.set_xlabel("intervention ratio (1 = off)")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ax.set_title(
                 f"{key['dataset']} | {setting_label(key)} | {key['intervene_mode']}", fontsize=9
             )
-        axes[r, 0].legend(fontsize=7)
     fig.suptitle("Mechanistic debiasing: SAE features of the mid-block scaled toward the target")
-    fig.tight_layout()
+    legend_below(fig, bands)
     return fig
+
+
+def _call_axis(objective: str | None):
+    """How a probe's recorded ``t`` (the network's timestep input) is drawn: ``(x of t, x
+    label, x scale)``. DDPM-scale objectives get their timestep; an EDM model's input is
+    ``EDM_TIMESTEP_SCALE * ln(sigma) / 4`` (``biaslab.objectives``), drawn as sigma."""
+    if objective == "edm":
+        from biaslab.objectives import EDM_TIMESTEP_SCALE
+
+        def sigma(t):
+            return np.exp(4.0 * np.asarray(t, dtype=float) / EDM_TIMESTEP_SCALE)
+
+        label = "noise level σ of the network call (EDM model, log axis)"
+        return sigma, label + "\nsampling runs left to right", "log"
+    label = "DDPM timestep of the network call\nsampling runs left to right"
+    return (lambda t: np.asarray(t, dtype=float)), label, "linear"
+
+
+def _draw_probe_panel(ax, sub: pd.DataFrame, colors) -> Bands:
+    """A line per depth: each model's held-out accuracy faint, their mean bold with its band
+    (one model: the sampling interval over its ``n_test`` held-out samples)."""
+    objective = str(sub["objective"].iloc[0]) if "objective" in sub else None
+    x_of, xlabel, xscale = _call_axis(objective)
+    rows = with_share_interval(sub, "probe_accuracy", "n_test")
+    bands = Bands()
+    for depth in depth_order(rows["depth"]):
+        d = rows[rows["depth"].astype(str) == depth]
+        s = replicate_summary(d, ["t"], value="probe_accuracy", bounds=(0.0, 1.0))
+        bands.add(s)
+        draw_band(ax, x_of(s["t"]), s, colors[depth], scale=100, label=f"depth {depth}")
+        draw_models(ax, x_of(d["t"]), 100 * d["probe_accuracy"], colors[depth])
+    shares = [sub[c].mean() for c in sub if c.startswith("capture_share_")]
+    if shares and np.isfinite(np.max(shares)):
+        ax.axhline(
+            100 * np.max(shares),
+            color="0.5",
+            linestyle=":",
+            linewidth=0.9,
+            label="majority-class rate",
+        )
+    ax.set_xscale(xscale)
+    ax.invert_xaxis()
+    ax.set_xlabel(xlabel)
+    return bands
 
 
 def fig_difflens_probes(
     probes: pd.DataFrame, panels: Sequence[str] = ("dataset", "minority_fraction")
 ) -> Figure:
-    """Held-out accuracy of the per-timestep linear probes on h (the attribute of the final
-    image) vs the DDPM timestep of the network call, one panel per (dataset, skew), a line per
-    depth (mean over training seeds)."""
+    """Held-out accuracy of the per-call linear probes on h (the attribute of the final image)
+    vs the noise level of the network call: its DDPM timestep, or sigma for an EDM model (whose
+    timestep input is ``250 ln sigma``); one panel per (dataset, skew, and objective when
+    several), a line per depth: each trained model faint, the mean over models bold with its
+    band (named in the legend)."""
     keys = [k for k in panels if k in probes]
+    if "objective" in probes and probes["objective"].nunique() > 1:
+        keys.append("objective")
     parts = list(groups(probes, keys))
     ncols = min(3, max(len(parts), 1))
     nrows = max(-(-len(parts) // ncols), 1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.9 * nrows), squeeze=False)
     if not parts:
         no_data(axes[0, 0], "no DiffLens probes")
     for ax in axes.flat[len(parts) :]:
         ax.set_visible(False)
     colors = depth_colors(depth_order(probes["depth"]))
     for ax, (key, sub) in zip(axes.flat, parts, strict=False):
-        for depth in depth_order(sub["depth"]):
-            d = sub[sub["depth"].astype(str) == depth]
-            s = d.groupby("t", sort=True)["probe_accuracy"].mean()
-            ax.plot(
-                s.index, 100 * s.to_numpy(), marker="o", color=colors[depth], label=f"depth {depth}"
-            )
-        chance = 100 * np.max(
-            [sub[c].mean() for c in sub if c.startswith("capture_share_")] or [np.nan]
-        )
-        if np.isfinite(chance):
-            ax.axhline(
-                chance, color="0.5", linestyle=":", linewidth=0.9, label="majority-class rate"
-            )
-        ax.invert_xaxis()
-        ax.set_xlabel("DDPM timestep of the network call (sampling runs right to left)")
+        bands = _draw_probe_panel(ax, sub, colors)
         ax.set_ylabel("% probe accuracy (held out)")
         ax.set_ylim(0, 102)
-        ax.set_title(", ".join(f"{k} {v}" for k, v in key.items()), fontsize=9)
-        ax.legend(fontsize=8)
+        title = [
+            fraction_legend(v, is_conditional(sub)) if k == "minority_fraction" else str(v)
+            for k, v in key.items()
+        ]
+        ax.set_title(" | ".join(title), fontsize=9)
+        band_legend(ax, bands, fontsize=7)
     fig.suptitle("What h-space knows: linear probes of the final image's attribute")
     fig.tight_layout()
     return fig
@@ -232,46 +279,5 @@ def fig_difflens_gallery(
                 va="center",
             )
     fig.suptitle(title or "Images that most activate each class's top SAE features", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def fig_bias_quality_frontier(metrics: pd.DataFrame) -> Figure:
-    """The bias-quality frontier with FID as the quality axis (``fig_bias_diversity_frontier``
-    keeps the diversity version): every cell (every knob, intervention ratio, depth and seed)
-    as a point, x = FID against held-out real images (lower = better), y = bias amplification
-    in percentage points; the line joins the cells no other cell beats on both. One panel per
-    (dataset, training minority fraction); colour: sampler, marker: depth; hollow where the
-    probe says the model did not learn its skew."""
-    cells = cell_table(metrics)
-    if "fid" not in cells:
-        cells = cells.iloc[0:0]
-    cells = cells.dropna(subset=[c for c in ("amplification", "fid") if c in cells])
-    if cells.empty:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        no_data(ax, "no cells with both amplification and fid")
-        ax.set_axis_off()
-        return fig
-    cells = cells.assign(bias_pp=100 * cells["amplification"])
-    panels = list(groups(cells, ["dataset", "minority_fraction"]))
-    ncols = min(2, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.6 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.set_visible(False)
-    cmap = plt.get_cmap("tab10")
-    color = {s: cmap(i % 10) for i, s in enumerate(sorted(cells["sampler"].unique()))}
-    markers = dict(zip(depth_order(cells["depth"]), "osD^vP*X", strict=False))
-    for ax, (key, g) in zip(axes.flat, panels, strict=False):
-        draw_frontier_panel(ax, g.reset_index(drop=True), color, markers, x="fid")
-        ax.axhline(0, color="0.5", linestyle=":", linewidth=0.9)
-        ax.set_xlabel("FID vs held-out real images (classifier features, lower = better)")
-        ax.set_ylabel("bias amplification (pp, lower = less biased)")
-        ax.set_title(
-            f"{key['dataset']}, minority fraction {key['minority_fraction']:g}", fontsize=9
-        )
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-    fig.suptitle("Bias vs image quality (FID) across every knob, depth and skew")
     fig.tight_layout()
     return fig

@@ -46,7 +46,10 @@ def fig_pretrained_fd(metrics: pd.DataFrame) -> Figure:
         ax.set_ylabel("FD (0 = uniform)")
         ax.set_title(f"{lab}: {attr}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Pretrained models: Fairness Discrepancy per sampler cell (95% CI)")
+    fig.suptitle(
+        "Pretrained models: Fairness Discrepancy per sampler cell\n"
+        "(bars: sampling 95% CI, bootstrap over the samples of one pretrained model)"
+    )
     fig.tight_layout()
     return fig
 
@@ -69,6 +72,7 @@ def fig_bypass_prompts(metrics: pd.DataFrame, rows: Sequence[Mapping[str, Any]] 
         g = g.sort_values("bypass")
         ax.plot(g["bypass"], g["value"], marker="o", label=str(name))
         ax.fill_between(g["bypass"], g["ci_low"], g["ci_high"], alpha=0.2)
+    ax.fill_between([], [], [], color="0.5", alpha=0.3, label="band: bootstrap 95% CI over seeds")
     ax.set_xlabel("mid-block bypass fraction p")
     ax.set_ylabel("CLIP similarity across prompts, same seed")
     ax.set_title("Fig. 6 quantified: do the prompts still matter?", fontsize=9)

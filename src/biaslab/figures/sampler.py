@@ -1,17 +1,19 @@
 """Figures of the sampler-knob study ("How I Met Your Bias") and the mid-block bypass, from the
 tidy ``metrics.parquet`` (through ``biaslab.figures.tables.cell_table``).
 
-* ``fig_rho_vs_rho_data`` - rho_model vs rho_data with the identity line and 95% interval
-  bands, for {few, many} steps x {deterministic, stochastic};
+* ``fig_rho_vs_rho_data`` - rho_model vs rho_data with the identity line, for {few, many}
+  steps x {deterministic, stochastic};
 * ``fig_rho_vs_steps`` - rho_model vs the number of steps, per sampler and stochasticity;
-* ``fig_rho_vs_guidance`` - rho_model (and label adherence) vs guidance w, log axis;
-* ``fig_bypass`` - % minority and diversity vs the mid-block bypass fraction p;
-* ``fig_bias_diversity_frontier`` - every cell as (diversity, bias amplification) with the
-  Pareto frontier across all knobs.
+* ``fig_rho_vs_guidance`` - rho_model (and label adherence) vs guidance w, symlog axis;
+* ``fig_bypass`` - % minority and diversity vs the mid-block bypass fraction p.
 
-All functions are pure (DataFrame in, ``Figure`` out). Replicates (train_seed x sample_seed)
-are averaged (``common.replicate_summary``); the band / error bar is the cell's exact 95%
-interval when there is one replicate, else ±1 s.e.m. across replicates.
+The bias-diversity frontier is in ``biaslab.figures.frontier``. All functions are pure
+(DataFrame in, ``Figure`` out). rho_model and the minority share are their robust readouts
+(among the samples the classifier recognises, ``common.readout``; the plain metric in tables
+that predate them, as the axis label says). Each trained model is a faint point; the line is
+their mean with its band, the 95% t-interval over the models when there are two or more and
+that one model's sampling interval (exact) when there is one, named in the legend
+(``common.replicate_summary``, ``common.Bands``).
 """
 
 from __future__ import annotations
@@ -28,34 +30,52 @@ from biaslab.grid import depth_sort_key, is_stochastic, setting_label
 
 from .common import (
     UNLEARNED_NOTE,
+    Bands,
     depth_colors,
     depth_order,
+    draw_band,
+    draw_models,
     fraction_legend,
     groups,
     hollow_unlearned,
+    is_conditional,
     learned_by,
+    legend_below,
     no_data,
+    panel_grid,
+    readout,
+    readout_label,
     replicate_summary,
+    value_ticks,
 )
 from .tables import cell_table
 
 __all__ = [
-    "fig_bias_diversity_frontier",
     "fig_bypass",
     "fig_rho_vs_guidance",
     "fig_rho_vs_rho_data",
     "fig_rho_vs_steps",
-    "pareto_front",
 ]
 
 #: A sampler setting without its guidance / bypass (what a line of a figure holds fixed).
 SETTING = ("sampler", "steps", "eta", "s_churn")
 
 
+#: Shares (their band is cut to [0, 1]).
+_SHARES = ("rho_model", "rho_model_confident", "label_adherence", "training_rho")
+
+
 def _aggregate(cells: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
-    """``replicate_summary`` of the cells that have ``metric``, per ``by`` group."""
+    """``replicate_summary`` over the trained models of the cells that have ``metric``, per
+    ``by`` group (a share's band cut to [0, 1])."""
+    bounds = (0.0, 1.0) if metric in _SHARES or metric.startswith("minority_share") else None
     return replicate_summary(
-        cells.dropna(subset=[metric]), by, value=metric, lo=f"{metric}_lo", hi=f"{metric}_hi"
+        cells.dropna(subset=[metric]),
+        by,
+        value=metric,
+        lo=f"{metric}_lo",
+        hi=f"{metric}_hi",
+        bounds=bounds,
     )
 
 
@@ -72,11 +92,16 @@ def _conditional(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["rho_model"].notna()]
 
 
+#: Model / cell columns that get their own panels when they vary (never averaged together).
+_PANEL_COLUMNS = ("objective", "beta_schedule", "width", "train_steps", "n_samples", "sample_seed")
+
+
 def _model_panels(
     cells: pd.DataFrame, extra: Sequence[str] = ()
 ) -> list[tuple[dict, pd.DataFrame]]:
-    """One panel per (dataset, varying width / train_steps, ``extra``, depth), depth-ordered."""
-    keys = [c for c in ("dataset", "width", "train_steps", *extra) if c in cells]
+    """One panel per (dataset, varying objective / width / ... / sample seed, ``extra``,
+    depth), depth-ordered."""
+    keys = [c for c in ("dataset", *_PANEL_COLUMNS, *extra) if c in cells]
     keys = [c for c in keys if cells[c].nunique(dropna=False) > 1 or c in ("dataset", *extra)]
     keys.append("depth")
     return sorted(
@@ -87,7 +112,7 @@ def _model_panels(
     )
 
 
-def _title(key: dict[str, Any]) -> str:
+def _title(key: dict[str, Any], conditional: bool = True) -> str:
     parts = []
     for k, v in key.items():
         if k == "dataset":
@@ -97,22 +122,10 @@ def _title(key: dict[str, Any]) -> str:
         elif k == "rho_data":
             parts.append(f"rho_data {v:g}")
         elif k == "minority_fraction":
-            parts.append(f"{100 * float(v):.3g}% minority")
+            parts.append(fraction_legend(v, conditional))
         else:
             parts.append(f"{k} {v}")
     return " | ".join(parts)
-
-
-def _panel_grid(n: int, ncols: int = 3, size=(4.6, 3.8)) -> tuple[Figure, np.ndarray]:
-    """``n`` panels in rows of ``ncols``; the unused ones hidden."""
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False
-    )
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes
 
 
 def _reference_guidance(cells: pd.DataFrame) -> float:
@@ -168,9 +181,29 @@ def _extreme_settings(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(chosen) if chosen else cells.iloc[0:0]
 
 
+def _rho_line(ax, gs: pd.DataFrame, metric: str, style: dict, label: str, bands: Bands):
+    """One setting's line of ``fig_rho_vs_rho_data``: the mean over models of ``metric`` vs
+    their mean training rho, its band, each model a faint point; the lowest value drawn."""
+    agg_y = _aggregate(gs, ["minority_fraction"], metric)
+    agg_x = _aggregate(gs, ["minority_fraction"], "training_rho")
+    agg = agg_y.merge(
+        agg_x[["minority_fraction", "mean"]], on="minority_fraction", suffixes=("", "_x")
+    )
+    agg = agg.sort_values("mean_x")
+    bands.add(agg)
+    x = agg["mean_x"].to_numpy(dtype=float)
+    draw_band(ax, x, agg, style["color"], linestyle=style["linestyle"], label=label)
+    draw_models(ax, gs["training_rho"], gs[metric], style["color"])
+    learned = learned_by(gs, "minority_fraction", agg["minority_fraction"])
+    hollow_unlearned(ax, x, agg["mean"], learned, style["color"])
+    return np.nanmin([*agg["lo"], *gs[metric], *x])
+
+
 def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None) -> Figure:
-    """rho_model vs rho_data (the training set's measured alignment), with the identity line
-    (no amplification) and 95% interval bands, one panel per (dataset, depth).
+    """rho_model (among recognised samples: ``rho_model_confident``) vs rho_data (the training
+    set's measured alignment), with the identity line (no amplification), one panel per
+    (dataset, depth); each model a faint point, the mean over models with its band (named
+    in the legend, below the panels).
 
     Lines: per sampler, its fewest and most steps, each deterministic and stochastic (the
     largest eta or S_churn in the grid): {few, many} steps x {deterministic, stochastic}. Blue
@@ -178,39 +211,32 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
     ``guidance`` (default: the w of the step sweep), no bypass.
     """
     cells, w = _cells_at_guidance(metrics, guidance)
+    metric = readout(cells, "rho_model")
     cells = _extreme_settings(cells)
     steps_range = {s: (g["steps"].min(), g["steps"].max()) for s, g in cells.groupby("sampler")}
     panels = _model_panels(cells)
-    fig, axes = _panel_grid(len(panels))
+    fig, axes = panel_grid(len(panels))
+    bands = Bands()
     for ax, (key, g) in zip(axes.flat, panels, strict=False):
+        lowest = 1.0
         for setting, gs in g.groupby(list(SETTING), sort=True):
             row = {
                 **dict(zip(SETTING, setting, strict=True)),
                 "stochastic": gs["stochastic"].iloc[0],
             }
-            agg_y = _aggregate(gs, ["minority_fraction"], "rho_model")
-            agg_x = _aggregate(gs, ["minority_fraction"], "training_rho")
-            x = agg_x["mean"].to_numpy(dtype=float)
-            order = np.argsort(x)
-            x = x[order]
-            y, lo, hi = (agg_y[c].to_numpy(dtype=float)[order] for c in ("mean", "lo", "hi"))
-            style = _setting_style(row, steps_range)
             label = setting_label(row) + (" (stochastic)" if row["stochastic"] else "")
-            ax.plot(x, y, marker="o", label=label, **style)
-            ax.fill_between(x, lo, hi, color=style["color"], alpha=0.18, linewidth=0)
-            fracs = agg_y["minority_fraction"].to_numpy()[order]
-            hollow_unlearned(ax, x, y, learned_by(gs, "minority_fraction", fracs), style["color"])
-        lims = [min(cells["training_rho"].min(), cells["rho_model_lo"].min()) - 0.03, 1.0]
+            style = _setting_style(row, steps_range)
+            lowest = min(lowest, _rho_line(ax, gs, metric, style, label, bands))
+        lims = [max(lowest - 0.03, 0.0), 1.0]
         ax.plot(lims, lims, color="0.5", linewidth=0.8, linestyle=":", label="rho_model = rho_data")
         ax.set_xlim(*lims)
         ax.set_ylim(lims[0], 1.01)
         ax.set_xlabel("rho_data (training set)")
-        ax.set_ylabel("rho_model (95% CI)")
+        ax.set_ylabel(readout_label(metric))
         ax.set_title(_title(key) + f" | w={w:g}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.suptitle("Bias of generated images vs bias of the training set" + _probe_note(cells))
-    fig.tight_layout()
+    legend_below(fig, bands)
     return fig
 
 
@@ -218,102 +244,102 @@ def fig_rho_vs_rho_data(metrics: pd.DataFrame, *, guidance: float | None = None)
 # rho_model vs steps
 # --------------------------------------------------------------------------------------------
 def fig_rho_vs_steps(metrics: pd.DataFrame, *, guidance: float | None = None) -> Figure:
-    """rho_model (95% CI) vs the number of sampling steps (log axis), one line per sampler and
-    stochasticity level, one panel per (dataset, depth, rho_data); the dotted line is the
-    training set's rho_data. Cells at guidance ``guidance`` (default: the w of the step
-    sweep), no bypass."""
+    """rho_model (among recognised samples) vs the number of sampling steps (log axis, ticks
+    at the steps run), one line per sampler and stochasticity level, one panel per (dataset,
+    depth, rho_data); each model a faint point, the mean over models with its band (legend
+    below the panels); the dotted line is the training set's rho_data. Cells at guidance
+    ``guidance`` (default: the w of the step sweep), no bypass."""
     cells, w = _cells_at_guidance(metrics, guidance)
+    metric = readout(cells, "rho_model")
     panels = _model_panels(cells, extra=("minority_fraction",))
-    fig, axes = _panel_grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     cmap = plt.get_cmap("tab10")
     lines = sorted(cells[["sampler", "eta", "s_churn"]].drop_duplicates().itertuples(index=False))
     color = {tuple(line): cmap(i % 10) for i, line in enumerate(lines)}
+    bands = Bands()
     for ax, (key, g) in zip(axes.flat, panels, strict=False):
         for (sampler, eta, churn), gs in g.groupby(["sampler", "eta", "s_churn"], sort=True):
-            agg = _aggregate(gs, ["steps"], "rho_model")
+            agg = _aggregate(gs, ["steps"], metric)
+            bands.add(agg)
             row = {"sampler": sampler, "eta": eta, "s_churn": churn}
-            row_key = (sampler, eta, churn)
-            stoch = is_stochastic(row)
+            c, stoch = color[(sampler, eta, churn)], is_stochastic(row)
             x = agg["steps"].to_numpy(dtype=float)
-            y = agg["mean"].to_numpy(dtype=float)
-            yerr = np.vstack([y - agg["lo"].to_numpy(float), agg["hi"].to_numpy(float) - y])
-            ax.errorbar(
-                x,
-                y,
-                yerr=np.clip(yerr, 0, None),
-                marker="o",
-                capsize=3,
-                color=color[(sampler, eta, churn)],
-                linestyle="--" if stoch else "-",
-                label=setting_label(row) + (" (stochastic)" if stoch else " (deterministic)"),
-            )
-            hollow_unlearned(ax, x, y, learned_by(gs, "steps", agg["steps"]), color[row_key])
+            label = setting_label(row) + (" (stochastic)" if stoch else " (deterministic)")
+            draw_band(ax, x, agg, c, linestyle="--" if stoch else "-", label=label)
+            draw_models(ax, gs["steps"], gs[metric], c)
+            hollow_unlearned(ax, x, agg["mean"], learned_by(gs, "steps", agg["steps"]), c)
         rho = float(g["training_rho"].mean())
-        ax.axhline(rho, color="0.4", linestyle=":", linewidth=1, label=f"rho_data {rho:.3f}")
+        ax.axhline(rho, color="0.4", linestyle=":", linewidth=1, label="rho_data (training set)")
         ax.set_xscale("log")
+        value_ticks(ax, g["steps"])
         ax.set_xlabel("sampling steps")
-        ax.set_ylabel("rho_model (95% CI)")
+        ax.set_ylabel(readout_label(metric))
         title = _title({k: v for k, v in key.items() if k != "minority_fraction"})
         ax.set_title(f"{title} | rho_data {rho:.2f} | w={w:g}", fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.suptitle("Bias vs number of sampling steps" + _probe_note(cells))
-    fig.tight_layout()
+    legend_below(fig, bands)
     return fig
 
 
 # --------------------------------------------------------------------------------------------
 # rho_model vs guidance
 # --------------------------------------------------------------------------------------------
-def _draw_guidance_panel(ax, g: pd.DataFrame, metric: str, fractions, colors) -> None:
-    """One line of ``metric`` vs w per rho_data (dotted rho_data lines under rho_model)."""
+def _draw_guidance_panel(ax, g: pd.DataFrame, metric: str, fractions, colors, bands) -> None:
+    """One line of ``metric`` vs w per rho_data (dotted rho_data lines under rho_model), each
+    model a faint point."""
     for frac in fractions:
         gf = g[g["minority_fraction"] == frac]
         if gf.empty:
             continue
         agg = _aggregate(gf, ["guidance"], metric)
+        bands.add(agg)
         x = agg["guidance"].to_numpy(dtype=float)
         rho = float(gf["training_rho"].mean())
-        ax.plot(x, agg["mean"], marker="o", color=colors[frac], label=f"rho_data {rho:.2f}")
-        ax.fill_between(x, agg["lo"], agg["hi"], color=colors[frac], alpha=0.18, lw=0)
+        draw_band(ax, x, agg, colors[frac], label=f"rho_data {rho:.2f}")
+        draw_models(ax, gf["guidance"], gf[metric], colors[frac])
         hollow_unlearned(ax, x, agg["mean"], learned_by(gf, "guidance", x), colors[frac])
-        if metric == "rho_model":
+        if metric.startswith("rho_model"):
             ax.axhline(rho, color=colors[frac], linestyle=":", linewidth=0.9)
     ax.set_xscale("symlog", linthresh=0.1)
+    value_ticks(ax, g["guidance"])
     ax.set_xlim(left=-0.02)
     ax.set_xlabel("guidance w (symmetric log; w = 0: conditional model)")
 
 
 def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
-    """rho_model (top) and label adherence (bottom) vs guidance w on a symmetric-log axis
-    (linear below 0.1, so w = 0 is drawn), one line per rho_data, 95% interval bands, one
-    column per (dataset, depth). Uses the sampler setting with the most distinct w values
-    (named in the titles), no bypass. Low label adherence marks cells where the model does not
-    follow its class and rho_model is not about the conditioned class."""
+    """rho_model among recognised samples (top) and label adherence (bottom) vs guidance w on
+    a symmetric-log axis (linear below 0.1, so w = 0 is drawn; ticks at the w run), one line
+    per rho_data (dotted: the training set's), each model a faint point and the mean over
+    models with its band (legend below), one column per (dataset, depth). Uses the sampler
+    setting with the most distinct w values (named in the titles), no bypass. Low label
+    adherence marks cells where the model does not follow its class and rho_model is not
+    about the conditioned class."""
     cells = _cells_without_bypass(metrics)
     counts = cells.groupby(list(SETTING))["guidance"].nunique()
     setting = dict(zip(SETTING, counts.idxmax(), strict=True))
     for k, v in setting.items():
         cells = cells[cells[k] == v]
+    metric = readout(cells, "rho_model")
     panels = _model_panels(cells)
-    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 7.6), squeeze=False)
     fractions = sorted(cells["minority_fraction"].unique())
     cmap = plt.get_cmap("viridis")
     colors = {f: cmap(0.85 * i / max(len(fractions) - 1, 1)) for i, f in enumerate(fractions)}
+    bands = Bands()
     for j, (key, g) in enumerate(panels):
-        for r, metric, ylabel in (
-            (0, "rho_model", "rho_model (95% CI)"),
-            (1, "label_adherence", "label adherence (95% CI)"),
+        for r, name, ylabel in (
+            (0, metric, readout_label(metric)),
+            (1, "label_adherence", "label adherence (all samples)"),
         ):
             ax = axes[r, j]
-            _draw_guidance_panel(ax, g, metric, fractions, colors)
+            _draw_guidance_panel(ax, g, name, fractions, colors, bands)
             ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3, which="both")
+            ax.grid(alpha=0.3)
             if r == 0:
                 ax.set_title(f"{_title(key)} | {setting_label(setting)}", fontsize=9)
-                ax.legend(fontsize=7)
     fig.suptitle("Bias and label adherence vs classifier-free guidance" + _probe_note(cells))
-    fig.tight_layout()
+    legend_below(fig, bands, note="dotted: rho_data of the training set")
     return fig
 
 
@@ -321,10 +347,6 @@ def fig_rho_vs_guidance(metrics: pd.DataFrame) -> Figure:
 # % minority and diversity vs mid-block bypass
 # --------------------------------------------------------------------------------------------
 _BYPASS_BASE = [*SETTING, "guidance", "bypass_schedule"]
-_BYPASS_PANELS = (
-    ("minority_share", "% minority generated (95% CI)", 100.0),
-    ("diversity_lpips", "diversity (mean pairwise LPIPS)", 1.0),
-)
 
 
 def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -342,8 +364,9 @@ def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFra
     return rows
 
 
-def _draw_bypass_panel(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
-    """``metric`` vs p, coloured by depth, dashed by training minority fraction."""
+def _draw_bypass_panel(ax, g: pd.DataFrame, metric: str, scale: float, bands: Bands) -> None:
+    """``metric`` vs p, coloured by depth, dashed by training skew; each model a faint point,
+    the mean over models with its band (added to ``bands``)."""
     styles = ["-", "--", ":", "-."]
     depths = depth_order(g["depth"])
     colors = depth_colors(depths)
@@ -351,30 +374,28 @@ def _draw_bypass_panel(ax, g: pd.DataFrame, metric: str, scale: float) -> None:
     for d in depths:
         for i, frac in enumerate(fractions):
             gd = g[(g["depth"] == d) & (g["minority_fraction"] == frac)]
-            if gd.empty or metric not in gd:
+            if gd.empty or metric not in gd or gd[metric].isna().all():
                 continue
             agg = _aggregate(gd, ["bypass"], metric)
+            bands.add(agg)
             x = agg["bypass"].to_numpy(dtype=float)
+            label = f"depth {d}, {fraction_legend(frac, is_conditional(gd))}"
+            style = {"linestyle": styles[i % len(styles)], "label": label}
+            draw_band(ax, x, agg, colors[d], scale=scale, **style)
+            draw_models(ax, gd["bypass"], scale * gd[metric], colors[d])
             y = scale * agg["mean"].to_numpy(dtype=float)
-            label = f"depth {d}, {fraction_legend(frac)}"
-            ax.plot(
-                x, y, marker="o", color=colors[d], linestyle=styles[i % len(styles)], label=label
-            )
             hollow_unlearned(ax, x, y, learned_by(gd, "bypass", x), colors[d])
-            if agg["lo"].notna().any():
-                ax.fill_between(
-                    x, scale * agg["lo"], scale * agg["hi"], color=colors[d], alpha=0.12, lw=0
-                )
-    if metric == "minority_share" and "training_minority_share" in g:
+    if metric.startswith("minority_share") and "training_minority_share" in g:
         for share in g.groupby("minority_fraction")["training_minority_share"].mean():
             ax.axhline(100 * share, color="0.5", linestyle=":", linewidth=0.9)
 
 
 def fig_bypass(metrics: pd.DataFrame) -> Figure:
-    """% minority (bias-conflicting share for coloured MNIST; 95% CI) and diversity (mean
-    pairwise LPIPS) vs the mid-block bypass fraction p. One row of two panels per dataset and
-    sampler setting whose grid sweeps p (other knobs fixed, bypass schedule named); lines
-    coloured by depth, solid/dashed/dotted by training minority fraction, dotted grey
+    """% minority (bias-conflicting share for coloured MNIST) among recognised samples and
+    diversity (mean pairwise LPIPS) vs the mid-block bypass fraction p. One row of two panels
+    per dataset and sampler setting whose grid sweeps p (other knobs fixed, bypass schedule
+    named); lines coloured by depth, solid/dashed/dotted by training skew, each model a faint
+    point and the mean over models with its band (named in the legend below); dotted grey
     horizontal lines at the training minority shares."""
     cells = cell_table(metrics)
     rows = _bypass_sweeps(cells)
@@ -383,113 +404,23 @@ def fig_bypass(metrics: pd.DataFrame) -> Figure:
         no_data(ax, "no mid-block bypass sweep in this grid (sampling.grid rows with bypass > 0)")
         ax.set_axis_off()
         return fig
+    share = readout(cells, "minority_share")
+    panels = ((share, 100.0), ("diversity_lpips", 1.0))
     fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.9 * len(rows)), squeeze=False)
+    bands = Bands()
     for r, (key, g) in enumerate(rows):
-        for c, (metric, ylabel, scale) in enumerate(_BYPASS_PANELS):
+        for c, (metric, scale) in enumerate(panels):
             ax = axes[r, c]
-            _draw_bypass_panel(ax, g, metric, scale)
+            _draw_bypass_panel(ax, g, metric, scale, bands)
             ax.set_xlabel("mid-block bypass p")
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(
+                readout_label(metric, is_conditional(g))
+                if c == 0
+                else "diversity (mean pairwise LPIPS)"
+            )
             ax.grid(alpha=0.3)
             ramp = " (ramped)" if key["bypass_schedule"] == "linear" else ""
             ax.set_title(f"{key['dataset']} | {setting_label(key)}{ramp}", fontsize=9)
-        axes[r, 0].legend(fontsize=7)
     fig.suptitle("Training-free mid-block bypass" + _probe_note(cells))
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# bias vs diversity frontier
-# --------------------------------------------------------------------------------------------
-def pareto_front(bias: np.ndarray, diversity: np.ndarray) -> np.ndarray:
-    """Indices of the cells no other cell beats on both axes (lower bias amplification and
-    higher diversity, at least one strictly), sorted by diversity."""
-    bias, diversity = np.asarray(bias, float), np.asarray(diversity, float)
-    ok = np.isfinite(bias) & np.isfinite(diversity)
-    idx = np.flatnonzero(ok)
-    front = []
-    for i in idx:
-        dominated = (
-            (bias[idx] <= bias[i])
-            & (diversity[idx] >= diversity[i])
-            & ((bias[idx] < bias[i]) | (diversity[idx] > diversity[i]))
-        )
-        if not dominated.any():
-            front.append(i)
-    return np.array(sorted(front, key=lambda i: diversity[i]), dtype=np.int64)
-
-
-def draw_frontier_panel(ax, g: pd.DataFrame, color, markers, x: str = "diversity_lpips") -> None:
-    """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated;
-    ``x`` the quality axis (higher better, except ``fid``, where lower is)."""
-    for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
-        learned = (
-            gs["probe_learned"].to_numpy(bool)
-            if "probe_learned" in gs
-            else np.ones(len(gs), dtype=bool)
-        )
-        for mask, face in ((learned, color[sampler]), (~learned, "white")):
-            if mask.any():
-                ax.scatter(
-                    gs[x][mask],
-                    gs["bias_pp"][mask],
-                    facecolors=face,
-                    edgecolors=[color[sampler]],
-                    marker=markers.get(depth, "o"),
-                    s=28,
-                    alpha=0.8,
-                    label=f"{sampler}, depth {depth}"
-                    + ("" if face != "white" else " (not learned)"),
-                )
-    sign = -1.0 if x == "fid" else 1.0
-    front = pareto_front(g["bias_pp"].to_numpy(), sign * g[x].to_numpy())
-    f = g.iloc[front]
-    ax.plot(f[x], f["bias_pp"], color="k", linewidth=1, label="frontier")
-    for _, row in f.iterrows():
-        ax.annotate(
-            setting_label(row.to_dict()) + f" (d{row['depth']})",
-            (row[x], row["bias_pp"]),
-            fontsize=6,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-
-
-def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
-    """Every cell (every knob, depth and seed) as a point: x = diversity (mean pairwise LPIPS),
-    y = bias amplification in percentage points = training minority share - generated minority
-    share (for coloured MNIST: rho_model - rho_data; 0 = the training bias reproduced, > 0 =
-    amplified). One panel per (dataset, training minority fraction); the line joins the
-    Pareto frontier (no other cell less biased and more diverse), its points annotated with
-    their setting. Colour: sampler; marker: depth."""
-    cells = cell_table(metrics).dropna(subset=["amplification", "diversity_lpips"])
-    if cells.empty:
-        raise ValueError("no cells with both amplification and diversity_lpips")
-    cells = cells.assign(bias_pp=100 * cells["amplification"])
-    panels = []
-    for key, g in cells.groupby(["dataset", "minority_fraction"], sort=True):
-        panels.append((dict(zip(["dataset", "minority_fraction"], key, strict=True)), g))
-    fig, axes = _panel_grid(len(panels), ncols=2, size=(6.2, 4.6))
-    cmap = plt.get_cmap("tab10")
-    color = {s: cmap(i % 10) for i, s in enumerate(sorted(cells["sampler"].unique()))}
-    markers = dict(zip(depth_order(cells["depth"]), "osD^vP*X", strict=False))
-    for ax, (key, g) in zip(axes.flat, panels, strict=False):
-        g = g.reset_index(drop=True)
-        draw_frontier_panel(ax, g, color, markers)
-        ax.axhline(0, color="0.5", linestyle=":", linewidth=0.9)
-        ax.set_xlabel("diversity (mean pairwise LPIPS, higher = more diverse)")
-        ax.set_ylabel("bias amplification (pp, lower = less biased)")
-        rho = g["rho_data"].dropna() if "rho_data" in g else pd.Series(dtype=float)
-        title = (
-            _title({"dataset": key["dataset"], "rho_data": float(rho.iloc[0])})
-            if len(rho)
-            else _title(key)
-        )
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-    title = "Bias vs diversity across every sampler knob, depth and skew"
-    fig.suptitle(title + _probe_note(cells))
-    fig.tight_layout()
+    legend_below(fig, bands, note="dotted grey: training minority shares")
     return fig

@@ -35,9 +35,11 @@ __all__ = [
 #: Metrics gathered per cell by ``cell_table`` (value, ci_low, ci_high each).
 CELL_METRICS = (
     "rho_model",
+    "rho_model_confident",
     "label_adherence",
     "training_rho",
     "minority_share",
+    "minority_share_confident",
     "training_minority_share",
     "amplification",
     "confident_share",
@@ -111,9 +113,10 @@ def knn_table(
     Wide table, one row per (varying grid facets, ``minority_fraction``, ``depth``), ordered by
     depth; columns ``cos@k1 ... cos@k10`` (mean feature-space cosine similarity to the k nearest
     training images; backbone ``backbone`` or the first by name) and ``l2@k1 ... l2@k10`` (pixel
-    Euclidean distance), each the mean over replicates (train_seed x sample_seed), plus
-    ``n_replicates``. Only the sampler ``setting`` is used: values of the leading knob columns
-    (``sampler, steps, eta, s_churn, guidance, bypass, bypass_schedule``), e.g.
+    Euclidean distance), each the mean over the trained models (``train_seed``), plus
+    ``n_replicates`` (the number of models). Only the sampler ``setting`` is used: values of
+    the leading knob columns (``sampler, steps, eta, s_churn, guidance, bypass,
+    bypass_schedule``), e.g.
     ``("ddpm", 1000, 1.0)``; default the first in sorted order.
     """
     cos, l2, _, _ = knn_rows(metrics, setting, backbone)
