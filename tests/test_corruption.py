@@ -253,7 +253,7 @@ def test_damaged_classifier_is_refused(tmp_path):
 
     assert _check_every_damage(path, load, same) > 100
     _zero_4k_in_place(path)
-    with pytest.raises(CorruptArtifactError, match=r"rerun \(rule train_classifier\)") as exc:
+    with pytest.raises(CorruptArtifactError, match=r"remake it \(rule train_classifier\)") as exc:
         load_classifier(path, "cpu")
     assert str(path) in str(exc.value) and "content changed" in str(exc.value)
 
@@ -536,7 +536,7 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
     config = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
     config["model"]["depths"] = ["2"]
     config["sampling"]["grid"] = config["sampling"]["grid"][:1]
-    config["difflens"]["datasets"] = []
+    del config["difflens"]
     config["claims"] = []
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
     args = ("--cores", "2", "--configfile", "one.yaml")
@@ -552,8 +552,6 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
         snakemake(*args, "--until", "evaluate", cwd=tmp_path, timeout=600, check=True)
 
     samples.unlink()
-    proc = snakemake(*args, "--until", "evaluate", "-n", cwd=tmp_path, timeout=120, check=True)
-    assert "Nothing to be done" in proc.stdout + proc.stderr  # why deleting is not enough
     repair(target)
     assert _bytes([samples, metrics]) == before
 

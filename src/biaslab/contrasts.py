@@ -460,6 +460,7 @@ def claims_markdown(claims: pd.DataFrame) -> str:
         "effect [95% CI]",
         "interval",
         "same direction",
+        "probe: learned",
         "per model (paired)",
         "verdict",
     ]
@@ -477,6 +478,7 @@ def claims_markdown(claims: pd.DataFrame) -> str:
             f"{r['effect']:+.3f} {ci}",
             r["band"],
             f"{r['k_same_sign']} of {r['n_models']}",
+            f"{r['n_learned']} of {r['n_models']}" if pd.notna(r.get("n_learned")) else "-",
             r["per_model"],
             f"**{r['verdict']}**",
         ]
