@@ -127,39 +127,17 @@ def sample_ddim(
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 DDPM-like noise.
 
-    x0 is kept in range two ways, both diffusers' ``DDIMScheduler.step`` (``ddim_schedulers``;
-    a schedule with ``clip_sample: false``, latents, is neither clipped nor thresholded):
-
-    * every step but the first clips x0 to [-1, 1] and re-derives eps from the clipped x0
-      (``use_clipped_model_output=True``, GLIDE's convention), so both terms of the update use
-      the same x0. diffusers' default keeps the network's eps: the part of x0 beyond the range
-      is subtracted through eps and never added back, which under classifier-free guidance
-      pushes samples *away* from the guided direction (Biased MNIST rho_model fell from 0.90
-      at w = 0 to 0.36 at w = 3 that way; 0.97 with the re-derived eps);
-    * the first step keeps the network's eps and scales x0 into range by Imagen's dynamic
-      thresholding (Saharia et al. 2022; ``thresholding=True``: s = the 99.5th percentile of
-      |x0| per sample, s >= 1, x0 clipped to [-s, s] and divided by s; s unbounded).
-
-    Why the first step differs (the "noise mode", issue 21 item 6): at t = 999 (trailing),
-    x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) is the network's eps error times 157. A U-Net
-    predicts eps of about unit norm whatever the draw, so a seed whose 256 noise pixels have a
-    sample std of 1.05 to 1.10 gets eps ~ 0.9 x and x0 ~ 14 x, its own noise amplified.
-    Clipped, that is sign(x); the eps re-derived from it is ~x, so the step drops the network's
-    eps, keeps the seed's excess noise, and every later step adds the clipped noise back as
-    signal: the sample ends as pixel noise. Keeping the network's eps at the first step swaps
-    the seed's noise for the network's unit-norm estimate of it; thresholding (not clipping)
-    keeps x0's pattern small there instead of binarising it. Measured with
-    ``benchmarks/bench_noise_mode.py`` on the default run's four epsilon models (64 samples,
-    25 trailing steps, eta 0): samples with total variation > 0.5 (pixel noise; digits about
-    0.2) 8 / 9 / 8 / 10 before, 0 / 0 / 0 / 0 now (largest 0.40 to 0.44; median 0.22 to 0.24,
-    before 0.20 to 0.21); Heun and DPM++ (unclipped ODE) 22 to 28. Guidance kept, rho_model
-    at w = 0 / 1 / 3 on the two conditional models, 10 steps: 0.99 / 1.00 / 1.00 and 0.87 /
-    0.89 / 0.92, 40 steps: 0.99 / 1.00 / 0.99 and 0.87 / 0.88 / 0.89 (Heun 18 steps: 0.99 /
-    1.00 / 1.00, 0.87 / 0.89 / 0.91; diffusers' default at 10 steps: 0.99 / 0.58 / 0.43).
-    Thresholding at every step also ends the noise mode but greys the digits' black
-    background (the median pixel of a digit 0.27 to 0.36 against 0.18 to 0.24 before; now
-    0.22 to 0.31). Beyond w = 3 the first step's kept eps costs some guidance (w = 5 / 7 at
-    40 steps, rho 0.8 model: 0.87 / 0.83 against 0.94 / 0.98 before, Heun 0.93 / 0.97)."""
+    x0 is kept in range two ways (``ddim_schedulers``, both diffusers' ``DDIMScheduler.step``;
+    a schedule with ``clip_sample: false``, latents, steps unclipped). Every step but the first
+    clips x0 to [-1, 1] and re-derives eps from it (``use_clipped_model_output=True``): with
+    the network's eps the clipped-off part of x0 inverts classifier-free guidance (Biased
+    MNIST rho_model 0.90 at w = 0 -> 0.36 at w = 3). The first step (t = 999, where x0 is the
+    eps error times 157) keeps the network's eps and scales x0 by Imagen's dynamic
+    thresholding: clipped and re-derived there, a seed whose noise happens to have std 1.05-1.1
+    carries that noise on as signal and ends as pixel noise (8-10 of 64 samples in each of the
+    default run's epsilon models before; 0 now, and guided DDIM at w <= 3 still follows
+    converged Heun). Measurements: ``benchmarks/bench_noise_mode.py``; README, "DDIM clips x0
+    and re-derives eps from it, except at the first step"."""
     first, later = ddim_schedulers(scheduler_config, timestep_spacing)
     return _run(
         denoiser,
