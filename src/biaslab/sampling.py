@@ -15,16 +15,13 @@ Samplers (registry ``grid.SAMPLERS``: knobs, defaults, cost; functions ``SAMPLE_
 
 * ``ddpm`` - ancestral DDPM (diffusers ``DDPMScheduler``);
 * ``ddim`` - DDIM with ``eta`` (diffusers ``DDIMScheduler``); both with ``timestep_spacing``
-  (``grid.TIMESTEP_SPACINGS``: leading, trailing, linspace), passed to ``from_config`` as a
-  keyword: a config straight from ``DDPMScheduler(...).config`` lists ``timestep_spacing``
-  among its ``_use_default_values``, and ``from_config`` drops such entries;
+  (``grid.TIMESTEP_SPACINGS``), a ``from_config`` keyword (config entries may be dropped);
 * ``euler`` / ``heun`` - EDM, Karras et al. 2022, Algorithm 2 (``heun``; ``euler`` drops the
   second-order correction), on the Karras sigma schedule (Eq. 5, rho = 7) between the training
   schedule's smallest and largest sigma, with stochasticity ``s_churn, s_min, s_max, s_noise``
   (``s_churn = 0``: the deterministic ODE). ``steps`` = N noise levels (Heun: 2N - 1
   network evaluations);
-* ``dpmpp`` - DPM-Solver++(2M) (Lu et al. 2022), diffusers ``DPMSolverMultistepScheduler``
-  with ``algorithm_type="dpmsolver++"`` and Karras sigmas.
+* ``dpmpp`` - DPM-Solver++(2M) (Lu et al. 2022), diffusers' multistep scheduler, Karras sigmas.
 
 VP <-> EDM (Karras et al. 2022, Table 1, VP column, as in k-diffusion's ``DiscreteEpsDDPMDenoiser``
 and diffusers' ``EulerDiscreteScheduler``): the DDPM model was trained on
@@ -80,11 +77,8 @@ def _run(
     first: tuple | None = None,
     **step_kw,
 ) -> torch.Tensor:
-    """The denoising loop: each of ``scheduler``'s ``steps`` timesteps, one ``step`` with
-    ``step_kw``. ``first``: (scheduler, step keywords) for the first step instead (same
-    timesteps; ``DDIMScheduler.step`` keeps no state between steps)."""
     scheduler.set_timesteps(steps)
-    if first is not None:
+    if first is not None:  # (scheduler, step keywords) of step 0
         first[0].set_timesteps(steps)
     x = x * scheduler.init_noise_sigma
     for i, t in enumerate(scheduler.timesteps):
@@ -127,17 +121,12 @@ def sample_ddim(
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, Eq. 12): eta = 0 deterministic, eta = 1 DDPM-like noise.
 
-    x0 is kept in range two ways (``ddim_schedulers``, both diffusers' ``DDIMScheduler.step``;
-    a schedule with ``clip_sample: false``, latents, steps unclipped). Every step but the first
-    clips x0 to [-1, 1] and re-derives eps from it (``use_clipped_model_output=True``): with
-    the network's eps the clipped-off part of x0 inverts classifier-free guidance (Biased
-    MNIST rho_model 0.90 at w = 0 -> 0.36 at w = 3). The first step (t = 999, where x0 is the
-    eps error times 157) keeps the network's eps and scales x0 by Imagen's dynamic
-    thresholding: clipped and re-derived there, a seed whose noise happens to have std 1.05-1.1
-    carries that noise on as signal and ends as pixel noise (8-10 of 64 samples in each of the
-    default run's epsilon models before; 0 now, and guided DDIM at w <= 3 still follows
-    converged Heun). Measurements: ``benchmarks/bench_noise_mode.py``; README, "DDIM clips x0
-    and re-derives eps from it, except at the first step"."""
+    x0 kept in range (``ddim_schedulers``; ``clip_sample: false``: unclipped). Steps 2.. clip
+    x0 and re-derive eps from it (``use_clipped_model_output``: with the network's eps,
+    guidance inverts). Step 1 (x0 = eps error x 157 at t = 999) keeps the network's eps and
+    thresholds x0 dynamically (Imagen): clipped and re-derived there, seeds with noise std
+    1.05-1.1 ended as pixel noise (8-10 of 64 per default-run model; now 0, guidance at
+    w <= 3 unchanged). ``benchmarks/bench_noise_mode.py``; README "DDIM clips x0"."""
     first, later = ddim_schedulers(scheduler_config, timestep_spacing)
     return _run(
         denoiser,
@@ -154,8 +143,7 @@ def sample_ddim(
 def ddim_schedulers(
     scheduler_config: dict, timestep_spacing: str = "trailing"
 ) -> tuple[DDIMScheduler, DDIMScheduler]:
-    """``sample_ddim``'s two diffusers schedulers: the first step's (dynamic thresholding of
-    x0, where the schedule clips) and the later steps' (the schedule's clipping)."""
+    """``sample_ddim``'s schedulers: step 1's (dynamic thresholding) and the later steps'."""
     later = DDIMScheduler.from_config(scheduler_config, timestep_spacing=timestep_spacing)
     first = DDIMScheduler.from_config(
         scheduler_config,
