@@ -259,3 +259,19 @@ def test_schema_claims_enums_are_the_registries():
     item = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]["claims"]["items"]
     assert item["properties"]["vary"]["enum"] == list(CONTRASTS)
     assert item["properties"]["metric"]["enum"] == [*SAMPLE_METRICS, *CELL_METRICS]
+
+
+def test_paired_interval_agrees_with_mcnemar():
+    """The paired interval excludes 0 exactly when McNemar's exact test rejects at 5% (a t or
+    Wald interval calls 5 gains and 0 losses significant, p 0.0625)."""
+    five = stats.paired_binary(np.zeros(100, bool), np.arange(100) < 5)
+    assert five["p"] == pytest.approx(0.0625) and five["ci_low"] < 0 < five["ci_high"]
+    for gained in range(25):
+        for lost in range(25):
+            if gained + lost == 0:
+                continue
+            before = np.array([1] * lost + [0] * gained + [0] * 10, bool)
+            after = np.array([0] * lost + [1] * gained + [0] * 10, bool)
+            r = stats.paired_binary(before, after)
+            assert r["ci_low"] <= r["effect"] <= r["ci_high"]
+            assert (r["ci_low"] > 0 or r["ci_high"] < 0) == (r["p"] < 0.05), (gained, lost)
