@@ -165,7 +165,11 @@ def test_rho_model_of_training_images_is_their_alignment(colour_cell):
     assert set(GRID_COLUMNS) <= set(m.columns) and set(GRID_COLUMNS) <= set(pred.columns)
     assert (m["guidance"] == 1.0).all() and (pred["rho_data"] == 0.9).all()
     table = summary_table(m)
-    assert "rho_model [95% CI]" in table and "label adherence %" in table
+    assert (
+        "rho_model, recognised [95% CI]" in table
+        and "unrecognised %" in table
+        and "label adherence %" in table
+    )
 
 
 def test_wrong_labels_lower_rho_model_and_adherence(colour_cell):
