@@ -244,8 +244,16 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
         pd.read_parquet(dest / "claims.parquet"),
         pd.read_parquet(scratch / "results" / "claims.parquet"),
     )
+    shown = [
+        c
+        for c in table.columns
+        if c in ("claim", "same") or ("_" in c and c.split("_")[0] in ("verdict", "effect"))
+    ]
+    cells = [
+        c for c in _CLAIM_KEY if c in table.columns and c != "claim" and table[c].nunique() > 1
+    ]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table.to_string(index=False))
+        print(table[["claim", *cells, *[c for c in shown if c != "claim"]]].to_string(index=False))
     same = int(table["same"].sum())
     print(
         f"verify {name}: {same} of {len(table)} verdicts the same "
