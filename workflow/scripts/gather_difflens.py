@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.evaluate import gather
+from biaslab.gather import gather
 from biaslab.io import read_parquet, write_parquet
 
 for key, kind in (

@@ -5,7 +5,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.evaluate import attach_probe, gather
+from biaslab.gather import attach_probe, gather
 from biaslab.io import read_parquet, write_parquet
 
 

@@ -6,9 +6,8 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from biaslab.evaluate import summary_table
 from biaslab.figures import depth_family, knn_table, markdown_table
-from biaslab.gather import interval_note
+from biaslab.gather import interval_note, summary_table
 from biaslab.io import atomic_path, read_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
