@@ -173,36 +173,14 @@ def run_facts(runs: list[dict], claims_md: str | None = None) -> str:
     return "\n".join(lines)
 
 
-#: What identifies a claim's row across two runs of one config.
-_CLAIM_KEY = (
-    "claim",
-    "metric",
-    "dataset",
-    "minority_fraction",
-    "depth",
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "bypass_schedule",
-    "timestep_spacing",
-    "intervene",
-    "intervene_mode",
-    "objective",
-    "k",
-    "group",
-    "backbone",
-)
-
-
 def compare_verdicts(published, rerun):
     """Published claims beside a rerun's, one row per claim and cell: both verdicts, both
     effects and ``same`` (the verdict travelled)."""
     import pandas as pd
 
-    keys = [c for c in _CLAIM_KEY if c in published.columns and c in rerun.columns]
+    from biaslab.contrasts import claim_key
+
+    keys = [c for c in claim_key(published) if c in rerun.columns]
     cols = ["verdict", "effect", "ci_low", "ci_high", "n_models"]
 
     def side(t, suffix):
@@ -224,6 +202,8 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
 
     import pandas as pd
 
+    from biaslab.contrasts import claim_key
+
     dest = ROOT / "docs" / "results" / name
     if not (dest / "run.json").is_file():
         raise SystemExit(f"verify: {dest}/run.json not found (not a published run)")
@@ -244,16 +224,10 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
         pd.read_parquet(dest / "claims.parquet"),
         pd.read_parquet(scratch / "results" / "claims.parquet"),
     )
-    shown = [
-        c
-        for c in table.columns
-        if c in ("claim", "same") or ("_" in c and c.split("_")[0] in ("verdict", "effect"))
-    ]
-    cells = [
-        c for c in _CLAIM_KEY if c in table.columns and c != "claim" and table[c].nunique() > 1
-    ]
+    results = ["verdict_published", "effect_published", "verdict_rerun", "effect_rerun", "same"]
+    cells = [c for c in claim_key(table) if c != "claim" and table[c].nunique() > 1]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table[["claim", *cells, *[c for c in shown if c != "claim"]]].to_string(index=False))
+        print(table[["claim", *cells, *results]].to_string(index=False))
     same = int(table["same"].sum())
     print(
         f"verify {name}: {same} of {len(table)} verdicts the same "

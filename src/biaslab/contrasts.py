@@ -75,6 +75,12 @@ def cell_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in GRID_COLUMNS if c in table.columns and c != MODEL]
 
 
+def claim_key(claims: pd.DataFrame) -> list[str]:
+    """What identifies a row of a claims table (``evaluate_claims``) across two runs of one
+    config: the claim, its cell's grid columns and the metric row."""
+    return ["claim", *cell_columns(claims), *[c for c in METRIC_KEYS if c in claims.columns]]
+
+
 def _key(values: Iterable[Any]) -> tuple:
     """A hashable key with NaN / None as one value."""
     return tuple(None if pd.isna(v) else v for v in values)
@@ -254,7 +260,8 @@ def contrasts(
 ) -> pd.DataFrame:
     """Every contrast of the run (``contrast_pairs``) for every model and across models.
 
-    Columns: ``level`` ("model" / "across"), ``vary``, ``from_value`` / ``to_value`` (as
+    Columns: ``level`` ("model" / "across"), ``contrast`` (the id its model and across rows
+    share), ``vary``, ``from_value`` / ``to_value`` (as
     figures print them), the cell's grid columns and the reference cell's (``ref_``-prefixed),
     ``train_seed`` (model rows), ``metric`` (with ``k``, ``group``, ``backbone``), ``effect``
     (to - from), ``ci_low`` / ``ci_high``, ``p`` (model: McNemar's exact test for per-sample
@@ -267,15 +274,16 @@ def contrasts(
     cell_table = metrics[cells].drop_duplicates().reset_index(drop=True)
     pairs = contrast_pairs(cell_table)
     if not pairs:
-        return pd.DataFrame(columns=["level", "vary", "metric", "effect"])
+        return pd.DataFrame(columns=["level", "contrast", "vary", "metric", "effect"])
     by_metrics = _rows(metrics, [*cells, MODEL])
     by_preds = _rows(predictions, [*cells, MODEL])
     seeds = sorted({k[-1] for k in by_metrics})
     out = []
-    for column, ref_key, key in pairs:
+    for i, (column, ref_key, key) in enumerate(pairs):
         cell = dict(zip(cells, key, strict=True))
         ref = {f"ref_{c}": v for c, v in zip(cells, ref_key, strict=True)}
         head = {
+            "contrast": i,
             "vary": column,
             "from_value": fmt_value(ref[f"ref_{column}"]),
             "to_value": fmt_value(cell[column]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .contrasts import cell_columns
 from .grid import DATA_COLUMNS, GRID_COLUMNS, KNOB_COLUMNS, MODEL_COLUMNS, depth_sort_key
 
 #: What identifies a row of each gathered table, beside the grid columns.
@@ -106,9 +107,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def interval_note(metrics: pd.DataFrame) -> str:
     """The sentence under a per-model table that says what its intervals are: each model's
     sampling interval, and how many training seeds the run has per cell."""
-    seeds = metrics.groupby(
-        [c for c in GRID_COLUMNS if c in metrics.columns and c != "train_seed"], dropna=False
-    )["train_seed"].nunique()
+    seeds = metrics.groupby(cell_columns(metrics), dropna=False)["train_seed"].nunique()
     n = int(seeds.max()) if len(seeds) else 0
     counts = (
         "1 training seed: sampling interval only"

@@ -141,12 +141,13 @@ def paired_binary(
     nd = lost + gained
     if nd == 0:
         return {"effect": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p": 1.0, **out}
-    q_lo, q_hi = proportion_interval(gained, nd, confidence)
+    test = sps.binomtest(gained, nd, 0.5)  # McNemar's exact test, and its interval
+    q = test.proportion_ci(confidence_level=confidence, method="exact")
     return {
         "effect": (gained - lost) / n,
-        "ci_low": (2 * q_lo - 1) * nd / n,
-        "ci_high": (2 * q_hi - 1) * nd / n,
-        "p": float(sps.binomtest(gained, nd, 0.5).pvalue),
+        "ci_low": (2 * q.low - 1) * nd / n,
+        "ci_high": (2 * q.high - 1) * nd / n,
+        "p": float(test.pvalue),
         **out,
     }
 

@@ -9,25 +9,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from biaslab.grid import setting_label
-from biaslab.stats import band_label
+from biaslab.stats import BETWEEN_MODELS
 
 from .common import fraction_legend, no_data
 
 #: The readout the forest plot shows: the minority (bias-conflicting) share among samples the
 #: classifier recognises in both cells of a pair.
 FOREST_METRIC = "minority_share_confident"
-#: Grid columns that identify a contrast's cell (with the ``ref_`` ones).
-_LABEL_COLUMNS = (
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "intervene",
-    "depth",
-    "objective",
-)
 
 
 def _row_labels(rows: pd.DataFrame) -> list[str]:
@@ -57,14 +45,10 @@ def fig_knob_effects(contrasts: pd.DataFrame, metric: str = FOREST_METRIC) -> Fi
         no_data(ax, f"no paired contrasts of {metric} in this run")
         return fig
     across = across.sort_values(["dataset", "vary", "minority_fraction", "to_value"])
-    ids = [c for c in across.columns if c.startswith("ref_") or c in ("vary",)]
-    ids += [c for c in (*_LABEL_COLUMNS, "dataset", "minority_fraction") if c in across]
     y = np.arange(n)[::-1]
     bands_drawn: set[str] = set()
     for yi, (_, r) in zip(y, across.iterrows(), strict=True):
-        mine = models
-        for c in ids:
-            mine = mine[(mine[c] == r[c]) | (mine[c].isna() & pd.isna(r[c]))]
+        mine = models[models["contrast"] == r["contrast"]]
         ax.scatter(
             100 * mine["effect"],
             np.full(len(mine), yi),
@@ -74,8 +58,8 @@ def fig_knob_effects(contrasts: pd.DataFrame, metric: str = FOREST_METRIC) -> Fi
             zorder=2,
             label="each trained model" if yi == y[0] else None,
         )
-        band = band_label(int(r["n_models"]), r["method"])
-        color = "C0" if r["method"] == "t over models" else "C1"
+        band = r["band"]
+        color = "C0" if r["method"] == BETWEEN_MODELS else "C1"
         lo, hi = 100 * r["ci_low"], 100 * r["ci_high"]
         if np.isfinite(lo) and np.isfinite(hi):
             ax.plot(
