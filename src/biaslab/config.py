@@ -20,6 +20,7 @@ from .grid import (
     KNOB_COLUMNS,
     KNOB_TYPES,
     SAMPLERS,
+    fmt_value,
     knob_error,
 )
 from .models import TABLE_A, check_resolution
@@ -244,7 +245,7 @@ def check_claims(claims: list[dict[str, Any]]) -> None:
         unknown = sorted(set(claim.get("where") or {}) - set(GRID_COLUMNS))
         if unknown:
             raise ConfigError(f"claims[{i}].where: {unknown} are not grid columns")
-        if str(claim["from"]) == str(claim["to"]):
+        if fmt_value(claim["from"]) == fmt_value(claim["to"]):  # as contrasts match them
             raise ConfigError(f"claims[{i}].to: the same value as claims[{i}].from")
 
 

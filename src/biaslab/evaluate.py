@@ -84,6 +84,11 @@ class Classified:
     #: a sample is recognised (counted by the robust readout) at this class confidence
     confidence_threshold: float = 0.9
 
+    @property
+    def recognised(self) -> np.ndarray:
+        """Samples the class classifier recognises: the robust readout counts only these."""
+        return self.confidence >= self.confidence_threshold
+
 
 @dataclass
 class Readout:
@@ -193,7 +198,7 @@ def conditional_readout(c: Classified) -> Readout:
         "is_minority": ~aligned,
     }
     adherent = c.pred == cond
-    recognised = c.confidence >= c.confidence_threshold
+    recognised = c.recognised
     rho_train = float(np.mean(train[main] == train["y"]))
     before = [
         share_row("rho_model", int(aligned.sum()), n),
@@ -225,14 +230,12 @@ def conditional_readout(c: Classified) -> Readout:
     )
 
 
-def bias_rows(
-    r: Readout, confidence: np.ndarray, threshold: float, n_train: int
-) -> list[dict[str, Any]]:
-    """The bias rows every family reports: % minority (all samples, and among confidently
-    classified ones), the confident share, the training share, the amplification and the mean
-    confidence."""
+def bias_rows(r: Readout, c: Classified, n_train: int) -> list[dict[str, Any]]:
+    """The bias rows every family reports: % minority (all samples, and among the recognised
+    ones, ``Classified.recognised``), the confident share, the training share, the
+    amplification and the mean confidence."""
     is_min, n = r.is_minority, len(r.is_minority)
-    confident = confidence >= threshold
+    confident, confidence = c.recognised, c.confidence
     n_confident = int(confident.sum())
     return [
         share_row("minority_share", int(is_min.sum()), n),
@@ -302,7 +305,7 @@ def evaluate_cell(
             **r.columns,
         }
     )
-    rows = r.rows_before + bias_rows(r, c.confidence, metrics.confidence_threshold, len(train["y"]))
+    rows = r.rows_before + bias_rows(r, c, len(train["y"]))
     rows += r.rows_after
     rows += fairness_rows(r.attribute_probs, r.training_attribute, r.attribute_groups)
     rows += diversity_memorization_rows(
