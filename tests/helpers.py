@@ -46,6 +46,21 @@ def job_counts(stdout: str) -> dict[str, int]:
     return counts
 
 
+def planned_cells(stdout: str) -> int:
+    """The sampler cells a (dry) run's jobs write: the ``samples.npz`` files among their
+    outputs (one model job writes every cell of its model)."""
+    return sum(
+        line.count("/samples.npz")
+        for line in stdout.splitlines()
+        if line.strip().startswith("output:")
+    )
+
+
+def model_jobs(counts: dict[str, int], kind: str = "sample_evaluate") -> int:
+    """The model jobs of ``kind`` (``sample_evaluate`` or ``intervene``) over every family."""
+    return sum(n for rule, n in counts.items() if rule.startswith(f"{kind}_"))
+
+
 def write_idx_images(path: Path, images) -> None:
     """An IDX images file (magic 0x00000803, big-endian count, rows, columns; uint8 pixels)."""
     import numpy as np

@@ -12,7 +12,7 @@ import pytest
 from biaslab.datasets import classifier_view
 from biaslab.datasets.celeba import make_base
 from biaslab.datasets.mnist import DataConfig, make_skewed
-from tests.helpers import ROOT, job_counts, snakemake
+from tests.helpers import ROOT, job_counts, model_jobs, planned_cells, snakemake
 from tests.test_faces import make_bffhq, make_celeba
 
 # 40 images: (male, blond, partition); 16 men (40%)
@@ -145,7 +145,8 @@ def test_paper_celeba_dry_run(tmp_path):
     # Male attribute); BFFHQ: 4 rho x 3 depths x 13 settings (3 through each model's SAE:
     # DiffLens on gender)
     assert counts["train_diffusion"] == 6 + 12
-    assert counts["sample"] == counts["evaluate"] == 30 + 12 * 13
+    assert planned_cells(proc.stdout) == 30 + 12 * 13
+    assert model_jobs(counts) == model_jobs(counts, "intervene") == 6 + 12
     assert counts["collect_activations"] == counts["locate_features"] == 6 + 12
     # the class classifiers of both, BFFHQ's gender (bias) and CelebA's Male x Blond_Hair
     # group classifiers: one rule, a {target} wildcard

@@ -38,7 +38,7 @@ LAYERS = [
         "contrasts",
     },
     {"evaluate", "figures", "probe", "difflens", "gather", "pretrained", "pretrained_eval"},
-    {"config", "fetch_weights"},
+    {"config", "fetch_weights", "cells"},
     {"plan", "difflens_plan", "pretrained_plan"},
     {"budget"},
 ]

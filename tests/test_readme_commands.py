@@ -11,14 +11,17 @@ README = (ROOT / "README.md").read_text()
 
 # (command as the README gives it, the job counts the README states for it)
 COMMANDS = [
-    ("snakemake --cores 2", {"total": 112, "train_diffusion": 6, "sample": 28, "probe": 6}),
+    (
+        "snakemake --cores 2",
+        {"total": 54, "train_diffusion": 6, "sample_evaluate_mnist69": 4, "intervene_mnist69": 1},
+    ),
     (
         "snakemake --cores 2 --configfile config/cpu-repro.yaml",
-        {"total": 50, "train_diffusion": 8, "sample": 8, "probe": 8},
+        {"total": 34, "train_diffusion": 8, "sample_evaluate_mnist69": 8},
     ),
     (
         "snakemake --cores 2 --configfile config/cpu-himyb.yaml",
-        {"total": 71, "train_diffusion": 2, "sample": 24, "probe": 2},
+        {"total": 23, "train_diffusion": 2, "sample_evaluate_biased_mnist": 2},
     ),
 ]
 

@@ -18,6 +18,8 @@ from tests.helpers import (
     ROOT,
     assert_matches_golden,
     job_counts,
+    model_jobs,
+    planned_cells,
     snakemake,
     snakemake_popen,
     write_idx_fixture,
@@ -319,7 +321,9 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     # recoloured training set (2 datasets x 4 rho)
     assert counts["base_features"] == 1
     assert counts["train_features"] == 8
-    assert counts["sample"] == counts["evaluate"] == 72 * 11 + 72 * 26 + 36 * 3
+    assert planned_cells(proc.stdout) == 72 * 11 + 72 * 26 + 36 * 3
+    # one job per model for its cells, and one for the intervened cells of each SAE model
+    assert model_jobs(counts) == 144 and model_jobs(counts, "intervene") == 72 + 36
     assert counts["fig_sampler_study"] == 6  # with the FID frontier
     print(f"paper dry run: {elapsed:.1f} s")
 
@@ -345,4 +349,4 @@ def test_cpu_repro_config_dry_run(tmp_path):
     )
     counts = job_counts(proc.stdout)
     assert counts["train_diffusion"] == 8, counts
-    assert counts["sample"] == 8, counts
+    assert model_jobs(counts) == 8 and planned_cells(proc.stdout) == 8, counts

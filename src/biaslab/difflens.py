@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from .sae import (  # noqa: F401  (the SAE's names are DiffLens' too)
     save_sae,
     train_sae,
 )
-from .sections import from_section
+from .sections import LocateConfig
 
 #: The intervention modes (the ``intervene_mode`` knob; "none" = the knob is off).
 INTERVENE_MODES = ("scale", "probability")
@@ -56,24 +55,6 @@ INTERVENE_MODES = ("scale", "probability")
 # --------------------------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocateConfig:
-    """The ``difflens.attribution`` section: integrated-gradient steps, the features kept per
-    class, the share of capture samples held out to score the probes, the probes'
-    inverse regularisation ``probe_c`` and the samples per class attributed."""
-
-    ig_steps: int = 10
-    n_features: int = 30
-    probe_heldout: float = 0.25
-    probe_c: float = 1.0
-    samples_per_class: int = 100
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LocateConfig:
-        return from_section(cls, d, "difflens.attribution")
 
 
 # --------------------------------------------------------------------------------------------

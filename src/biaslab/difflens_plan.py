@@ -8,9 +8,9 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from .config import ConfigError
-from .difflens import LocateConfig, SAEConfig
 from .grid import fraction_label, intervened
 from .models import TABLE_A, scaled_channels
+from .sections import LocateConfig, SAEConfig
 
 
 def _selected(dl: Mapping[str, Any], fam: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .sections import from_section
-
-
-@dataclass(frozen=True)
-class SAEConfig:
-    """The ``difflens.sae`` section: expansion (latents = expansion x channels), k active
-    latents per position, Adam lr with linear decay to 0, gradient clip, steps, batch."""
-
-    expansion: int = 8
-    k: int = 32
-    lr: float = 1e-3
-    steps: int = 2000
-    batch_size: int = 1024
-    grad_clip: float = 1.0
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SAEConfig:
-        return from_section(cls, d, "difflens.sae")
+from .sections import SAEConfig
 
 
 def positions(h: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,15 @@
 """Config sections as frozen dataclasses: one reader for every ``<Section>Config.from_dict``.
 
 A leaf module: the dataclasses that use it (``evaluate.MetricsConfig``, ``probe.ProbeConfig``)
-sit in higher layers.
+sit in higher layers, except the DiffLens sections (``SAEConfig``, ``LocateConfig``): the plan
+checks them when the Snakefile is parsed, and parsing must not import torch (``biaslab.sae``
+and ``biaslab.difflens`` re-export them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,3 +30,39 @@ def from_section(
         if name in d:
             d[name] = tuple(int(v) for v in d[name])
     return cls(**d)
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """The ``difflens.sae`` section: expansion (latents = expansion x channels), k active
+    latents per position, Adam lr with linear decay to 0, gradient clip, steps, batch."""
+
+    expansion: int = 8
+    k: int = 32
+    lr: float = 1e-3
+    steps: int = 2000
+    batch_size: int = 1024
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SAEConfig:
+        return from_section(cls, d, "difflens.sae")
+
+
+@dataclass(frozen=True)
+class LocateConfig:
+    """The ``difflens.attribution`` section: integrated-gradient steps, the features kept per
+    class, the share of capture samples held out to score the probes, the probes'
+    inverse regularisation ``probe_c`` and the samples per class attributed."""
+
+    ig_steps: int = 10
+    n_features: int = 30
+    probe_heldout: float = 0.25
+    probe_c: float = 1.0
+    samples_per_class: int = 100
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LocateConfig:
+        return from_section(cls, d, "difflens.attribution")

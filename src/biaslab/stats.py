@@ -24,7 +24,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 #: The confidence level of every interval the lab reports.
 CONFIDENCE = 0.95
@@ -59,6 +58,8 @@ def proportion_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n == 0:
         return (math.nan, math.nan)
+    from scipy import stats as sps  # lazily: most jobs that import this never test
+
     ci = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     return (float(ci.low), float(ci.high))
 
@@ -78,6 +79,8 @@ def mean_interval(
         return (mean, math.nan, math.nan, math.nan)
     if np.all(v == v[0]):
         return (mean, mean, mean, 1.0 if mean == 0 else 0.0)
+    from scipy import stats as sps  # lazily: most jobs that import this never test
+
     res = sps.ttest_1samp(v, 0.0)
     ci = res.confidence_interval(confidence_level=confidence)
     return (mean, float(ci.low), float(ci.high), float(res.pvalue))
@@ -141,6 +144,8 @@ def paired_binary(
     nd = lost + gained
     if nd == 0:
         return {"effect": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p": 1.0, **out}
+    from scipy import stats as sps  # lazily: most jobs that import this never test
+
     test = sps.binomtest(gained, nd, 0.5)  # McNemar's exact test, and its interval
     q = test.proportion_ci(confidence_level=confidence, method="exact")
     return {

@@ -92,8 +92,9 @@ CLASSIFIER = "results/classifier/{dataset}/{target}_classifier.pt"
 CLASS_CLASSIFIER = CLASSIFIER.replace("{target}", "class")
 MODEL_DIR = f"results/models/{MODEL}/model"
 TRAIN_LOG = f"results/models/{MODEL}/train_log.parquet"
-SAMPLES = f"results/samples/{MODEL}/{SAMPLER}/samples.npz"
-EVAL = f"results/eval/{MODEL}/{SAMPLER}"
+# a model job's per-cell files (cell_outputs: {cell} is a Paramspace instance pattern)
+SAMPLES_OF = "results/samples/{MODEL}/{cell}/samples.npz"
+EVAL_OF = "results/eval/{MODEL}/{cell}"
 PROBE = f"results/probe/{MODEL}/probe.parquet"
 BASE_FEATURES = "results/features/{dataset}/base_features.npz"
 DIFFLENS = f"results/difflens/{MODEL}"
@@ -176,24 +177,84 @@ def difflens_paths(file):
     ]
 
 
-def sample_inputs(wildcards):
-    """The model, and for an intervened cell its SAE and located features."""
-    inputs = {"model": MODEL_DIR.format(**wildcards)}
-    if intervened({"intervene": float(wildcards.intervene)}):
-        inputs["sae"] = SAE_FILE.format(**wildcards)
-        inputs["features"] = FEATURES.format(**wildcards)
-    return inputs
+def cell_patterns(name, intervened_cells):
+    """The (grid row, cell path) pairs of family ``name`` that one model job samples: its
+    unintervened rows, or its SAE-intervened rows (``intervene_<dataset>``)."""
+    fam = PLAN[name]
+    return [
+        (row, cell)
+        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
+        if intervened(row) == intervened_cells
+    ]
 
 
-def reference_samples(wildcards):
-    """An intervened cell's unintervened twin (same knobs, intervene 1): its samples, for the
-    same-seed similarity."""
-    if not intervened({"intervene": float(wildcards.intervene)}):
-        return {}
-    knobs = {**knob_values(wildcards), "intervene": "1.0", "intervene_mode": "none"}
-    cell = SPACES[wildcards.dataset].wildcard_pattern.format(**knobs)
-    model = MODEL.format(**wildcards)
-    return {"reference_samples": f"results/samples/{model}/{cell}/samples.npz"}
+def cell_outputs(cells, template):
+    """``template`` (with ``{MODEL}`` and ``{cell}``) for each of ``cells``: a model job's
+    files, one per cell, in the order of ``cells_params``."""
+    return [template.format(MODEL=MODEL, cell=cell) for _row, cell in cells]
+
+
+def cells_params(cells):
+    """Input function: each cell's sampler settings and grid columns (biaslab.cells.Cell)."""
+
+    def params(wildcards):
+        fam = family(wildcards)
+        out = []
+        for row, _cell in cells:
+            knobs = knob_path_values(row)
+            out.append(
+                {
+                    "sampling": {
+                        **fam.sampling_params(knobs),
+                        "batch_size": int(config["sampling"]["batch_size"]),
+                    },
+                    "grid": fam.cell_columns(
+                        wildcards.fraction, wildcards.depth, wildcards.seed, knobs
+                    ),
+                }
+            )
+        return out
+
+    return params
+
+
+def cells_runtime(cells):
+    """A model job's SLURM time limit (minutes): an hour, and 20 minutes per cell."""
+    return 60 + 20 * len(cells)
+
+
+def model_inputs(wildcards):
+    """What a model's cells read (biaslab.cells.ModelFiles)."""
+    return {
+        "model": MODEL_DIR.format(**wildcards),
+        "train": TRAIN.format(**wildcards),
+        "base": BASE.format(**wildcards),
+        "train_features": features_file(wildcards).format(**wildcards),
+        "classifier": CLASS_CLASSIFIER.format(**wildcards),
+        "attribute_classifier": attribute_classifier(wildcards),
+    }
+
+
+def twin_samples(cells):
+    """Input function: each intervened cell's unintervened twin (same knobs, intervene 1):
+    its samples, for the same-seed similarity."""
+
+    def twins(wildcards):
+        space = SPACES[wildcards.dataset]
+        model = MODEL.format(**wildcards)
+        paths = []
+        for row, _cell in cells:
+            knobs = {
+                **knob_path_values(row),
+                "intervene": "1.0",
+                "intervene_mode": "none",
+            }
+            paths.append(
+                f"results/samples/{model}/{space.wildcard_pattern.format(**knobs)}/samples.npz"
+            )
+        return paths
+
+    return twins
 
 
 def difflens_reference(wildcards):
@@ -208,16 +269,10 @@ def difflens_reference(wildcards):
     }
 
 
-def knob_values(wildcards):
-    """A cell's sampler knobs as its path gives them (strings; the plan types them)."""
-    return {k: getattr(wildcards, k) for k in KNOB_COLUMNS}
-
-
 def grid_params(wildcards):
-    """The grid columns of a model or of a sampler cell, typed, for the tidy tables."""
-    knobs = knob_values(wildcards) if "sampler" in wildcards.keys() else None
+    """The grid columns of a model, typed, for the tidy tables."""
     return family(wildcards).cell_columns(
-        wildcards.fraction, wildcards.depth, wildcards.seed, knobs
+        wildcards.fraction, wildcards.depth, wildcards.seed
     )
 
 

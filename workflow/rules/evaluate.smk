@@ -45,60 +45,6 @@ rule train_features:
         "../scripts/features.py"
 
 
-rule evaluate:
-    input:
-        samples=SAMPLES,
-        train=TRAIN,
-        base=BASE,
-        train_features=features_file,
-        classifier=CLASS_CLASSIFIER,
-        attribute_classifier=attribute_classifier,
-    output:
-        predictions=f"{EVAL}/predictions.parquet",
-        metrics=f"{EVAL}/metrics.parquet",
-    log:
-        f"logs/evaluate/{MODEL}/{SAMPLER}.log",
-    group:
-        "sample_eval"
-    conda:
-        ENV
-    threads: config["resources"]["eval_threads"]
-    resources:
-        gpu=1,
-        cpus_per_gpu=config["resources"]["eval_threads"],
-        mem_mb=8000,
-        runtime=120,
-    params:
-        grid=grid_params,
-        metrics=config["metrics"],
-    script:
-        "../scripts/evaluate.py"
-
-
-# DiffLens: an intervened cell against its unintervened twin (same seeds); its own job, since
-# it reads two cells' samples (inside the sample_eval group it would join their jobs).
-rule same_seed_similarity:
-    input:
-        unpack(reference_samples),
-        samples=SAMPLES,
-        classifier=CLASS_CLASSIFIER,
-    output:
-        metrics=f"{EVAL}/same_seed.parquet",
-    log:
-        f"logs/same_seed/{MODEL}/{SAMPLER}.log",
-    conda:
-        ENV
-    threads: config["resources"]["eval_threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        grid=grid_params,
-        metrics=config["metrics"],
-    script:
-        "../scripts/same_seed.py"
-
-
 rule gather_metrics:
     input:
         metrics=eval_files("metrics.parquet") + same_seed_tables(),

@@ -1,8 +1,9 @@
 """Helpers more than one dataset source uses: the seeded held-in / held-out split, the skew
 counts, the manifests, digit resizing and face-image decoding.
 
-The leaf of ``biaslab.datasets``: imports nothing from biaslab (PIL and torchvision are imported
-lazily, by the face-image helpers only).
+The leaf of ``biaslab.datasets``: imports nothing from biaslab. torch, PIL and torchvision are
+imported lazily, by the resizing and face-image helpers only: the Snakefile's parse imports
+this package (the config checks), and parsing imports no torch.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 
 def resize_digits(images: np.ndarray, resolution: int) -> np.ndarray:
     """Pad 28x28 digits to 32x32 with zeros, then area-resize to ``resolution`` (uint8)."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(images).float()[:, None]
     if x.shape[-1] == 28:
         x = F.pad(x, (2, 2, 2, 2))

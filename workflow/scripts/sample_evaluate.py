@@ -1,0 +1,64 @@
+"""Sample and evaluate every cell of one model in one process (biaslab.cells): its
+unintervened cells with the probe, or its SAE-intervened cells with their same-seed tables."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from biaslab.cells import Cell, ModelFiles, run_cells
+from biaslab.evaluate import MetricsConfig
+from biaslab.io import write_parquet
+
+
+def per_cell(name):
+    """A named output as a list (Snakemake gives a one-file entry as a string)."""
+    if name not in snakemake.output.keys():
+        return [None] * len(snakemake.params.cells)
+    files = snakemake.output[name]
+    return [files] if isinstance(files, str) else list(files)
+
+
+inp = snakemake.input
+difflens = snakemake.params.get("difflens")
+files = ModelFiles(
+    model=inp.model,
+    train=inp.train,
+    base=inp.base,
+    train_features=inp.train_features,
+    classifier=inp.classifier,
+    attribute_classifier=(list(inp.attribute_classifier) or [None])[0],
+    sae=inp.get("sae"),
+    features=inp.get("features"),
+    target=None if difflens is None else difflens["target"],
+)
+references = list(inp.reference) if "reference" in inp.keys() else per_cell("same_seed")
+cells = [
+    Cell(p["sampling"], p["grid"], s, pr, m, reference=r, same_seed=ss)
+    for p, s, pr, m, r, ss in zip(
+        snakemake.params.cells,
+        per_cell("samples"),
+        per_cell("predictions"),
+        per_cell("metrics"),
+        references,
+        per_cell("same_seed"),
+        strict=True,
+    )
+]
+m = run_cells(
+    files, cells, MetricsConfig.from_dict(snakemake.params.metrics), threads=snakemake.threads
+)
+if "probe" in snakemake.output.keys():  # what the model knows, beside its cells
+    from biaslab.probe import ProbeConfig, probe_model, subject
+
+    grid = snakemake.params.grid
+    s, rho = subject(
+        m.unet,
+        m.scheduler.config,
+        m.train,
+        inp.classifier,
+        grid["dataset"],
+        files.attribute_classifier,
+    )
+    table = probe_model(s, ProbeConfig.from_dict(snakemake.params.probe), grid, rho)
+    print(table.to_string(), file=sys.stderr)
+    write_parquet(table, snakemake.output.probe)
