@@ -18,7 +18,7 @@ from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import bench_startup  # noqa: E402
+import bench_startup
 
 # diffusers' package imports bring transformers (diffusers.quantizers), torch._dynamo
 # (diffusers.utils.torch_utils) and scipy with any model class: the model jobs allow them.
