@@ -540,7 +540,8 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
     config["claims"] = []
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
     args = ("--cores", "2", "--configfile", "one.yaml")
-    snakemake(*args, "--until", "sample_evaluate_mnist69", cwd=tmp_path, timeout=600, check=True)
+    until = ("--until", "sample_evaluate_mnist69")  # the model's sampling and evaluation job
+    snakemake(*args, *until, cwd=tmp_path, timeout=600, check=True)
     [samples] = (tmp_path / "results" / "samples").rglob("samples.npz")
     [metrics] = (tmp_path / "results" / "eval").rglob("metrics.parquet")
     [weights] = (tmp_path / "results" / "models").rglob("diffusion_pytorch_model.safetensors")
@@ -549,14 +550,14 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
 
     def repair(path):  # the README's command, "Verified on load, and how to recover"
         snakemake(*args, "--force", path, cwd=tmp_path, timeout=600, check=True)
-        snakemake(*args, "--until", "sample_evaluate_mnist69", cwd=tmp_path, timeout=600, check=True)
+        snakemake(*args, *until, cwd=tmp_path, timeout=600, check=True)
 
     samples.unlink()
     repair(target)
     assert _bytes([samples, metrics]) == before
 
     _zero_4k_in_place(weights)
-    proc = snakemake(target, *args, "--forcerun", "sample_evaluate_mnist69", cwd=tmp_path, timeout=600)
+    proc = snakemake(target, *args, "--forcerun", until[1], cwd=tmp_path, timeout=600)
     assert proc.returncode != 0
     [log] = (tmp_path / "logs" / "sample_evaluate").rglob("*.log")
     error = "biaslab.io.CorruptArtifactError: "
