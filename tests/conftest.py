@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from biaslab.models import build_unet
 from biaslab.train import TrainConfig, make_noise_scheduler
+from tests.helpers import TINY, TINY_CONDITIONAL, snakemake
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole DAG on the tiny config, run once per session and read by every test that
+    needs a finished run (tables, figures, goldens, the SLURM and crash-resume comparisons)."""
+    work = tmp_path_factory.mktemp("tiny")
+    snakemake("--cores", "2", "--configfile", str(TINY), cwd=work, timeout=900, check=True)
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    """The tiny class-conditional family with its DiffLens slice, run once per session."""
+    work = tmp_path_factory.mktemp("tiny_conditional")
+    snakemake(
+        "--cores", "2", "--configfile", str(TINY_CONDITIONAL), cwd=work, timeout=900, check=True
+    )
+    return work
 
 
 @pytest.fixture(scope="module")

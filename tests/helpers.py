@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "config" / "tiny.yaml"
+TINY_CONDITIONAL = ROOT / "tests" / "config" / "tiny-conditional.yaml"
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
 
 

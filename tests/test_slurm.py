@@ -14,9 +14,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT, snakemake, snakemake_popen
+from tests.helpers import ROOT, TINY, snakemake, snakemake_popen
 
-TINY = ROOT / "tests" / "config" / "tiny.yaml"
 FAST_STATUS = [
     "--slurm-init-seconds-before-status-checks",
     "2",
@@ -133,11 +132,10 @@ def test_every_cluster_job_went_through_sbatch(slurm_run):
     assert not rules & {"base_dataset", "gather_metrics", "tables"}
 
 
-def test_cluster_metrics_equal_local_run(slurm_run, tmp_path):
+def test_cluster_metrics_equal_local_run(slurm_run, tiny_run):
     work, _ = slurm_run
-    snakemake("--cores", "2", "--configfile", str(TINY), cwd=tmp_path, timeout=900, check=True)
     got = pd.read_parquet(work / "results" / "metrics.parquet")
-    want = pd.read_parquet(tmp_path / "results" / "metrics.parquet")
+    want = pd.read_parquet(tiny_run / "results" / "metrics.parquet")
     pd.testing.assert_frame_equal(got, want)
 
 
