@@ -22,8 +22,10 @@ FAST_STATUS = [
     "--seconds-between-status-checks",
     "2",
 ]
-# A group job's comment names the group and its rules: rule_sample_eval_evaluate_sample.
-GROUP = "sample_eval_evaluate_probe_sample"  # sampling, evaluation and probes, packed
+# A group job's comment names the group and its rules (sorted): one model's jobs (its cells
+# and probe; the SAE model's intervened cells too) in one submission (profiles/slurm).
+GROUP = "sample_eval_intervene_mnist69_sample_evaluate_mnist69"
+PLAIN = "sample_evaluate_mnist69"  # the model without an SAE: alone in its group
 GPU_RULES = {
     "train_diffusion",
     "base_features",
@@ -31,8 +33,10 @@ GPU_RULES = {
     "collect_activations",
     "train_sae",
     GROUP,
+    PLAIN,
+    f"sample_eval_{PLAIN}",
 }
-CPU_RULES = {"train_classifier", "locate_features", "same_seed_similarity"}
+CPU_RULES = {"train_classifier", "locate_features"}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -116,12 +120,12 @@ def test_every_cluster_job_went_through_sbatch(slurm_run):
     assert (acct.state == "COMPLETED").all()
     rules = set(acct.rule)
     assert {"train_classifier", "train_diffusion", "base_features"} <= rules
-    assert GROUP in rules  # sample + evaluate cells, grouped
+    assert GROUP in rules  # the SAE model's two jobs, grouped
+    assert rules & {PLAIN, f"sample_eval_{PLAIN}"}  # the other model's job
     # 1 classifier + 2 trainings + 1 base-set kNN features job + the DiffLens slice's
-    # activation capture, SAE and attribution + the sample/evaluate cells and the probes
-    # grouped into one submission + the intervened cell's same-seed similarity (it reads two
-    # cells' samples, so it stays outside the group)
-    assert {"collect_activations", "train_sae", "locate_features", "same_seed_similarity"} <= rules
+    # activation capture, SAE and attribution + one submission per model for its cells and
+    # probe (the SAE model's with its intervened cells and their same-seed tables)
+    assert {"collect_activations", "train_sae", "locate_features"} <= rules
     assert len(acct) == 9, acct.rule.tolist()
     assert rules <= GPU_RULES | CPU_RULES, rules
     gpu = acct[acct.rule.isin(GPU_RULES)]

@@ -279,8 +279,11 @@ def test_sigkill_during_training_then_rerun_gives_the_same_models(tiny_run, tmp_
     logs = "".join(p.read_text() for p in (tmp_path / "logs" / "train").rglob("*.log"))
     assert "resuming from" in logs
     for model in models:
-        for want in sorted((tiny_run / model).iterdir()):
-            assert (tmp_path / model / want.name).read_bytes() == want.read_bytes(), want
+        files = sorted(p for p in (tiny_run / model).rglob("*") if p.is_file())
+        assert files
+        for want in files:
+            got = tmp_path / want.relative_to(tiny_run)
+            assert got.read_bytes() == want.read_bytes(), want
 
 
 def test_paper_config_dry_run_lists_full_grid(tmp_path):
