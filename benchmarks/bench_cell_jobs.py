@@ -53,7 +53,9 @@ def model_jobs(run: Path, config: dict) -> list[dict]:
         space = Paramspace(pd.DataFrame(rows, columns=list(KNOB_COLUMNS)), "*", param_sep="~")
         cells = [
             (knobs, pattern)
-            for row, knobs, pattern in zip(fam.knob_rows, rows, space.instance_patterns)
+            for row, knobs, pattern in zip(
+                fam.knob_rows, rows, list(space.instance_patterns), strict=True
+            )
             if not intervened(row)
         ]
         scope = "train_features" if fam.features_scope == "train" else "base_features"
@@ -147,16 +149,21 @@ def main(argv: list[str] | None = None) -> None:
                 for c in job["cells"]
             )
             rows.append((model, len(job["cells"]), per_cell, per_model, same))
-            print(f"{model}: {len(job['cells'])} cells, a process per cell {per_cell:.1f} s, "
-                  f"per model {per_model:.1f} s, files identical: {same}", flush=True)
+            print(
+                f"{model}: {len(job['cells'])} cells, a process per cell {per_cell:.1f} s, "
+                f"per model {per_model:.1f} s, files identical: {same}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     n = sum(r[1] for r in rows)
     cell_s, model_s = sum(r[2] for r in rows), sum(r[3] for r in rows)
     print(f"\n{len(rows)} models, {n} cells (job-seconds, 1 thread, whole processes):")
     print(f"  a process per cell : {cell_s:7.1f} s = {cell_s / n:5.2f} s per cell")
-    print(f"  a process per model: {model_s:7.1f} s = {model_s / n:5.2f} s per cell "
-          f"({cell_s / model_s:.2f}x less)")
+    print(
+        f"  a process per model: {model_s:7.1f} s = {model_s / n:5.2f} s per cell "
+        f"({cell_s / model_s:.2f}x less)"
+    )
     print(f"  files identical to the run's: {all(r[4] for r in rows)}")
 
 
