@@ -76,7 +76,7 @@ def model_jobs(run: Path, config: dict) -> list[dict]:
                         files["attribute_classifier"] = str(
                             run / f"results/classifier/{name}/{target}_classifier.pt"
                         )
-                    cells = [
+                    per_model = [
                         {
                             "sampling": {
                                 **fam.sampling_params(knobs),
@@ -87,7 +87,7 @@ def model_jobs(run: Path, config: dict) -> list[dict]:
                         }
                         for knobs, pattern in cells
                     ]
-                    jobs.append({"files": files, "cells": cells, "metrics": cfg["metrics"]})
+                    jobs.append({"files": files, "cells": per_model, "metrics": cfg["metrics"]})
     return jobs
 
 
@@ -111,7 +111,11 @@ def _run(job: dict, cells: list[dict], out: Path) -> float:
     for c in spec["cells"]:
         Path(c["samples"]).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True
+    )
+    if proc.returncode:
+        raise SystemExit(f"cells of {job['files']['model']} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 

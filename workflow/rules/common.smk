@@ -69,6 +69,12 @@ SPACES = {
     )
     for name, fam in PLAN.items()
 }
+# Each family's (grid row, cell path) pairs, computed once at parse time (a Paramspace
+# recomputes its instance patterns on every access).
+CELLS = {
+    name: list(zip(fam.knob_rows, SPACES[name].instance_patterns, strict=True))
+    for name, fam in PLAN.items()
+}
 
 # Path templates: every rule and every target is built from these.
 MODEL = "{dataset}/minority~{fraction}/depth~{depth}/seed~{seed}"
@@ -134,12 +140,8 @@ def model_paths(names=None):
 def model_cells(name, fraction, depth):
     """The cells (Paramspace instance patterns) sampled on one model: every grid row, less
     the intervened ones on a model without an SAE (``Family.rows_of``)."""
-    fam = PLAN[name]
-    return [
-        cell
-        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
-        if not intervened(row) or fam.has_sae(fraction, depth)
-    ]
+    sae = PLAN[name].has_sae(fraction, depth)
+    return [cell for row, cell in CELLS[name] if sae or not intervened(row)]
 
 
 def eval_files(file):
@@ -161,7 +163,7 @@ def same_seed_tables():
         for fraction in fam.fractions
         for depth in fam.depths
         for seed in fam.seeds
-        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
+        for row, cell in CELLS[name]
         if intervened(row) and fam.has_sae(fraction, depth)
     ]
 
@@ -180,11 +182,8 @@ def difflens_paths(file):
 def cell_patterns(name, intervened_cells):
     """The (grid row, cell path) pairs of family ``name`` that one model job samples: its
     unintervened rows, or its SAE-intervened rows (``intervene_<dataset>``)."""
-    fam = PLAN[name]
     return [
-        (row, cell)
-        for row, cell in zip(fam.knob_rows, SPACES[name].instance_patterns)
-        if intervened(row) == intervened_cells
+        (row, cell) for row, cell in CELLS[name] if intervened(row) == intervened_cells
     ]
 
 
@@ -298,7 +297,7 @@ def attribute_classifier(wildcards):
 
 def same_seed_cell():
     """The sampler cell drawn in the same-seed grids: the first row of the depth grid."""
-    return next(iter(SPACES[DEPTH.dataset].instance_patterns))
+    return CELLS[DEPTH.dataset][0][1]
 
 
 def same_seed_files(root, file):
