@@ -70,3 +70,28 @@ def test_bench_sd_tiny_runs_and_agrees_with_stable_diffusion_pipeline():
     out = bench_sd.main(["--tiny", "--n", "2", "--steps", "3", "--repeats", "1"])
     assert out["biaslab_images_per_s"] > 0 and out["diffusers_images_per_s"] > 0
     assert out["max_latent_diff"] < 1e-4
+
+
+def test_job_seconds_reads_a_snakemake_log():
+    import job_seconds
+
+    log = """
+[Sun Dec  6 15:32:12 2026]
+localrule sample_evaluate_mnist69:
+    input: a
+    jobid: 7
+[Sun Dec  6 15:32:14 2026]
+rule train_diffusion:
+    jobid: 3
+[Sun Dec  6 15:32:20 2026]
+Finished jobid: 7 (Rule: sample_evaluate_mnist69)
+[Sun Dec  6 15:33:14 2026]
+Finished jobid: 3 (Rule: train_diffusion)
+[Sun Dec  6 15:33:15 2026]
+rule never_finished:
+    jobid: 9
+"""
+    assert job_seconds.job_seconds(log) == {
+        "sample_evaluate_mnist69": [8.0],
+        "train_diffusion": [60.0],
+    }
