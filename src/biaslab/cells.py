@@ -117,6 +117,8 @@ class ModelCells:
 
     def run(self, cell: Cell) -> None:
         """Sample one cell, evaluate it, and write its files (each atomically)."""
+        if cell.same_seed is not None and cell.reference is None:
+            raise ValueError(f"{cell.same_seed}: an intervened cell needs its twin's samples")
         print(f"== cell {cell.samples}", file=self.log)
         samples = self.sample(cell.sampling)
         write_npz(cell.samples, **samples)
@@ -135,8 +137,6 @@ class ModelCells:
         write_parquet(predictions, cell.predictions)
         write_parquet(metrics, cell.metrics)
         if cell.same_seed is not None:
-            if cell.reference is None:
-                raise ValueError(f"{cell.same_seed}: an intervened cell needs its twin's samples")
             table = same_seed_table(
                 samples, load_npz(cell.reference), f.classifier, dict(cell.grid), self.metrics
             )

@@ -1,6 +1,7 @@
 # Mechanistic debiasing (DiffLens; biaslab.difflens), per model of difflens.datasets: the
 # mid-block activations of a sampling loop, a top-k SAE on them, the bias features located by
-# integrated gradients; the grid rows with `intervene` sample through them (rule sample).
+# integrated gradients; the grid rows with `intervene` sample through them (intervene_<dataset>,
+# workflow/rules/sample.smk).
 rule collect_activations:
     input:
         model=MODEL_DIR,
