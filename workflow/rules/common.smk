@@ -241,17 +241,14 @@ def twin_samples(cells):
     def twins(wildcards):
         space = SPACES[wildcards.dataset]
         model = MODEL.format(**wildcards)
-        paths = []
-        for row, _cell in cells:
-            knobs = {
-                **knob_path_values(row),
-                "intervene": "1.0",
-                "intervene_mode": "none",
-            }
-            paths.append(
-                f"results/samples/{model}/{space.wildcard_pattern.format(**knobs)}/samples.npz"
+        off = {"intervene": "1.0", "intervene_mode": "none"}
+        return [
+            SAMPLES_OF.format(
+                MODEL=model,
+                cell=space.wildcard_pattern.format(**{**knob_path_values(row), **off}),
             )
-        return paths
+            for row, _cell in cells
+        ]
 
     return twins
 
