@@ -106,6 +106,36 @@ def test_locate_finds_the_planted_class_feature():
     assert max(deltas) < 1e-3  # IG complete: attributions sum to the probability gap
     top = dl.top_features(scores, 3)
     assert top[1, 0] == 5
+    # the planted latent fires on class 1's images: far above chance (half the images)
+    out = dl.locate(
+        {"h": h, "labels": labels, "timesteps": np.array([500.0, 100.0])}, sae, 2, cfg
+    )
+    row = next(r for r in out["feature_rows"] if r["class_index"] == 1 and r["rank"] == 0)
+    assert row["latent"] == 5 and row["chance"] == 0.5
+    assert row["selectivity"] > 0.7 and row["selectivity_balanced"] > 0.7
+
+
+def test_selectivity_is_the_target_share_of_activation_mass():
+    labels = np.array([0, 0, 0, 1])
+    mass = np.array([1.0, 1.0, 0.0, 2.0])  # class 0: 2 over 3 images, class 1: 2 over 1
+    s = dl.selectivity(mass, labels, target=1, n_classes=2)
+    assert s["selectivity"] == 0.5 and s["chance"] == 0.25
+    # per image: class 0 2/3, class 1 2 -> 2 / (2 + 2/3)
+    assert s["selectivity_balanced"] == pytest.approx(0.75)
+    silent = dl.selectivity(np.zeros(4), labels, target=0, n_classes=2)
+    assert np.isnan(silent["selectivity"]) and silent["chance"] == 0.75
+    missing = dl.selectivity(mass[:3], labels[:3], target=0, n_classes=2)  # no class-1 image
+    assert missing["selectivity"] == 1.0 and np.isnan(missing["selectivity_balanced"])
+
+
+def test_feature_activity_sums_and_peaks_over_calls_and_positions():
+    torch.manual_seed(0)
+    sae = dl.TopKSAE(4, 2, 8)
+    h = np.random.default_rng(1).normal(size=(3, 2, 4, 2, 2)).astype(np.float32)
+    mass, peak = dl.feature_activity(h, sae, np.array([1, 6]), batch=2)
+    z = sae.encode(dl.positions(h)).detach()[..., [1, 6]]
+    np.testing.assert_allclose(mass, z.sum(dim=(1, 2)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(peak, z.amax(dim=(1, 2)).numpy(), rtol=1e-6)
 
 
 def test_target_classes():

@@ -377,6 +377,22 @@ def collect_activations(
     return {"h": h, "timesteps": timesteps, "calls": calls, "images": images, "seeds": seeds}
 
 
+def feature_activity(
+    h: np.ndarray, sae: TopKSAE, latents: np.ndarray, batch: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each captured image, each of ``latents``' total activation (summed over the kept
+    calls and positions: its activation mass) and its peak: two [N, len(latents)] arrays."""
+    latents = torch.as_tensor(np.asarray(latents, dtype=np.int64))
+    mass = np.zeros((len(h), len(latents)))
+    peak = np.zeros((len(h), len(latents)))
+    with torch.no_grad():
+        for s in range(0, len(h), batch):
+            z = sae.encode(positions(h[s : s + batch]))[..., latents]  # [b, S, P, L]
+            mass[s : s + batch] = z.sum(dim=(1, 2)).double().numpy()
+            peak[s : s + batch] = z.amax(dim=(1, 2)).double().numpy()
+    return mass, peak
+
+
 def gallery(
     h: np.ndarray, sae: TopKSAE, features: np.ndarray, n_features: int = 5, n_images: int = 8
 ) -> np.ndarray:
@@ -386,11 +402,7 @@ def gallery(
     fewer active images)."""
     feats = np.asarray(features)[:, :n_features]
     flat = np.unique(feats[feats >= 0])
-    peak = np.zeros((len(h), len(flat)))
-    with torch.no_grad():
-        for s in range(0, len(h), 64):
-            z = sae.encode(positions(h[s : s + 64]))  # [b, S, P, m]
-            peak[s : s + 64] = z[..., torch.as_tensor(flat)].amax(dim=(1, 2)).double().numpy()
+    _mass, peak = feature_activity(h, sae, flat)
     out = np.full((*feats.shape, n_images), -1, dtype=np.int64)
     for (c, r), f in np.ndenumerate(feats):
         if f < 0:
@@ -402,12 +414,37 @@ def gallery(
     return out
 
 
+def selectivity(
+    mass: np.ndarray, labels: np.ndarray, target: int, n_classes: int
+) -> dict[str, float]:
+    """How much of one feature's activation mass (``mass`` [N]: per captured image) falls on
+    images of its target attribute class: ``selectivity``, the share of the total mass;
+    ``selectivity_balanced``, the same share with each class's mass divided by its number of
+    images (1 / n_classes = no preference, whatever the capture's class shares);
+    ``chance``, the target class's share of the images (what ``selectivity`` is at no
+    preference). NaN where the feature never fired or a class has no image."""
+    mass = np.asarray(mass, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    per_class = np.array([mass[labels == c].sum() for c in range(n_classes)])
+    counts = np.array([np.sum(labels == c) for c in range(n_classes)], dtype=np.float64)
+    total = per_class.sum()
+    means = np.divide(per_class, counts, out=np.full(n_classes, np.nan), where=counts > 0)
+    return {
+        "selectivity": float(per_class[target] / total) if total > 0 else np.nan,
+        "selectivity_balanced": (
+            float(means[target] / means.sum()) if total > 0 and (counts > 0).all() else np.nan
+        ),
+        "chance": float(counts[target] / counts.sum()) if counts.sum() else np.nan,
+    }
+
+
 def locate(
     captured: Mapping[str, np.ndarray], sae: TopKSAE, n_classes: int, cfg: LocateConfig
 ) -> dict[str, Any]:
     """Probes and attribution on a capture (``collect_activations`` plus ``labels``, the
     attribute class index of each final image): the top features per class
-    [n_classes, n_features], the ranked-feature rows (class, rank, latent, score), the probe
+    [n_classes, n_features], the ranked-feature rows (class, rank, latent, score and the
+    feature's ``selectivity`` for its class on the captured images), the probe
     rows (call, DDPM timestep, held-out accuracy, IG convergence delta) and the ``gallery``
     of the images that most activate the first features of each class."""
     h, labels = captured["h"], np.asarray(captured["labels"], dtype=np.int64)
@@ -419,16 +456,18 @@ def locate(
     probes, probe_rows = fit_probes(h, labels, n_classes, cfg)
     scores, deltas = attribute_features(sae, probes, h, labels, n_classes, cfg)
     top = top_features(scores, min(cfg.n_features, sae.n_latents))
-    feature_rows = [
-        {
-            "class_index": c,
-            "rank": r,
-            "latent": int(top[c, r]),
-            "score": float(scores[c, top[c, r]]) if top[c, r] >= 0 else np.nan,
-        }
-        for c in range(n_classes)
-        for r in range(top.shape[1])
-    ]
+    flat = np.unique(top[top >= 0])
+    mass, _peak = feature_activity(h, sae, flat)
+    feature_rows = []
+    for c in range(n_classes):
+        for r in range(top.shape[1]):
+            f = int(top[c, r])
+            row = {"class_index": c, "rank": r, "latent": f, "score": np.nan}
+            row.update(selectivity(np.zeros(len(h)), labels, c, n_classes))  # NaN, chance
+            if f >= 0:
+                row["score"] = float(scores[c, f])
+                row.update(selectivity(mass[:, np.searchsorted(flat, f)], labels, c, n_classes))
+            feature_rows.append(row)
     for row, t, d in zip(probe_rows, captured["timesteps"], deltas, strict=True):
         row.update({"t": float(t), "ig_delta": d})
     class_share = [float(np.mean(labels == c)) for c in range(n_classes)]
