@@ -344,3 +344,20 @@ def test_cpu_repro_config_dry_run(tmp_path):
     counts = job_counts(proc.stdout)
     assert counts["train_diffusion"] == 8, counts
     assert model_jobs(counts) == 8 and planned_cells(proc.stdout) == 8, counts
+
+
+def test_cpu_difflens_seeds_config_dry_run(tmp_path):
+    """config/cpu-difflens-seeds.yaml (published) stays valid: 5 trained models, each with its
+    SAE, one model job for its reference cell and one for its 3 intervened cells."""
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        str(ROOT / "config" / "cpu-difflens-seeds.yaml"),
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
+    counts = job_counts(proc.stdout)
+    assert counts["train_diffusion"] == counts["train_sae"] == 5, counts
+    assert model_jobs(counts) == model_jobs(counts, "intervene") == 5, counts
+    assert planned_cells(proc.stdout) == 5 * 4
