@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -331,33 +332,25 @@ def test_paper_config_without_data_is_rejected(tmp_path):
     assert shutil.which("timeout")
 
 
+def _dry_run(config: str, cwd: Path) -> tuple[dict[str, int], int]:
+    """A shipped config's dry run: its job counts and the cells its jobs write."""
+    proc = snakemake(
+        "-n", "--configfile", str(ROOT / "config" / config), cwd=cwd, timeout=120, check=True
+    )
+    return job_counts(proc.stdout), planned_cells(proc.stdout)
+
+
 def test_cpu_repro_config_dry_run(tmp_path):
     """config/cpu-repro.yaml stays valid: 8 models (4 depths x 2 seeds), 1000 samples each."""
-    proc = snakemake(
-        "-n",
-        "--configfile",
-        str(ROOT / "config" / "cpu-repro.yaml"),
-        cwd=tmp_path,
-        timeout=120,
-        check=True,
-    )
-    counts = job_counts(proc.stdout)
+    counts, cells = _dry_run("cpu-repro.yaml", tmp_path)
     assert counts["train_diffusion"] == 8, counts
-    assert model_jobs(counts) == 8 and planned_cells(proc.stdout) == 8, counts
+    assert model_jobs(counts) == 8 and cells == 8, counts
 
 
 def test_cpu_difflens_seeds_config_dry_run(tmp_path):
     """config/cpu-difflens-seeds.yaml (published) stays valid: 5 trained models, each with its
     SAE, one model job for its reference cell and one for its 3 intervened cells."""
-    proc = snakemake(
-        "-n",
-        "--configfile",
-        str(ROOT / "config" / "cpu-difflens-seeds.yaml"),
-        cwd=tmp_path,
-        timeout=120,
-        check=True,
-    )
-    counts = job_counts(proc.stdout)
+    counts, cells = _dry_run("cpu-difflens-seeds.yaml", tmp_path)
     assert counts["train_diffusion"] == counts["train_sae"] == 5, counts
     assert model_jobs(counts) == model_jobs(counts, "intervene") == 5, counts
-    assert planned_cells(proc.stdout) == 5 * 4
+    assert cells == 5 * 4

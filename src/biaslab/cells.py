@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
@@ -63,7 +63,6 @@ class ModelFiles:
     sae: str | None = None
     features: str | None = None
     target: Sequence[float] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ModelCells:

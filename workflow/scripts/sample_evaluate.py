@@ -10,11 +10,12 @@ from biaslab.evaluate import MetricsConfig
 from biaslab.io import write_parquet
 
 
-def per_cell(name):
-    """A named output as a list (Snakemake gives a one-file entry as a string)."""
-    if name not in snakemake.output.keys():
+def per_cell(named, name):
+    """A named input or output as one entry per cell (Snakemake gives a one-file entry as a
+    string); None for each cell where the job has no such entry."""
+    if name not in named.keys():
         return [None] * len(snakemake.params.cells)
-    files = snakemake.output[name]
+    files = named[name]
     return [files] if isinstance(files, str) else list(files)
 
 
@@ -31,16 +32,16 @@ files = ModelFiles(
     features=inp.get("features"),
     target=None if difflens is None else difflens["target"],
 )
-references = list(inp.reference) if "reference" in inp.keys() else per_cell("same_seed")
+out = snakemake.output
 cells = [
     Cell(p["sampling"], p["grid"], s, pr, m, reference=r, same_seed=ss)
     for p, s, pr, m, r, ss in zip(
         snakemake.params.cells,
-        per_cell("samples"),
-        per_cell("predictions"),
-        per_cell("metrics"),
-        references,
-        per_cell("same_seed"),
+        per_cell(out, "samples"),
+        per_cell(out, "predictions"),
+        per_cell(out, "metrics"),
+        per_cell(inp, "reference"),
+        per_cell(out, "same_seed"),
         strict=True,
     )
 ]
