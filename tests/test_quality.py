@@ -8,7 +8,14 @@ import pytest
 import torch
 from scipy import linalg
 
-from biaslab.quality import fairness_discrepancy, fd_interval, fid_kid, same_seed_similarity
+from biaslab.quality import (
+    fairness_discrepancy,
+    fairness_rows,
+    fd_interval,
+    fid_kid,
+    hard_labels,
+    same_seed_similarity,
+)
 
 
 def test_fairness_discrepancy_by_hand():
@@ -35,6 +42,20 @@ def test_fd_per_group_is_the_mean_of_the_groups():
     assert fd_interval(probs, ref, groups=groups, n_boot=10)["value"] == pytest.approx(0.0)
     # pooled, class 1's balance hides nothing, class 0's skew is diluted
     assert fairness_discrepancy(probs) < r["value"]
+
+
+def test_fd_from_hard_labels():
+    """Hard labels: each sample's most probable class counts whole; soft probabilities that all
+    lean the same way give a smaller FD than their hard labels (by hand: 3 samples)."""
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    np.testing.assert_array_equal(hard_labels(probs), [[1, 0], [1, 0], [0, 1]])
+    rows = {r["metric"]: r for r in fairness_rows(probs, np.array([0.9, 0.1]))}
+    assert set(rows) == {"fd", "fd_hard", "fd_training"}
+    # soft: mean (0.5, 0.5) -> 0; hard: mean (2/3, 1/3) -> sqrt(2) / 6
+    assert rows["fd"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert rows["fd_hard"]["value"] == pytest.approx(np.sqrt(2) / 6)
+    onehot = hard_labels(probs)
+    assert fairness_rows(onehot, None)[1]["value"] == fairness_rows(onehot, None)[0]["value"]
 
 
 def test_fd_interval_covers_the_truth():

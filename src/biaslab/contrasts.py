@@ -61,6 +61,7 @@ CELL_METRICS = (
     "knn_cosine",
     "knn_l2",
     "fd",
+    "fd_hard",
     "fd_training",
     "fid",
     "kid",

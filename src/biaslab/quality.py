@@ -149,16 +149,27 @@ def fairness_rows(
     probs: np.ndarray | None, training: np.ndarray | None, groups: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
     """``fd`` (DiffLens' Fairness Discrepancy to the uniform distribution over the attribute's
-    classes) and ``fd_training`` (to the training set's distribution: what amplification is
-    relative to), each with a bootstrap 95% interval (``metrics.fd_interval``); for a
+    classes, from the soft probabilities), ``fd_hard`` (the same from hard labels:
+    ``hard_labels``; equal to ``fd`` for a labeller that gives one-hot rows) and
+    ``fd_training`` (to the training set's distribution: what amplification is relative to),
+    each with a bootstrap 95% interval (``metrics.fd_interval``); for a
     class-conditional model per conditioning class (the attribute given the class), then the
     mean over classes."""
     if probs is None:
         return []
     rows = [{"metric": "fd", **fd_interval(probs, groups=groups)}]
+    hard = hard_labels(probs)
+    rows.append({"metric": "fd_hard", **fd_interval(hard, groups=groups)})
     if training is not None:
         rows.append({"metric": "fd_training", **fd_interval(probs, training, groups=groups)})
     return rows
+
+
+def hard_labels(probs: np.ndarray) -> np.ndarray:
+    """One-hot rows of each sample's most probable attribute class (ties: the first), the
+    hard-label input of ``fairness_discrepancy`` (DiffLens reports FD from both)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return np.eye(p.shape[1])[p.argmax(axis=1)]
 
 
 def quality_rows(

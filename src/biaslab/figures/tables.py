@@ -45,6 +45,7 @@ CELL_METRICS = (
     "confident_share",
     "diversity_lpips",
     "fd",
+    "fd_hard",
     "fd_training",
     "fid",
     "kid",
