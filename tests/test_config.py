@@ -121,6 +121,19 @@ BAD_CONFIGS = {
         "     expect: decrease, where: {colour: red}}\n",
         "claims[0].where",
     ),
+    "claim with a level and a contrast": (
+        "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: minority_share,\n"
+        "     expect: decrease, at_least: 0.9}\n",
+        "claims[0].vary: a level claim (at_least) compares no cells",
+    ),
+    "contrast claim without expect": (
+        "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: minority_share}\n",
+        "claims[0].expect: required",
+    ),
+    "claim with two levels": (
+        "claims:\n  - {id: a, metric: label_adherence, at_least: 0.9, at_most: 1.0}\n",
+        "claims[0].at_most: a level claim has one of",
+    ),
     "claim with an unknown metric": (
         "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: accuracy,\n"
         "     expect: decrease}\n",

@@ -36,6 +36,7 @@ LAYERS = [
         "labellers",
         "attributes",
         "contrasts",
+        "claims",
     },
     {"evaluate", "figures", "probe", "difflens", "gather", "pretrained", "pretrained_eval"},
     {"config", "fetch_weights", "cells"},

@@ -10,13 +10,8 @@ import pytest
 from scipy import stats as sps
 
 from biaslab import stats
-from biaslab.contrasts import (
-    aggregate,
-    claims_markdown,
-    contrast_pairs,
-    contrasts,
-    evaluate_claims,
-)
+from biaslab.claims import claims_markdown, evaluate_claims
+from biaslab.contrasts import aggregate, contrast_pairs, contrasts
 
 
 def test_proportion_interval_is_clopper_pearson():
@@ -233,6 +228,36 @@ def test_claims_learned_only_and_missing_contrast():
     assert c["n_models"] == 3 and c["verdict"] == "held"
     with pytest.raises(ValueError, match=r"claims\[x\]: no contrast depth 2 -> 6"):
         evaluate_claims(table, [{**CLAIM, "id": "x", "to": "6"}])
+
+
+@pytest.mark.parametrize(
+    ("threshold", "key", "want"),
+    [(0.2, "at_least", "held"), (0.4, "at_least", "reversed"), (0.3, "at_most", "inconclusive")],
+)
+def test_level_claim_verdicts(threshold, key, want):
+    """A level claim compares every matching cell's across-model interval (t over models)
+    with a threshold: minority shares near 0.3 (depth 2) lie above 0.2 and below 0.4."""
+    metrics, preds = fake_run([0.0] * 5, n=2000, seed=6)
+    claim = {"id": "lvl", "metric": "minority_share", key: threshold, "where": {"depth": "2"},
+             "min_models": 5}
+    c = evaluate_claims(contrasts(metrics, preds, 0.9), [claim], metrics)
+    assert len(c) == 1 and c.iloc[0]["kind"] == "level"
+    row = c.iloc[0]
+    vals = metrics[(metrics.metric == "minority_share") & (metrics.depth == "2")]["value"]
+    assert row["effect"] == pytest.approx(vals.mean())
+    lo, hi = sps.t.interval(0.95, 4, loc=vals.mean(), scale=sps.sem(vals))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+    assert row["verdict"] == want
+    assert row["statement"] == f"minority_share {'>=' if key == 'at_least' else '<='} {threshold}"
+    md = claims_markdown(c)
+    assert want in md and "seed 0: 0." in md
+    # two cells without where: one verdict per cell; too few models: inconclusive
+    both = evaluate_claims(contrasts(metrics, preds, 0.9), [{**claim, "where": {}}], metrics)
+    assert sorted(both["depth"]) == ["2", "4"]
+    few = evaluate_claims(None, [{**claim, "min_models": 6}], metrics)
+    assert few.iloc[0]["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match=r"claims\[lvl\]: no cell has metric 'fid'"):
+        evaluate_claims(None, [{**claim, "metric": "fid"}], metrics)
 
 
 def test_aggregate_keeps_models_apart_from_cells():

@@ -13,7 +13,7 @@ are copied into ``docs/results/<name>/``:
 * ``metrics.parquet`` and ``metrics.csv`` (the tidy metrics, every grid column),
   ``predictions.parquet`` (per sample: anyone can rerun the paired tests), ``probe.parquet``,
   ``train_log.parquet``, ``aggregate.parquet`` (per cell across training seeds),
-  ``contrasts.parquet`` and ``claims.parquet`` (``biaslab.contrasts``), and
+  ``contrasts.parquet`` and ``claims.parquet`` (``biaslab.contrasts``, ``biaslab.claims``), and
   ``difflens/{probes,features,sae}.parquet`` when the run has them;
 * ``tables/`` (``summary.md``, ``table3_knn.csv``, ``claims.md``) and ``figures/*.png``;
 * ``report.html`` (``snakemake --report``) unless ``--no-report``;
@@ -178,7 +178,7 @@ def compare_verdicts(published, rerun):
     effects and ``same`` (the verdict travelled)."""
     import pandas as pd
 
-    from biaslab.contrasts import claim_key
+    from biaslab.claims import claim_key
 
     keys = [c for c in claim_key(published) if c in rerun.columns]
     cols = ["verdict", "effect", "ci_low", "ci_high", "n_models"]
@@ -202,7 +202,7 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
 
     import pandas as pd
 
-    from biaslab.contrasts import claim_key
+    from biaslab.claims import claim_key
 
     dest = ROOT / "docs" / "results" / name
     if not (dest / "run.json").is_file():

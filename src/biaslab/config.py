@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .claims import CONTRAST_KEYS, LEVELS
 from .datasets.bffhq import check_bffhq_root
 from .datasets.celeba import check_celeba_root
 from .datasets.mnist import MNIST_FILES, check_idx_files
@@ -235,8 +236,9 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def check_claims(claims: list[dict[str, Any]]) -> None:
-    """Claim ids are unique and ``where`` names grid columns (whether a claim matches a
-    contrast of the run is known once the run has its cells: ``contrasts.evaluate_claims``)."""
+    """Claim ids are unique, ``where`` names grid columns, and each claim is a contrast claim
+    (``CONTRAST_KEYS``) or a level claim (one of ``claims.LEVELS``). Whether a claim matches
+    the run's cells is known once the run has them: ``claims.evaluate_claims``."""
     seen: set[str] = set()
     for i, claim in enumerate(claims):
         if claim["id"] in seen:
@@ -245,7 +247,22 @@ def check_claims(claims: list[dict[str, Any]]) -> None:
         unknown = sorted(set(claim.get("where") or {}) - set(GRID_COLUMNS))
         if unknown:
             raise ConfigError(f"claims[{i}].where: {unknown} are not grid columns")
-        if fmt_value(claim["from"]) == fmt_value(claim["to"]):  # as contrasts match them
+        contrast = [k for k in CONTRAST_KEYS if k in claim]
+        levels = [k for k in LEVELS if k in claim]
+        if len(levels) > 1:
+            raise ConfigError(f"claims[{i}].{levels[1]}: a level claim has one of {levels}")
+        if levels and contrast:
+            raise ConfigError(
+                f"claims[{i}].{contrast[0]}: a level claim ({levels[0]}) compares no cells; "
+                f"leave out {contrast}"
+            )
+        if not levels and len(contrast) < len(CONTRAST_KEYS):
+            missing = [k for k in CONTRAST_KEYS if k not in claim]
+            raise ConfigError(
+                f"claims[{i}].{missing[0]}: required (a contrast claim has {list(CONTRAST_KEYS)};"
+                f" a level claim at_least or at_most)"
+            )
+        if not levels and fmt_value(claim["from"]) == fmt_value(claim["to"]):
             raise ConfigError(f"claims[{i}].to: the same value as claims[{i}].from")
 
 

@@ -1,5 +1,5 @@
 """A run's evidence across trained models: per-cell aggregates, paired contrasts between cells
-that differ in one knob, and claim verdicts (``biaslab.stats`` for every interval).
+that differ in one knob (``biaslab.stats`` for every interval).
 
 * ``aggregate``: per cell (every grid column but ``train_seed``) and metric, the mean over the
   trained models with its interval (``stats.across_models``: a t-interval over models, or the
@@ -9,8 +9,7 @@ that differ in one knob, and claim verdicts (``biaslab.stats`` for every interva
   pairwise (``stats.paired_binary``: paired difference, McNemar's exact test, the samples
   that flipped each way); per-cell metrics (diversity, kNN, FD, FID) by their difference.
   One row per model (``level`` "model") and one across models (``level`` "across").
-* ``evaluate_claims``: named predicates over the across-model contrasts (the config's
-  ``claims``), each held / reversed / inconclusive (``stats.verdict``).
+(The config's claims, verdicts over these contrasts and aggregates: ``biaslab.claims``.)
 
 The robust readout: ``*_confident`` outcomes count only samples the class classifier
 recognises (confidence >= ``metrics.confidence_threshold``) in both cells of a pair.
@@ -18,7 +17,7 @@ recognises (confidence >= ``metrics.confidence_threshold``) in both cells of a p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,12 +73,6 @@ CELL_METRICS = (
 def cell_columns(table: pd.DataFrame) -> list[str]:
     """The grid columns of ``table`` that identify a cell across its trained models."""
     return [c for c in GRID_COLUMNS if c in table.columns and c != MODEL]
-
-
-def claim_key(claims: pd.DataFrame) -> list[str]:
-    """What identifies a row of a claims table (``evaluate_claims``) across two runs of one
-    config: the claim, its cell's grid columns and the metric row."""
-    return ["claim", *cell_columns(claims), *[c for c in METRIC_KEYS if c in claims.columns]]
 
 
 def _key(values: Iterable[Any]) -> tuple:
@@ -223,7 +216,7 @@ def _cell_contrasts(ref: pd.DataFrame, cell: pd.DataFrame) -> list[dict[str, Any
     return rows
 
 
-def _across(model_rows: pd.DataFrame) -> dict[str, Any]:
+def across_row(model_rows: pd.DataFrame) -> dict[str, Any]:
     """The across-model row of one contrast from its per-model rows."""
     eff = model_rows["effect"].to_numpy(dtype=float)
     a = stats.across_models(eff, model_rows["ci_low"], model_rows["ci_high"])
@@ -245,7 +238,11 @@ def _across(model_rows: pd.DataFrame) -> dict[str, Any]:
         "band": stats.band_label(n, a["method"]),
         "n_models": n,
         "k_same_sign": int(np.sum(np.sign(eff[np.isfinite(eff)]) == sign)) if sign else 0,
-        "value_from": float(np.nanmean(model_rows["value_from"])) if n else np.nan,
+        "value_from": (
+            float(np.nanmean(model_rows["value_from"]))
+            if n and model_rows["value_from"].notna().any()
+            else np.nan
+        ),
         "value_to": float(np.nanmean(model_rows["value_to"])) if n else np.nan,
     }
     if "learned" in model_rows:
@@ -327,175 +324,8 @@ def contrasts(
                     }
                 )
             out.append(
-                {"level": "across", **head, **cell, **ref, MODEL: np.nan, **meta, **_across(g)}
+                {"level": "across", **head, **cell, **ref, MODEL: np.nan, **meta, **across_row(g)}
             )
     table = pd.DataFrame(out)
     table["k"] = table["k"].astype("Int64")
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# claims
-# --------------------------------------------------------------------------------------------
-def claim_statement(claim: Mapping[str, Any]) -> str:
-    """``minority_share_confident decreases from depth 2 to 4``."""
-    verb = {"increase": "increases", "decrease": "decreases"}[claim["expect"]]
-    return (
-        f"{claim['metric']} {verb} from {claim['vary']} {fmt_value(claim['from'])} "
-        f"to {fmt_value(claim['to'])}"
-    )
-
-
-def _matches(rows: pd.DataFrame, claim: Mapping[str, Any]) -> pd.DataFrame:
-    sel = rows[
-        (rows["vary"] == claim["vary"])
-        & (rows["from_value"] == fmt_value(claim["from"]))
-        & (rows["to_value"] == fmt_value(claim["to"]))
-        & (rows["metric"] == claim["metric"])
-    ]
-    for col, value in (claim.get("where") or {}).items():
-        if col not in sel.columns:
-            raise ValueError(f"claims[{claim['id']}].where: no grid column {col!r}")
-        sel = sel[sel[col].map(fmt_value) == fmt_value(value)]
-    return sel
-
-
-def evaluate_claims(table: pd.DataFrame, claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per claim and matching cell: the across-model contrast, its ``verdict``
-    (``stats.verdict``; ``min_models`` trained models at least, default 1; with
-    ``learned_only`` the models the probe says did not learn are left out first), the
-    statement, and ``per_model``: each model's effect and paired test. A claim that matches no
-    contrast is an error naming it and what the run can compare."""
-    out = []
-    for claim in claims:
-        model_rows = _matches(table[table["level"] == "model"], claim)
-        if model_rows.empty:
-            have = table[["vary", "from_value", "to_value"]].drop_duplicates()
-            options = sorted(f"{v} {a} -> {b}" for v, a, b in have.itertuples(index=False))
-            raise ValueError(
-                f"claims[{claim['id']}]: no contrast {claim['vary']} {fmt_value(claim['from'])}"
-                f" -> {fmt_value(claim['to'])} of metric {claim['metric']!r}"
-                f"{' where ' + str(dict(claim['where'])) if claim.get('where') else ''}; "
-                f"the run has: {options}"
-            )
-        if claim.get("learned_only", False):
-            model_rows = model_rows[model_rows["learned"]]
-            if model_rows.empty:
-                raise ValueError(
-                    f"claims[{claim['id']}]: learned_only, and the probe says no model of "
-                    "its contrasts learned"
-                )
-        id_cols = [c for c in model_rows.columns if c.startswith("ref_") or c in GRID_COLUMNS]
-        id_cols = [c for c in id_cols if c != MODEL] + [c for c in METRIC_KEYS if c != "metric"]
-        for key, g in model_rows.groupby(id_cols, sort=False, dropna=False):
-            cell = dict(zip(id_cols, key, strict=True))
-            a = (
-                _across(g)
-                if len(g)
-                else {"effect": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_models": 0}
-            )
-            min_models = int(claim.get("min_models", 1))
-            v = stats.verdict(claim["expect"], a["ci_low"], a["ci_high"], a["n_models"], min_models)
-            per_model = "; ".join(
-                f"seed {int(r[MODEL])}: {r['effect']:+.3f}"
-                + (f" (McNemar p {r['p']:.2g})" if np.isfinite(r["p"]) else "")
-                for r in g.sort_values(MODEL).to_dict("records")
-            )
-            out.append(
-                {
-                    "claim": claim["id"],
-                    "statement": claim_statement(claim),
-                    "vary": claim["vary"],
-                    "from_value": fmt_value(claim["from"]),
-                    "to_value": fmt_value(claim["to"]),
-                    "expect": claim["expect"],
-                    "min_models": min_models,
-                    "verdict": v,
-                    **{
-                        k: a.get(k)
-                        for k in (
-                            "effect",
-                            "ci_low",
-                            "ci_high",
-                            "p",
-                            "n_models",
-                            "k_same_sign",
-                            "n_learned",
-                            "band",
-                            "n_pairs",
-                            "n_lost",
-                            "n_gained",
-                        )
-                    },
-                    "per_model": per_model,
-                    **{c: cell[c] for c in cell if not c.startswith("ref_")},
-                    "metric": claim["metric"],
-                }
-            )
-    return pd.DataFrame(out)
-
-
-#: Grid columns a claims table always shows when they vary (beside the claim).
-_SHOWN = (
-    "dataset",
-    "minority_fraction",
-    "depth",
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "intervene",
-    "intervene_mode",
-    "objective",
-)
-
-
-def claims_markdown(claims: pd.DataFrame) -> str:
-    """The claims table as Markdown: each claim's cell, effect with its interval and band,
-    the models in the same direction, each model's paired test and the verdict."""
-    if claims.empty:
-        return "No claims were configured (config key `claims`).\n"
-    shown = [
-        c
-        for c in _SHOWN
-        if c in claims.columns and c not in ("vary",) and claims[c].nunique(dropna=False) > 1
-    ]
-    head = [
-        "claim",
-        "statement",
-        *shown,
-        "effect [95% CI]",
-        "interval",
-        "same direction",
-        "probe: learned",
-        "per model (paired)",
-        "verdict",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in claims.to_dict("records"):
-        ci = (
-            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-            if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"])
-            else "[no interval]"
-        )
-        cells = [
-            r["claim"],
-            r["statement"],
-            *(fmt_value(r[c]) for c in shown),
-            f"{r['effect']:+.3f} {ci}",
-            r["band"],
-            f"{r['k_same_sign']} of {r['n_models']}",
-            f"{r['n_learned']} of {r['n_models']}" if pd.notna(r.get("n_learned")) else "-",
-            r["per_model"],
-            f"**{r['verdict']}**",
-        ]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    note = (
-        "\nEffect: the change of the metric from the reference cell to the cell (paired over "
-        "shared sample seeds within each model); held / reversed: the 95% interval lies "
-        "entirely on the expected / opposite side of 0; inconclusive otherwise. "
-        "`*_confident` metrics count only samples the classifier recognises in both cells.\n"
-    )
-    return "\n".join(lines) + "\n" + note
