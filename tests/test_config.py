@@ -134,6 +134,16 @@ BAD_CONFIGS = {
         "claims:\n  - {id: a, metric: label_adherence, at_least: 0.9, at_most: 1.0}\n",
         "claims[0].at_most: a level claim has one of",
     ),
+    "joint claim with a fixed column": (
+        "claims:\n  - {id: a, vary: [steps, s_churn], from: [6, 0], to: [160, 0],\n"
+        "     metric: rho_model, expect: increase}\n",
+        "claims[0].to: the same ['s_churn']",
+    ),
+    "joint claim with one value": (
+        "claims:\n  - {id: a, vary: [steps, s_churn], from: 6, to: [160, 60],\n"
+        "     metric: rho_model, expect: increase}\n",
+        "claims[0].from: a list of 2 values",
+    ),
     "claim with an unknown metric": (
         "claims:\n  - {id: a, vary: depth, from: '2', to: '4', metric: accuracy,\n"
         "     expect: decrease}\n",

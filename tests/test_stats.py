@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from biaslab import stats
 from biaslab.claims import claims_markdown, evaluate_claims
-from biaslab.contrasts import aggregate, contrast_pairs, contrasts
+from biaslab.contrasts import aggregate, contrast_pairs, contrasts, vary_value
 
 
 def test_proportion_interval_is_clopper_pearson():
@@ -157,6 +157,39 @@ def test_contrast_pairs_pick_the_reference():
     assert len(got) == 3
 
 
+def test_joint_contrast_pairs_change_every_column():
+    """A joint set pairs the cell at every column's reference with the cells that differ in
+    all of them, within each group of the other columns; single-column pairs stay."""
+    cells = pd.DataFrame(
+        [
+            {"rho": r, "steps": st, "s_churn": ch}
+            for r in (0.8, 0.9)
+            for st in (6, 160)
+            for ch in (0.0, 60.0)
+        ]
+    )
+    joint = [p for p in contrast_pairs(cells, [("steps", "s_churn")]) if "+" in p[0]]
+    assert sorted(joint) == [
+        ("steps+s_churn", (0.8, 6, 0.0), (0.8, 160, 60.0)),
+        ("steps+s_churn", (0.9, 6, 0.0), (0.9, 160, 60.0)),
+    ]
+    assert len(contrast_pairs(cells, [("steps", "s_churn")])) == len(contrast_pairs(cells)) + 2
+    assert vary_value("steps+s_churn", {"steps": 160, "s_churn": 60.0}) == "160/60"
+    assert vary_value(["steps", "s_churn"], [6, 0]) == vary_value("steps", 6) + "/0"
+
+
+def test_joint_claim_verdict():
+    """A claim over a joint contrast matches its rows by the joined values."""
+    metrics, preds = fake_run([-0.15] * 4, seed=7)
+    for t in (metrics, preds):
+        t["s_churn"] = np.where(t["depth"] == "4", 60.0, 0.0)
+    claim = {**CLAIM, "vary": ["depth", "s_churn"], "from": ["2", 0], "to": ["4", 60]}
+    table = contrasts(metrics, preds, 0.9, joint=[("depth", "s_churn")])
+    c = evaluate_claims(table, [claim])
+    assert c.iloc[0]["verdict"] == "held" and c.iloc[0]["n_models"] == 4
+    assert c.iloc[0]["statement"] == "minority_share decreases from depth+s_churn 2/0 to 4/60"
+
+
 def test_contrasts_recover_a_planted_effect_with_its_flips():
     metrics, preds = fake_run([-0.1] * 5, n=400)
     table = contrasts(metrics, preds, confidence_threshold=0.9)
@@ -238,8 +271,13 @@ def test_level_claim_verdicts(threshold, key, want):
     """A level claim compares every matching cell's across-model interval (t over models)
     with a threshold: minority shares near 0.3 (depth 2) lie above 0.2 and below 0.4."""
     metrics, preds = fake_run([0.0] * 5, n=2000, seed=6)
-    claim = {"id": "lvl", "metric": "minority_share", key: threshold, "where": {"depth": "2"},
-             "min_models": 5}
+    claim = {
+        "id": "lvl",
+        "metric": "minority_share",
+        key: threshold,
+        "where": {"depth": "2"},
+        "min_models": 5,
+    }
     c = evaluate_claims(contrasts(metrics, preds, 0.9), [claim], metrics)
     assert len(c) == 1 and c.iloc[0]["kind"] == "level"
     row = c.iloc[0]
@@ -282,7 +320,8 @@ def test_schema_claims_enums_are_the_registries():
     from biaslab.contrasts import CELL_METRICS, CONTRASTS, SAMPLE_METRICS
 
     item = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]["claims"]["items"]
-    assert item["properties"]["vary"]["enum"] == list(CONTRASTS)
+    assert item["properties"]["vary"]["oneOf"][0]["enum"] == list(CONTRASTS)
+    assert item["properties"]["vary"]["oneOf"][1]["items"]["enum"] == list(CONTRASTS)
     assert item["properties"]["metric"]["enum"] == [*SAMPLE_METRICS, *CELL_METRICS]
 
 

@@ -5,7 +5,9 @@ Two kinds, one table (``evaluate_claims``; ``claims_markdown`` prints it):
 
 * **contrast claims** (``vary``, ``from``, ``to``, ``expect``): the change of a metric between
   two cells that differ in one knob, paired within each model over shared sample seeds
-  (``contrasts.contrasts``), e.g. "minority_share_confident decreases from depth 2 to 4";
+  (``contrasts.contrasts``), e.g. "minority_share_confident decreases from depth 2 to 4"; a
+  list ``vary`` varies its columns together (``from`` / ``to`` lists of the same length:
+  ``vary: [steps, s_churn], from: [6, 0], to: [160, 60]``);
 * **level claims** (``at_least`` or ``at_most``): a metric's value in every matching cell
   against a threshold, across the models (the t-interval over models of ``stats.across_models``
   against it), e.g. "label_adherence >= 0.9" wherever the conditional readout is read.
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .contrasts import METRIC_KEYS, MODEL, across_row, cell_columns
+from .contrasts import METRIC_KEYS, MODEL, across_row, cell_columns, vary_value
 from .grid import GRID_COLUMNS, fmt_value
 
 #: The keys of a contrast claim (a level claim has none of them).
@@ -45,15 +47,33 @@ def level_of(claim: Mapping[str, Any]) -> tuple[str, float] | None:
     return (keys[0], float(claim[keys[0]])) if keys else None
 
 
+def vary_of(claim: Mapping[str, Any]) -> str:
+    """A contrast claim's ``vary`` as contrasts name it (a list: ``"steps+s_churn"``)."""
+    vary = claim["vary"]
+    return vary if isinstance(vary, str) else "+".join(vary)
+
+
+def joint_sets(claims: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+    """The column sets the claims vary together (``contrasts.contrasts``' ``joint``)."""
+    out = []
+    for c in claims:
+        v = c.get("vary")
+        if v is not None and not isinstance(v, str) and tuple(v) not in out:
+            out.append(tuple(v))
+    return out
+
+
 def claim_statement(claim: Mapping[str, Any]) -> str:
-    """``minority_share_confident decreases from depth 2 to 4`` / ``label_adherence >= 0.9``."""
+    """``minority_share_confident decreases from depth 2 to 4`` / ``label_adherence >= 0.9``
+    / ``rho_model increases from steps+s_churn 6/0 to 160/60``."""
     level = level_of(claim)
     if level is not None:
         return f"{claim['metric']} {LEVELS[level[0]][1]} {fmt_value(level[1])}"
     verb = {"increase": "increases", "decrease": "decreases"}[claim["expect"]]
+    vary = vary_of(claim)
     return (
-        f"{claim['metric']} {verb} from {claim['vary']} {fmt_value(claim['from'])} "
-        f"to {fmt_value(claim['to'])}"
+        f"{claim['metric']} {verb} from {vary} {vary_value(vary, claim['from'])} "
+        f"to {vary_value(vary, claim['to'])}"
     )
 
 
@@ -69,21 +89,22 @@ def _contrast_rows(table: pd.DataFrame, claim: Mapping[str, Any]) -> pd.DataFram
     """The per-model contrast rows of a contrast claim (an error naming what the run can
     compare when none match)."""
     rows = table[table["level"] == "model"]
+    vary = vary_of(claim)
+    a, b = vary_value(vary, claim["from"]), vary_value(vary, claim["to"])
     sel = _where(
         rows[
-            (rows["vary"] == claim["vary"])
-            & (rows["from_value"] == fmt_value(claim["from"]))
-            & (rows["to_value"] == fmt_value(claim["to"]))
+            (rows["vary"] == vary)
+            & (rows["from_value"] == a)
+            & (rows["to_value"] == b)
             & (rows["metric"] == claim["metric"])
         ],
         claim,
     )
     if sel.empty:
         have = table[["vary", "from_value", "to_value"]].drop_duplicates()
-        options = sorted(f"{v} {a} -> {b}" for v, a, b in have.itertuples(index=False))
+        options = sorted(f"{v} {x} -> {y}" for v, x, y in have.itertuples(index=False))
         raise ValueError(
-            f"claims[{claim['id']}]: no contrast {claim['vary']} {fmt_value(claim['from'])}"
-            f" -> {fmt_value(claim['to'])} of metric {claim['metric']!r}"
+            f"claims[{claim['id']}]: no contrast {vary} {a} -> {b} of metric {claim['metric']!r}"
             f"{' where ' + str(dict(claim['where'])) if claim.get('where') else ''}; "
             f"the run has: {options}"
         )
@@ -154,9 +175,9 @@ def _verdict_row(claim: Mapping[str, Any], g: pd.DataFrame, cell: dict) -> dict[
         "claim": claim["id"],
         "statement": claim_statement(claim),
         "kind": "contrast" if level is None else "level",
-        "vary": claim.get("vary"),
-        "from_value": fmt_value(claim["from"]) if level is None else None,
-        "to_value": fmt_value(claim["to"]) if level is None else None,
+        "vary": vary_of(claim) if level is None else None,
+        "from_value": vary_value(vary_of(claim), claim["from"]) if level is None else None,
+        "to_value": vary_value(vary_of(claim), claim["to"]) if level is None else None,
         "expect": claim.get("expect") if level is None else level[0],
         "threshold": np.nan if level is None else level[1],
         "min_models": min_models,

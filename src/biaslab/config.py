@@ -262,8 +262,33 @@ def check_claims(claims: list[dict[str, Any]]) -> None:
                 f"claims[{i}].{missing[0]}: required (a contrast claim has {list(CONTRAST_KEYS)};"
                 f" a level claim at_least or at_most)"
             )
-        if not levels and fmt_value(claim["from"]) == fmt_value(claim["to"]):
+        if not levels:
+            _check_contrast_claim(i, claim)
+
+
+def _check_contrast_claim(i: int, claim: dict[str, Any]) -> None:
+    """``from`` and ``to`` differ (a list ``vary``: lists of its length, differing in every
+    column, as ``contrasts.contrast_pairs`` pairs them)."""
+    vary = claim["vary"]
+    if isinstance(vary, str):
+        if isinstance(claim["from"], list) or isinstance(claim["to"], list):
+            raise ConfigError(f"claims[{i}].from: one value for vary {vary!r}, not a list")
+        if fmt_value(claim["from"]) == fmt_value(claim["to"]):  # as contrasts match them
             raise ConfigError(f"claims[{i}].to: the same value as claims[{i}].from")
+        return
+    for key in ("from", "to"):
+        if not isinstance(claim[key], list) or len(claim[key]) != len(vary):
+            raise ConfigError(f"claims[{i}].{key}: a list of {len(vary)} values, one per {vary}")
+    same = [
+        c
+        for c, a, b in zip(vary, claim["from"], claim["to"], strict=True)
+        if fmt_value(a) == fmt_value(b)
+    ]
+    if same:
+        raise ConfigError(
+            f"claims[{i}].to: the same {same} as claims[{i}].from (a joint contrast changes "
+            "every column of vary; a column held fixed belongs in where)"
+        )
 
 
 def check_probe(config: dict[str, Any]) -> None:

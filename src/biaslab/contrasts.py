@@ -5,10 +5,12 @@ that differ in one knob (``biaslab.stats`` for every interval).
   trained models with its interval (``stats.across_models``: a t-interval over models, or the
   one model's sampling interval), ``n_models`` and the probe's ``n_learned``.
 * ``contrasts``: every cell against its reference cell (the same grid but one column:
-  ``CONTRASTS``). Both cells share their sample seeds, so per-sample outcomes are compared
-  pairwise (``stats.paired_binary``: paired difference, McNemar's exact test, the samples
-  that flipped each way); per-cell metrics (diversity, kNN, FD, FID) by their difference.
-  One row per model (``level`` "model") and one across models (``level`` "across").
+  ``CONTRASTS``; or a set of columns varied together, each at its reference, such as
+  "6 steps, S_churn 0" against "160 steps, S_churn 60"). Both cells share their sample
+  seeds, so per-sample outcomes are compared pairwise (``stats.paired_binary``: paired
+  difference, McNemar's exact test, the samples that flipped each way); per-cell metrics
+  (diversity, kNN, FD, FID) by their difference. One row per model (``level`` "model") and
+  one across models (``level`` "across").
 (The config's claims, verdicts over these contrasts and aggregates: ``biaslab.claims``.)
 
 The robust readout: ``*_confident`` outcomes count only samples the class classifier
@@ -17,7 +19,7 @@ recognises (confidence >= ``metrics.confidence_threshold``) in both cells of a p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -126,31 +128,47 @@ def _reference(column: str, values: Sequence[Any]) -> Any:
     return ref if ref in list(values) else None
 
 
-def contrast_pairs(cells: pd.DataFrame) -> list[tuple[str, tuple, tuple]]:
-    """``[(column, reference cell key, cell key), ...]``: every cell against the cell that
-    differs from it only in ``column`` (and the columns that change with it), which holds
-    ``column``'s reference value. ``cells``: one row per cell, its ``cell_columns``."""
+def contrast_pairs(
+    cells: pd.DataFrame, joint: Sequence[Sequence[str]] = ()
+) -> list[tuple[str, tuple, tuple]]:
+    """``[(vary, reference cell key, cell key), ...]``: every cell against the cell that
+    differs from it only in one column (and the columns that change with it), which holds
+    that column's reference value. ``joint``: column sets varied together (each a claim's
+    ``vary`` list, e.g. steps and S_churn), each cell that differs from the set's reference
+    cell (every column at its reference) in all of its columns, ``vary`` ``"steps+s_churn"``.
+    ``cells``: one row per cell, its ``cell_columns``."""
     columns = list(cells.columns)
     out = []
-    for column, spec in CONTRASTS.items():
-        if column not in columns or cells[column].nunique(dropna=True) < 2:
+    sets = [(c,) for c in CONTRASTS] + [tuple(j) for j in joint if len(j) > 1]
+    for varied in sets:
+        if any(c not in columns or cells[c].nunique(dropna=True) < 2 for c in varied):
             continue
-        rest = [c for c in columns if c != column and c not in spec.get("with", ())]
-        for _k, g in cells.groupby(rest, sort=False, dropna=False):
-            values = [v for v in g[column].tolist() if not pd.isna(v)]
-            if len(set(values)) < 2:
+        moving = set(varied).union(*(CONTRASTS[c].get("with", ()) for c in varied))
+        rest = [c for c in columns if c not in moving]
+        groups = cells.groupby(rest, sort=False, dropna=False) if rest else [(None, cells)]
+        for _k, g in groups:
+            g = g.dropna(subset=list(varied))
+            refs = {c: _reference(c, g[c].tolist()) for c in varied}
+            if any(r is None for r in refs.values()):
                 continue
-            ref = _reference(column, values)
-            if ref is None:
+            at_ref = np.logical_and.reduce([(g[c] == refs[c]).to_numpy() for c in varied])
+            if at_ref.sum() != 1:
                 continue
-            ref_rows = g[g[column] == ref]
-            if len(ref_rows) != 1:
-                continue
-            ref_key = _key(ref_rows.iloc[0])
-            for _, row in g[g[column] != ref].iterrows():
-                if not pd.isna(row[column]):
-                    out.append((column, ref_key, _key(row)))
+            ref_key = _key(g[at_ref].iloc[0])
+            differs = np.logical_and.reduce([(g[c] != refs[c]).to_numpy() for c in varied])
+            for _, row in g[differs].iterrows():
+                out.append(("+".join(varied), ref_key, _key(row)))
     return out
+
+
+def vary_value(vary: str | Sequence[str], values: Mapping[str, Any] | Sequence[Any]) -> str:
+    """How a contrast names a cell's value of ``vary`` (``"6"``; joint: ``"6/0"``)."""
+    names = vary.split("+") if isinstance(vary, str) else list(vary)
+    if isinstance(values, Mapping):
+        values = [values[c] for c in names]
+    elif isinstance(values, str) or not isinstance(values, Sequence):
+        values = [values]
+    return "/".join(fmt_value(v) for v in values)
 
 
 def _outcome(pred: pd.DataFrame, column: str, threshold: float) -> np.ndarray:
@@ -253,10 +271,33 @@ def across_row(model_rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _model_contrasts(
+    metrics: tuple[pd.DataFrame, pd.DataFrame],
+    predictions: tuple[pd.DataFrame | None, pd.DataFrame | None],
+    confidence_threshold: float,
+) -> list[dict[str, Any]]:
+    """One model's contrast rows between its reference cell and its cell (metrics rows, and
+    predictions rows where both cells have them), each with the probe's verdict on both."""
+    m_ref, m_cell = metrics
+    learned = (
+        bool(m_ref["probe_learned"].all() and m_cell["probe_learned"].all())
+        if ("probe_learned" in m_ref)
+        else True
+    )
+    rows = _cell_contrasts(m_ref, m_cell)
+    if predictions[0] is not None and predictions[1] is not None:
+        rows = _sample_contrasts(*predictions, confidence_threshold) + rows
+    return [{"learned": learned, **r} for r in rows]
+
+
 def contrasts(
-    metrics: pd.DataFrame, predictions: pd.DataFrame, confidence_threshold: float
+    metrics: pd.DataFrame,
+    predictions: pd.DataFrame,
+    confidence_threshold: float,
+    joint: Sequence[Sequence[str]] = (),
 ) -> pd.DataFrame:
-    """Every contrast of the run (``contrast_pairs``) for every model and across models.
+    """Every contrast of the run (``contrast_pairs``, with the ``joint`` column sets) for every
+    model and across models.
 
     Columns: ``level`` ("model" / "across"), ``contrast`` (the id its model and across rows
     share), ``vary``, ``from_value`` / ``to_value`` (as
@@ -270,7 +311,7 @@ def contrasts(
     and back, the same-seed flips), ``value_from`` / ``value_to``."""
     cells = cell_columns(metrics)
     cell_table = metrics[cells].drop_duplicates().reset_index(drop=True)
-    pairs = contrast_pairs(cell_table)
+    pairs = contrast_pairs(cell_table, joint)
     if not pairs:
         return pd.DataFrame(columns=["level", "contrast", "vary", "metric", "effect"])
     by_metrics = _rows(metrics, [*cells, MODEL])
@@ -280,28 +321,20 @@ def contrasts(
     for i, (column, ref_key, key) in enumerate(pairs):
         cell = dict(zip(cells, key, strict=True))
         ref = {f"ref_{c}": v for c, v in zip(cells, ref_key, strict=True)}
+        ref_cell = dict(zip(cells, ref_key, strict=True))
         head = {
             "contrast": i,
             "vary": column,
-            "from_value": fmt_value(ref[f"ref_{column}"]),
-            "to_value": fmt_value(cell[column]),
+            "from_value": vary_value(column, ref_cell),
+            "to_value": vary_value(column, cell),
         }
         model_rows = []
         for seed in seeds:
             m_ref, m_cell = by_metrics.get((*ref_key, seed)), by_metrics.get((*key, seed))
-            if m_ref is None or m_cell is None:
-                continue
-            learned = (
-                bool(m_ref["probe_learned"].all() and m_cell["probe_learned"].all())
-                if ("probe_learned" in m_ref)
-                else True
-            )
-            rows = _cell_contrasts(m_ref, m_cell)
-            p_ref, p_cell = by_preds.get((*ref_key, seed)), by_preds.get((*key, seed))
-            if p_ref is not None and p_cell is not None:
-                rows = _sample_contrasts(p_ref, p_cell, confidence_threshold) + rows
-            for r in rows:
-                model_rows.append({MODEL: seed, "learned": learned, **r})
+            if m_ref is not None and m_cell is not None:
+                p_pair = by_preds.get((*ref_key, seed)), by_preds.get((*key, seed))
+                rows = _model_contrasts((m_ref, m_cell), p_pair, confidence_threshold)
+                model_rows += [{MODEL: seed, **r} for r in rows]
         if not model_rows:
             continue
         per_model = pd.DataFrame(model_rows)

@@ -5,16 +5,18 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.claims import claims_markdown, evaluate_claims
+from biaslab.claims import claims_markdown, evaluate_claims, joint_sets
 from biaslab.contrasts import aggregate, contrasts
 from biaslab.io import atomic_path, read_parquet, write_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
 predictions = read_parquet(snakemake.input.predictions)
 write_parquet(aggregate(metrics), snakemake.output.aggregate)
-table = contrasts(metrics, predictions, float(snakemake.params.confidence_threshold))
+claims = list(snakemake.params.claims)
+threshold = float(snakemake.params.confidence_threshold)
+table = contrasts(metrics, predictions, threshold, joint=joint_sets(claims))
 write_parquet(table, snakemake.output.contrasts)
-claims = evaluate_claims(table, list(snakemake.params.claims), metrics)
+claims = evaluate_claims(table, claims, metrics)
 write_parquet(claims, snakemake.output.claims)
 with atomic_path(snakemake.output.table) as tmp:
     tmp.write_text(claims_markdown(claims))
