@@ -252,7 +252,7 @@ def claims_markdown(claims: pd.DataFrame) -> str:
         return "No claims were configured (config key `claims`).\n"
     shown = [
         c
-        for c in _SHOWN
+        for c in (*_SHOWN, *METRIC_KEYS[1:])
         if c in claims.columns and c not in ("vary",) and claims[c].nunique(dropna=False) > 1
     ]
     head = [
