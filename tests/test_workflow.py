@@ -347,6 +347,15 @@ def test_cpu_repro_config_dry_run(tmp_path):
     assert model_jobs(counts) == 8 and cells == 8, counts
 
 
+def test_cpu_depth_seeds_config_dry_run(tmp_path):
+    """config/cpu-depth-seeds.yaml (published) stays valid: 5 models per depth at depths 2 and
+    4, an SAE on each depth-2 model, and its 3 intervened cells there."""
+    counts, cells = _dry_run("cpu-depth-seeds.yaml", tmp_path)
+    assert counts["train_diffusion"] == 10 and counts["train_sae"] == 5, counts
+    assert model_jobs(counts) == 10 and model_jobs(counts, "intervene") == 5, counts
+    assert cells == 10 + 5 * 3
+
+
 def test_cpu_difflens_seeds_config_dry_run(tmp_path):
     """config/cpu-difflens-seeds.yaml (published) stays valid: 5 trained models, each with its
     SAE, one model job for its reference cell and one for its 3 intervened cells."""
