@@ -16,8 +16,14 @@ COMMANDS = [
         {"total": 54, "train_diffusion": 6, "sample_evaluate_mnist69": 4, "intervene_mnist69": 1},
     ),
     (
-        "snakemake --cores 2 --configfile config/cpu-repro.yaml",
-        {"total": 34, "train_diffusion": 8, "sample_evaluate_mnist69": 8},
+        "snakemake --cores 2 --configfile config/cpu-depth-seeds.yaml",
+        {
+            "total": 69,
+            "train_diffusion": 10,
+            "sample_evaluate_mnist69": 10,
+            "intervene_mnist69": 5,
+            "train_sae": 5,
+        },
     ),
     (
         "snakemake --cores 2 --configfile config/cpu-himyb.yaml",
@@ -27,7 +33,7 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize(
-    ("command", "expected"), COMMANDS, ids=["default", "cpu-repro", "cpu-himyb"]
+    ("command", "expected"), COMMANDS, ids=["default", "cpu-depth-seeds", "cpu-himyb"]
 )
 def test_readme_command_plans_the_stated_jobs(command, expected):
     assert command in README
