@@ -128,17 +128,37 @@ def test_rho_model_and_label_adherence():
         label_adherence(bias, labels[:3])
 
 
-def test_border_colour_weights_read_a_blend_of_palette_colours():
-    from biaslab.datasets.colour_mnist import PALETTE, border_colour_weights, compose
+def test_own_colour_weight_reads_the_blend_of_a_class_mean():
+    """The own colour's weight on the line from the other colours' mean: 0.8 for a 0.8 / 0.2
+    blend of 2 colours, 0.9 for 10 colours with the 0.1 spread evenly (the class mean of
+    Biased MNIST at rho 0.9), 1 / K for the plain mean, per half for Multi-Color."""
+    from biaslab.datasets.colour_mnist import PALETTE, compose, own_colour_weight
 
-    digits = np.zeros((3, 16, 16), np.uint8)
+    digits = np.zeros((4, 16, 16), np.uint8)
     digits[:, 4:12, 5:11] = 255  # a white block inside the border ring: ignored
-    blend = lambda w: np.rint(w @ PALETTE[[0, 1, 2]].astype(float)).astype(np.uint8)  # noqa: E731
-    bgs = np.stack([blend(np.array(w)) for w in ([0.8, 0.2, 0], [0, 1, 0], [0.6, 0.3, 0.1])])
-    w = border_colour_weights(compose(digits, bgs), [0, 1, 2])
-    np.testing.assert_allclose(w, [[0.8, 0.2, 0], [0, 1, 0], [0.6, 0.3, 0.1]], atol=0.01)
-    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-3)
+    ten = PALETTE[:10].astype(float)
+    blend = lambda w, p: np.rint(np.asarray(w) @ p).astype(np.uint8)  # noqa: E731
+    spread = np.full(10, 0.1 / 9)
+    spread[3] = 0.9
+    bgs = np.stack(
+        [
+            blend([0.8, 0.2] + [0] * 8, ten),
+            blend(spread, ten),
+            blend(np.full(10, 0.1), ten),
+            blend([0, 1] + [0] * 8, ten),
+        ]
+    )
+    images = compose(digits, bgs)
+    got = own_colour_weight(images[:1], [0, 1], np.array([0]))
+    np.testing.assert_allclose(got, [0.8], atol=0.01)
+    got = own_colour_weight(images[1:], list(range(10)), np.array([3, 5, 0]))
+    np.testing.assert_allclose(got[:2], [0.9, 0.1], atol=0.01)
+    assert got[2] == 0.0  # another colour entirely: clipped at 0
     left = compose(digits[:1], bgs[:1])
-    left[:, :, :, 8:] = PALETTE[2][None, :, None, None]  # right half blue
-    assert border_colour_weights(left, [0, 1, 2], half="left")[0, 0] > 0.79
-    assert border_colour_weights(left, [0, 1, 2], half="right")[0, 2] > 0.99
+    left[:, :, :, 8:] = PALETTE[2][None, :, None, None]  # right half colour 2
+    assert own_colour_weight(left, [0, 1, 2], np.array([0]), half="left")[0] > 0.75
+    assert own_colour_weight(left, [0, 1, 2], np.array([2]), half="right")[0] > 0.99
+    with pytest.raises(ValueError, match="own"):
+        own_colour_weight(images, [0, 1], np.array([0]))
+
+

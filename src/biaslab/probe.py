@@ -16,10 +16,12 @@ labellers as the generated samples:
   from pure noise at ``t = T - 1`` for ``ProbeConfig.n_start`` seeds per class. That x0 is the
   mean of what the model would generate for the class, so its background is a *blend* of
   colours in the model's own proportions. ``start_rho`` is the mean weight of the class's own
-  colour in that blend (``colour_mnist.border_colour_weights``: an unlearned colour gives
-  ``1 / K``), to be compared with the training set's rho; ``start_rho_nearest`` is the share
-  whose nearest colour is the own one (the labeller of generated samples), which saturates
-  towards 1 for a model that predicts the class mean well (0.92 at rho 0.8 measured).
+  colour in that blend (``colour_mnist.own_colour_weight``, on the line from the other
+  colours' mean to the own colour, the blend the data's even spread of conflicting colours
+  gives; an unlearned colour gives ``1 / K``), to be compared with the training set's rho;
+  ``start_rho_nearest`` is the share whose nearest colour is the own one (the labeller of
+  generated samples), which saturates towards 1 for a model that predicts the class mean
+  well (0.92 at rho 0.8 measured).
   Attributes without a blend reading (BFFHQ's gender, from a classifier) give the nearest
   share as ``start_rho``.
 
@@ -90,7 +92,7 @@ class Subject:
     label_attribute: Labeller | None = None
     own_attribute: np.ndarray | None = None  # aligned attribute per class index
     #: uint8 images -> [N, K] weight of each class's attribute in the image's blend (or None)
-    attribute_weights: Callable[[np.ndarray], np.ndarray] | None = None
+    attribute_weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -183,7 +185,7 @@ def start_rows(s: Subject, cfg: ProbeConfig) -> list[dict[str, Any]]:
     rows = [_row("start_label_adherence", t, (pred == labels).mean(), len(labels))]
     if s.attribute_weights is None:
         return [_row("start_rho", t, nearest, len(labels)), *rows]
-    own = s.attribute_weights(images)[np.arange(len(labels)), labels]
+    own = s.attribute_weights(images, labels)
     return [
         _row("start_rho", t, own.mean(), len(labels)),
         _row("start_rho_nearest", t, nearest, len(labels)),
@@ -236,7 +238,7 @@ def subject(
     for unconditional models). The bias attribute: coloured MNIST's background colour (left
     half for Multi-Color), BFFHQ's gender (``attribute_classifier_path``); unconditional
     families have none apart from the class (the minority is ``classes[1]``)."""
-    from .datasets.colour_mnist import attribute_weights_of, attributes_of
+    from .datasets.colour_mnist import attributes_of, own_weights_of
 
     classifier, classes = load_classifier(classifier_path)
     lookup = {int(c): i for i, c in enumerate(classes)}
@@ -253,7 +255,7 @@ def subject(
         s.label_attribute = lambda img: bias_classes[predict(bias_clf, to_model_range(img))[0]]
     else:
         s.label_attribute = lambda img: attributes_of(img, dataset, classes)[key]
-        s.attribute_weights = lambda img: attribute_weights_of(img, dataset, classes)[key]
+        s.attribute_weights = lambda img, own: own_weights_of(img, dataset, classes, own)[key]
     s.attribute = np.asarray(train[key])
     s.own_attribute = np.asarray(classes) if key != "bias" else np.arange(k)
     aligned = s.attribute == (np.asarray(classes)[y_index] if key != "bias" else y_index)

@@ -195,23 +195,10 @@ def bias_attribute(
     return ids[d.argmin(axis=1)]
 
 
-def border_colour_weights(
-    images: np.ndarray, colours, *, half: str | None = None, ring: int | None = None
-) -> np.ndarray:
-    """How much of each palette colour ``colours`` the background of each uint8 RGB image
-    [N, 3, H, W] holds: the mean RGB of its border ring (``ring`` px wide, default ``W // 8``:
-    no digit reaches it, the 28 px digits are padded to 32 and keep a margin) written as the
-    convex combination of those palette colours nearest to it (non-negative weights summing
-    to one; least squares, ``scipy.optimize.nnls`` with the sum as a heavily weighted row).
-    Returns float weights [N, len(colours)].
-
-    Unlike ``bias_attribute`` (the nearest colour), this reads a *blend*: the x0 a denoiser
-    predicts from pure noise is the mean of what it would generate, whose background mixes the
-    colours in the model's own proportions (0.8 red + 0.2 green at rho 0.8); the nearest colour
-    of that mean is the majority colour whatever the proportion.
-    ``half``: None, "left" or "right" (Multi-Color MNIST: that half of the ring)."""
-    from scipy.optimize import nnls
-
+def _border_mean(images: np.ndarray, half: str | None, ring: int | None) -> np.ndarray:
+    """The mean RGB in [0, 1] of each uint8 RGB image's border ring ([N, 3]; ``ring`` px wide,
+    default ``W // 8``: no digit reaches it, the 28 px digits are padded to 32 and keep a
+    margin), or of one half of it (``half``: None, "left" or "right")."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images: need RGB [N, 3, H, W], got {images.shape}")
     h, w = images.shape[-2:]
@@ -224,12 +211,35 @@ def border_colour_weights(
         mask[:, : w // 2] = False
     elif half is not None:
         raise ValueError(f"half: {half!r} is not None, 'left' or 'right'")
-    mean = images.astype(np.float64)[:, :, mask].mean(axis=2) / 255.0  # [N, 3]
-    ids = np.asarray(colours, dtype=np.int64)
-    basis = PALETTE[ids].astype(np.float64).T / 255.0  # [3, K]
-    big = 100.0  # weight of the sum-to-one row
-    a = np.vstack([basis, np.full((1, len(ids)), big)])
-    return np.stack([nnls(a, np.append(m, big))[0] for m in mean])
+    return images.astype(np.float64)[:, :, mask].mean(axis=2) / 255.0
+
+
+def own_colour_weight(
+    images: np.ndarray, colours, own: np.ndarray, *, half: str | None = None, ring=None
+) -> np.ndarray:
+    """The weight of each image's own palette colour in its background blend, read on the line
+    from the mean of the *other* colours to the own one: the background mean ``m`` (border
+    ring, ``_border_mean``) written as ``a * c_own + (1 - a) * mean(c_other)`` by least
+    squares, ``a`` clipped to [0, 1]. ``colours``: the palette ids of the classes; ``own``:
+    per image, the index into ``colours`` of its own colour. Returns float [N].
+
+    This is the blend a model of the data draws: ``assign_colours`` spreads a class's
+    conflicting images evenly over the other colours, so the class mean's background is
+    ``rho * c_own + (1 - rho) * mean(c_other)`` for any number of colours, where the convex
+    decomposition over all K colours is not unique beyond 3 of them (10 colours in RGB).
+    Unlike ``bias_attribute`` (the nearest colour, which is the majority colour of a class
+    mean whatever its proportion), this reads the blend the probe needs. With 2 colours the
+    two readings agree; an unlearned colour (the plain mean of all K) gives ``1 / K``."""
+    mean = _border_mean(images, half, ring)
+    basis = PALETTE[np.asarray(colours, dtype=np.int64)].astype(np.float64) / 255.0  # [K, 3]
+    own = np.asarray(own, dtype=np.int64)
+    if own.shape != (len(mean),):
+        raise ValueError(f"own: {own.shape} indices for {len(mean)} images")
+    k = len(basis)
+    rest = (basis.sum(axis=0)[None, :] - basis[own]) / (k - 1)  # [N, 3]
+    d = basis[own] - rest
+    a = ((mean - rest) * d).sum(axis=1) / (d * d).sum(axis=1)
+    return np.clip(a, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,15 +345,15 @@ def make_colour_train(
     return {**out, "classes": base["classes"]}
 
 
-def attribute_weights_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
-    """The background blend of RGB images over the colours of ``classes``
-    (``border_colour_weights``), keyed as ``attributes_of``: weights [N, K] per key."""
+def own_weights_of(images: np.ndarray, dataset: str, classes, own: np.ndarray) -> dict:
+    """Each image's own-colour weight in its background blend (``own_colour_weight``; ``own``
+    the index of its class in ``classes``), keyed as ``attributes_of``: [N] per key."""
     if dataset == "biased_mnist":
-        return {"colour": border_colour_weights(images, classes)}
+        return {"colour": own_colour_weight(images, classes, own)}
     if dataset == "multicolour_mnist":
         return {
-            "colour_left": border_colour_weights(images, classes, half="left"),
-            "colour_right": border_colour_weights(images, classes, half="right"),
+            "colour_left": own_colour_weight(images, classes, own, half="left"),
+            "colour_right": own_colour_weight(images, classes, own, half="right"),
         }
     raise ValueError(f"colour dataset {dataset!r} not in {DATASETS}")
 
