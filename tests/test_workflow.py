@@ -363,3 +363,11 @@ def test_cpu_difflens_seeds_config_dry_run(tmp_path):
     assert counts["train_diffusion"] == counts["train_sae"] == 5, counts
     assert model_jobs(counts) == model_jobs(counts, "intervene") == 5, counts
     assert cells == 5 * 4
+
+
+def test_cpu_himyb10_config_dry_run(tmp_path):
+    """config/cpu-himyb10.yaml (published) stays valid: 10-class Biased MNIST, 3 trained models
+    at rho 0.9, one model job each for its 10 sampler cells."""
+    counts, cells = _dry_run("cpu-himyb10.yaml", tmp_path)
+    assert counts["train_diffusion"] == 3, counts
+    assert model_jobs(counts) == 3 and cells == 3 * 10, counts
