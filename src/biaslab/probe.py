@@ -91,7 +91,7 @@ class Subject:
     attribute: np.ndarray | None = None
     label_attribute: Labeller | None = None
     own_attribute: np.ndarray | None = None  # aligned attribute per class index
-    #: uint8 images -> [N, K] weight of each class's attribute in the image's blend (or None)
+    #: (uint8 images, class indices) -> [N] own attribute's weight in each image's blend
     attribute_weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     @property
