@@ -39,7 +39,7 @@ LAYERS = [
         "claims",
     },
     {"evaluate", "figures", "probe", "difflens", "gather", "pretrained", "pretrained_eval"},
-    {"config", "fetch_weights", "cells"},
+    {"config", "fetch_weights", "cells", "config_reference"},
     {"plan", "difflens_plan", "pretrained_plan"},
     {"budget"},
 ]
