@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from biaslab import stats
-from biaslab.claims import claims_markdown, evaluate_claims
+from biaslab.claims import between_pairs, claims_markdown, evaluate_claims
 from biaslab.contrasts import aggregate, contrast_pairs, contrasts, vary_value
 
 
@@ -188,6 +188,39 @@ def test_joint_claim_verdict():
     c = evaluate_claims(table, [claim])
     assert c.iloc[0]["verdict"] == "held" and c.iloc[0]["n_models"] == 4
     assert c.iloc[0]["statement"] == "minority_share decreases from depth+s_churn 2/0 to 4/60"
+
+
+def test_between_pairs_compare_two_non_reference_values():
+    """A claim between two values of a column, neither its reference (guidance 1 -> 3), gets
+    its own pair per group; pairs with the reference are not repeated."""
+    cells = pd.DataFrame([{"rho": r, "guidance": w} for r in (0.8, 0.9) for w in (0.0, 1.0, 3.0)])
+    plain = contrast_pairs(cells)
+    extra = contrast_pairs(cells, between=[("guidance", 1, 3), ("guidance", 0, 3)])
+    assert sorted(set(extra) - set(plain)) == [
+        ("guidance", (0.8, 1.0), (0.8, 3.0)),
+        ("guidance", (0.9, 1.0), (0.9, 3.0)),
+    ]
+    assert len(extra) == len(plain) + 2
+    claims = [{**CLAIM, "vary": "guidance", "from": 1, "to": 3}, {**CLAIM, "vary": ["a", "b"]}]
+    assert between_pairs(claims) == [("guidance", 1, 3)]
+
+
+def test_between_claim_verdict():
+    """The claim guidance 1 -> 3 is evaluated on its own pair; without the pair the claims
+    layer says which contrasts the run has."""
+    metrics, preds = fake_run([-0.15] * 4, seed=5)
+    for t in (metrics, preds):
+        t["guidance"] = np.where(t["depth"] == "4", 3.0, 1.0)
+        t["depth"] = "2"
+    zero = [t[t["guidance"] == 1.0].assign(guidance=0.0) for t in (metrics, preds)]
+    metrics, preds = pd.concat([metrics, zero[0]]), pd.concat([preds, zero[1]])
+    claim = {**CLAIM, "vary": "guidance", "from": 1, "to": 3}
+    table = contrasts(metrics, preds, 0.9, between=between_pairs([claim]))
+    c = evaluate_claims(table, [claim])
+    assert c.iloc[0]["verdict"] == "held" and c.iloc[0]["n_models"] == 4
+    assert c.iloc[0]["effect"] < -0.1
+    with pytest.raises(ValueError, match="guidance 0 -> 3"):
+        evaluate_claims(contrasts(metrics, preds, 0.9), [claim])
 
 
 def test_contrasts_recover_a_planted_effect_with_its_flips():

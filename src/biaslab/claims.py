@@ -63,6 +63,18 @@ def joint_sets(claims: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     return out
 
 
+def between_pairs(claims: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """The one-column value pairs the claims compare (``contrasts.contrasts``' ``between``):
+    every one-column contrast claim's ``(vary, from, to)``; the pairs with the column's
+    reference are computed anyway and come out once."""
+    out = []
+    for c in claims:
+        v = c.get("vary")
+        if isinstance(v, str) and (v, c["from"], c["to"]) not in out:
+            out.append((v, c["from"], c["to"]))
+    return out
+
+
 def claim_statement(claim: Mapping[str, Any]) -> str:
     """``minority_share_confident decreases from depth 2 to 4`` / ``label_adherence >= 0.9``
     / ``rho_model increases from steps+s_churn 6/0 to 160/60``."""

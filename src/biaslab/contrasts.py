@@ -129,14 +129,19 @@ def _reference(column: str, values: Sequence[Any]) -> Any:
 
 
 def contrast_pairs(
-    cells: pd.DataFrame, joint: Sequence[Sequence[str]] = ()
+    cells: pd.DataFrame,
+    joint: Sequence[Sequence[str]] = (),
+    between: Sequence[tuple[str, Any, Any]] = (),
 ) -> list[tuple[str, tuple, tuple]]:
     """``[(vary, reference cell key, cell key), ...]``: every cell against the cell that
     differs from it only in one column (and the columns that change with it), which holds
     that column's reference value. ``joint``: column sets varied together (each a claim's
     ``vary`` list, e.g. steps and S_churn), each cell that differs from the set's reference
     cell (every column at its reference) in all of its columns, ``vary`` ``"steps+s_churn"``.
-    ``cells``: one row per cell, its ``cell_columns``."""
+    ``between``: ``(column, from, to)`` pairs of two values neither of which need be the
+    reference (a claim's ``guidance 1 -> 3``), each cell at ``to`` against the cell at
+    ``from`` that differs from it only there. ``cells``: one row per cell, its
+    ``cell_columns``."""
     columns = list(cells.columns)
     out = []
     sets = [(c,) for c in CONTRASTS] + [tuple(j) for j in joint if len(j) > 1]
@@ -158,7 +163,32 @@ def contrast_pairs(
             differs = np.logical_and.reduce([(g[c] != refs[c]).to_numpy() for c in varied])
             for _, row in g[differs].iterrows():
                 out.append(("+".join(varied), ref_key, _key(row)))
+    return out + [p for p in _between_pairs(cells, between) if p not in out]
+
+
+def _between_pairs(
+    cells: pd.DataFrame, between: Sequence[tuple[str, Any, Any]]
+) -> list[tuple[str, tuple, tuple]]:
+    """``contrast_pairs``' pairs of two given values of one column."""
+    columns, out = list(cells.columns), []
+    for column, a, b in between:
+        if column not in columns:
+            continue
+        moving = {column, *CONTRASTS.get(column, {}).get("with", ())}
+        rest = [c for c in columns if c not in moving]
+        groups = cells.groupby(rest, sort=False, dropna=False) if rest else [(None, cells)]
+        for _k, g in groups:
+            at_a, at_b = g[_equal(g[column], a)], g[_equal(g[column], b)]
+            if len(at_a) == 1 and len(at_b) == 1:
+                out.append((column, _key(at_a.iloc[0]), _key(at_b.iloc[0])))
     return out
+
+
+def _equal(values: pd.Series, v: Any) -> np.ndarray:
+    """Where a column holds ``v`` (numbers compared as numbers: a claim's 3 is the cell's 3.0)."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return pd.to_numeric(values, errors="coerce").to_numpy() == float(v)
+    return (values.astype(str) == str(v)).to_numpy()
 
 
 def vary_value(vary: str | Sequence[str], values: Mapping[str, Any] | Sequence[Any]) -> str:
@@ -295,9 +325,10 @@ def contrasts(
     predictions: pd.DataFrame,
     confidence_threshold: float,
     joint: Sequence[Sequence[str]] = (),
+    between: Sequence[tuple[str, Any, Any]] = (),
 ) -> pd.DataFrame:
-    """Every contrast of the run (``contrast_pairs``, with the ``joint`` column sets) for every
-    model and across models.
+    """Every contrast of the run (``contrast_pairs``, with the ``joint`` column sets and the
+    ``between`` value pairs) for every model and across models.
 
     Columns: ``level`` ("model" / "across"), ``contrast`` (the id its model and across rows
     share), ``vary``, ``from_value`` / ``to_value`` (as
@@ -311,7 +342,7 @@ def contrasts(
     and back, the same-seed flips), ``value_from`` / ``value_to``."""
     cells = cell_columns(metrics)
     cell_table = metrics[cells].drop_duplicates().reset_index(drop=True)
-    pairs = contrast_pairs(cell_table, joint)
+    pairs = contrast_pairs(cell_table, joint, between)
     if not pairs:
         return pd.DataFrame(columns=["level", "contrast", "vary", "metric", "effect"])
     by_metrics = _rows(metrics, [*cells, MODEL])

@@ -5,7 +5,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.claims import claims_markdown, evaluate_claims, joint_sets
+from biaslab.claims import between_pairs, claims_markdown, evaluate_claims, joint_sets
 from biaslab.contrasts import aggregate, contrasts
 from biaslab.io import atomic_path, read_parquet, write_parquet
 
@@ -14,7 +14,9 @@ predictions = read_parquet(snakemake.input.predictions)
 write_parquet(aggregate(metrics), snakemake.output.aggregate)
 claims = list(snakemake.params.claims)
 threshold = float(snakemake.params.confidence_threshold)
-table = contrasts(metrics, predictions, threshold, joint=joint_sets(claims))
+table = contrasts(
+    metrics, predictions, threshold, joint=joint_sets(claims), between=between_pairs(claims)
+)
 write_parquet(table, snakemake.output.contrasts)
 claims = evaluate_claims(table, claims, metrics)
 write_parquet(claims, snakemake.output.claims)
