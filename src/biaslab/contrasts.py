@@ -19,7 +19,7 @@ recognises (confidence >= ``metrics.confidence_threshold``) in both cells of a p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,10 +148,7 @@ def contrast_pairs(
     for varied in sets:
         if any(c not in columns or cells[c].nunique(dropna=True) < 2 for c in varied):
             continue
-        moving = set(varied).union(*(CONTRASTS[c].get("with", ()) for c in varied))
-        rest = [c for c in columns if c not in moving]
-        groups = cells.groupby(rest, sort=False, dropna=False) if rest else [(None, cells)]
-        for _k, g in groups:
+        for g in _groups(cells, varied):
             g = g.dropna(subset=list(varied))
             refs = {c: _reference(c, g[c].tolist()) for c in varied}
             if any(r is None for r in refs.values()):
@@ -166,29 +163,33 @@ def contrast_pairs(
     return out + [p for p in _between_pairs(cells, between) if p not in out]
 
 
+def _groups(cells: pd.DataFrame, varied: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """The cells in groups that agree on every column but ``varied`` and the columns that
+    change with them (``CONTRASTS[c]["with"]``): the cells a contrast may pair."""
+    moving = set(varied).union(*(CONTRASTS[c].get("with", ()) for c in varied))
+    rest = [c for c in cells.columns if c not in moving]
+    if not rest:
+        yield cells
+        return
+    for _k, g in cells.groupby(rest, sort=False, dropna=False):
+        yield g
+
+
 def _between_pairs(
     cells: pd.DataFrame, between: Sequence[tuple[str, Any, Any]]
 ) -> list[tuple[str, tuple, tuple]]:
-    """``contrast_pairs``' pairs of two given values of one column."""
-    columns, out = list(cells.columns), []
+    """``contrast_pairs``' pairs of two given values of one column, the values matched as
+    ``vary_value`` names them (a claim's 3 is the cell's 3.0), as claims find contrasts."""
+    out = []
     for column, a, b in between:
-        if column not in columns:
+        if column not in cells.columns:
             continue
-        moving = {column, *CONTRASTS.get(column, {}).get("with", ())}
-        rest = [c for c in columns if c not in moving]
-        groups = cells.groupby(rest, sort=False, dropna=False) if rest else [(None, cells)]
-        for _k, g in groups:
-            at_a, at_b = g[_equal(g[column], a)], g[_equal(g[column], b)]
+        for g in _groups(cells, (column,)):
+            names = g[column].map(fmt_value)
+            at_a, at_b = g[names == vary_value(column, a)], g[names == vary_value(column, b)]
             if len(at_a) == 1 and len(at_b) == 1:
                 out.append((column, _key(at_a.iloc[0]), _key(at_b.iloc[0])))
     return out
-
-
-def _equal(values: pd.Series, v: Any) -> np.ndarray:
-    """Where a column holds ``v`` (numbers compared as numbers: a claim's 3 is the cell's 3.0)."""
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return pd.to_numeric(values, errors="coerce").to_numpy() == float(v)
-    return (values.astype(str) == str(v)).to_numpy()
 
 
 def vary_value(vary: str | Sequence[str], values: Mapping[str, Any] | Sequence[Any]) -> str:
