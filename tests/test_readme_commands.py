@@ -27,7 +27,7 @@ COMMANDS = [
     ),
     (
         "snakemake --cores 2 --configfile config/cpu-himyb.yaml",
-        {"total": 23, "train_diffusion": 2, "sample_evaluate_biased_mnist": 2},
+        {"total": 31, "train_diffusion": 6, "sample_evaluate_biased_mnist": 6},
     ),
 ]
 
