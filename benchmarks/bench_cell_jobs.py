@@ -12,7 +12,7 @@ bytes (arrays and tables equal).
     python benchmarks/bench_cell_jobs.py runs/default-run --config config.yaml [--models 2]
 
 Before this design the workflow ran two jobs per cell (``sample``, then ``evaluate``): the
-README gives their job-seconds from the default run's log beside these numbers.
+docs/notes/performance.md gives their job-seconds from the default run's log beside these numbers.
 """
 
 from __future__ import annotations

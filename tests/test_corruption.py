@@ -528,7 +528,7 @@ def _bytes(paths):
 @pytest.mark.slow
 def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_path):
     """The tiny config cut to one model and one sampler cell, evaluated. (1) Delete its
-    samples (their metrics exist: Snakemake alone has "nothing to be done"): the README's
+    samples (their metrics exist: Snakemake alone has "nothing to be done"): the documented
     repair, ``snakemake --force <file> && snakemake``, restores byte-identical samples and
     metrics. (2) Zero 4 KiB of the model's weights (same size and time stamp, so Snakemake
     sees nothing), force the sampling again: the job fails naming the file and the command
@@ -548,7 +548,7 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
     before = _bytes([samples, metrics])
     target = str(samples.relative_to(tmp_path))
 
-    def repair(path):  # the README's command, "Verified on load, and how to recover"
+    def repair(path):  # docs/guide/reliability.md, "Verified on load, and how to recover"
         snakemake(*args, "--force", path, cwd=tmp_path, timeout=600, check=True)
         snakemake(*args, *until, cwd=tmp_path, timeout=600, check=True)
 

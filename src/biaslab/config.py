@@ -162,8 +162,8 @@ def _check_weights(net: str, path: str | None, key: str) -> None:
     if not file.is_file():
         raise ConfigError(
             f"{key}: the {net} ImageNet weights file {str(file)!r} does not exist; fetch it once "
-            "on an online machine (python -m biaslab.fetch_weights --dest DIR) or see README, "
-            "'Weights files'"
+            "on an online machine (python -m biaslab.fetch_weights --dest DIR); see "
+            "docs/guide/data-and-weights.md"
         )
 
 

