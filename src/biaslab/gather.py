@@ -121,3 +121,40 @@ def interval_note(metrics: pd.DataFrame) -> str:
         "Intervals: exact (Clopper-Pearson) 95% sampling intervals of each trained model's "
         f"samples ({counts}). Recognised: class confidence >= metrics.confidence_threshold."
     )
+
+
+#: The columns of Snakemake's ``benchmark:`` files that the job table keeps.
+BENCHMARK_COLUMNS = ["s", "max_rss", "cpu_time", "mean_load", "io_in", "io_out"]
+
+
+def job_benchmarks(paths: list[str], jobs: list[dict]) -> pd.DataFrame:
+    """One row per benchmarked job: ``jobs[i]`` (its rule and model: dataset, fraction, depth,
+    seed) beside the wall seconds, peak memory (MB), CPU seconds, mean load and I/O (MB) that
+    Snakemake's ``benchmark:`` directive wrote to ``paths[i]``."""
+    if len(paths) != len(jobs):
+        raise ValueError(f"{len(paths)} benchmark files for {len(jobs)} jobs")
+    rows = []
+    for path, job in zip(paths, jobs, strict=True):
+        tsv = pd.read_csv(path, sep="\t")
+        missing = [c for c in BENCHMARK_COLUMNS if c not in tsv.columns]
+        if missing or len(tsv) == 0:
+            raise ValueError(f"{path}: not a Snakemake benchmark file (missing {missing})")
+        values = pd.to_numeric(tsv.iloc[-1][BENCHMARK_COLUMNS], errors="coerce")
+        rows.append({**job, **values.to_dict()})
+    return pd.DataFrame(rows, columns=[*(jobs[0] if jobs else {}), *BENCHMARK_COLUMNS])
+
+
+def benchmark_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: jobs, job-minutes in all, median and longest job (s), peak memory (MB)."""
+    if table.empty:
+        return pd.DataFrame(columns=["rule", "jobs", "job_minutes", "median_s", "max_s"])
+    g = table.groupby("rule", sort=True)
+    return pd.DataFrame(
+        {
+            "jobs": g.size(),
+            "job_minutes": g["s"].sum() / 60,
+            "median_s": g["s"].median(),
+            "max_s": g["s"].max(),
+            "max_rss_mb": g["max_rss"].max(),
+        }
+    ).reset_index()

@@ -1,4 +1,5 @@
 import sys
+from itertools import product
 from pathlib import Path
 
 import pandas as pd
@@ -177,6 +178,26 @@ def difflens_paths(file):
         for fraction, depth in sorted(fam.difflens["models"])
         for seed in fam.seeds
     ]
+
+
+def benchmark_of(rule):
+    """The ``benchmark:`` file of a model job of ``rule`` (Snakemake's TSV: wall seconds,
+    memory, CPU time), gathered into results/job_benchmarks.parquet."""
+    return f"results/benchmarks/{rule}/{MODEL}.tsv"
+
+
+def benchmark_jobs():
+    """(file, job) of every benchmarked model job: the training and the sampling/evaluation
+    job of every model, and the intervention job of every model with an SAE."""
+    jobs = []
+    for name, fam in PLAN.items():
+        for fraction, depth, seed in product(fam.fractions, fam.depths, fam.seeds):
+            model = dict(dataset=name, fraction=fraction, depth=depth, seed=seed)
+            rules = ["train_diffusion", f"sample_evaluate_{name}"]
+            if fam.has_sae(fraction, depth) and cell_patterns(name, True):
+                rules.append(f"intervene_{name}")
+            jobs += [(benchmark_of(r).format(**model), dict(rule=r, **model)) for r in rules]
+    return jobs
 
 
 def cell_patterns(name, intervened_cells):

@@ -222,6 +222,7 @@ rule fig3_toy:
 rule tables:
     input:
         metrics="results/metrics.parquet",
+        benchmarks="results/job_benchmarks.parquet",
     output:
         knn=report(
             "results/tables/table3_knn.csv",
@@ -233,6 +234,7 @@ rule tables:
             caption="../report/summary.rst",
             category="Bias vs depth",
         ),
+        jobs="results/tables/job_benchmarks.md",
     log:
         "logs/figures/tables.log",
     conda:

@@ -24,6 +24,8 @@ for _name in PLAN:
                 probe=PROBE,
             log:
                 f"logs/sample_evaluate/{MODEL}.log",
+            benchmark:
+                benchmark_of(f"sample_evaluate_{_name}")
             wildcard_constraints:
                 dataset=_name,
             group:
@@ -61,6 +63,8 @@ for _name in PLAN:
                 same_seed=cell_outputs(_intervened, f"{EVAL_OF}/same_seed.parquet"),
             log:
                 f"logs/intervene/{MODEL}.log",
+            benchmark:
+                benchmark_of(f"intervene_{_name}")
             wildcard_constraints:
                 dataset=_name,
             group:

@@ -6,6 +6,8 @@ rule train_diffusion:
         log=TRAIN_LOG,
     log:
         f"logs/train/{MODEL}.log",
+    benchmark:
+        benchmark_of("train_diffusion")
     conda:
         ENV
     threads: config["resources"]["train_threads"]

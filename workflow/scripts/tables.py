@@ -1,4 +1,5 @@
-"""Table 3 analogue (kNN similarity by depth and k) and a Markdown summary of the metrics."""
+"""Table 3 analogue (kNN similarity by depth and k), a Markdown summary of the metrics, and the
+cost of the model jobs per rule (from their ``benchmark:`` files)."""
 
 import sys
 
@@ -7,7 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 
 from biaslab.figures import depth_family, knn_table, markdown_table
-from biaslab.gather import interval_note, summary_table
+from biaslab.gather import benchmark_summary, interval_note, summary_table
 from biaslab.io import atomic_path, read_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
@@ -18,3 +19,6 @@ with atomic_path(snakemake.output.knn) as tmp:
     knn.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
     tmp.write_text(markdown_table(summary_table(metrics)) + "\n\n" + interval_note(metrics) + "\n")
+with atomic_path(snakemake.output.jobs) as tmp:
+    jobs = benchmark_summary(read_parquet(snakemake.input.benchmarks))
+    tmp.write_text(markdown_table(jobs, digits=1) + "\n")
