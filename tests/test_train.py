@@ -232,7 +232,14 @@ def test_save_model_layout_and_round_trip(tmp_path, tiny_unet):
     out = tmp_path / "models" / "d2"
     save_model(tiny_unet, TINY, out, extra={"data": {"fraction": 0.1}})
     files = {p.name for p in out.iterdir()}
-    assert files == {"unet", "scheduler", "objective.json", "train_config.yaml", CHECKSUMS}
+    assert files == {
+        "unet",
+        "scheduler",
+        "model_index.json",  # a diffusers pipeline folder (tests/test_interop.py)
+        "objective.json",
+        "train_config.yaml",
+        CHECKSUMS,
+    }
     assert not [p for p in out.parent.iterdir() if p.name != "d2"]  # no temporary siblings
     assert not list(out.rglob("*.tmp*"))
 

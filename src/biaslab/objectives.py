@@ -40,10 +40,13 @@ from the network's timestep input (``Objective.train_timestep``).
   changes which embedding frequencies carry it.)
 
 Every objective travels with the saved model: ``train.save_model`` writes ``objective.json``
-(``save_objective``) and the scheduler's ``prediction_type`` ("epsilon", "v_prediction",
-"edm": a diffusers pipeline refuses an EDM model rather than misreading it);
-``train.load_model`` puts it into the loaded scheduler config under ``"objective"``, which
-``sampling.generate`` reads (``objective_of_schedule``).
+(``save_objective``) and the DDPM training schedule with the objective's ``prediction_type``
+("epsilon", "v_prediction", "edm"); ``train.load_model`` puts the objective into the loaded
+scheduler config under ``"objective"``, which ``sampling.generate`` reads
+(``objective_of_schedule``). The folder is also a diffusers pipeline (``biaslab.interop``):
+its ``scheduler/`` is ``Objective.pipeline_scheduler``, the training schedule itself for
+epsilon and v, diffusers' ``EDMEulerScheduler`` for edm (whose DDPM training schedule, which
+the adapter needs for ``sigma(t)``, is then kept in ``ddpm_scheduler/``).
 """
 
 from __future__ import annotations
@@ -155,6 +158,11 @@ class Objective:
         """The DDPM timestep of the network's timestep input (None: it is the timestep)."""
         return None
 
+    def pipeline_scheduler(self, training_schedule):
+        """The scheduler a diffusers pipeline gets with the model (``biaslab.interop``): the
+        DDPM training schedule itself, which diffusers steps with its ``prediction_type``."""
+        return training_schedule
+
     def to_dict(self) -> dict[str, Any]:
         """What ``objective.json`` holds: the name and the constants (``objective_from_dict``)."""
         return {"objective": self.name, **asdict(self)}
@@ -256,6 +264,26 @@ class EDM(Objective):
             )
 
         return eps
+
+    def pipeline_scheduler(self, training_schedule):
+        """diffusers' ``EDMEulerScheduler`` on the Karras sigmas (rho = 7) between the training
+        schedule's smallest and largest sigma (the range of ``sampling.sample_euler``), with
+        this ``sigma_data``. Its ``prediction_type`` "epsilon" is diffusers' name for this
+        preconditioning (``c_out = sigma s_d / sqrt(sigma^2 + s_d^2)``); its timesteps are
+        ``c_noise``, so the network's timestep input is ``timestep_scale`` times them."""
+        from diffusers import EDMEulerScheduler
+
+        sigmas = vp_sigmas(training_schedule.config)
+        return EDMEulerScheduler(
+            sigma_min=float(sigmas[0]),
+            sigma_max=float(sigmas[-1]),
+            sigma_data=self.sigma_data,
+            sigma_schedule="karras",
+            num_train_timesteps=int(training_schedule.config.num_train_timesteps),
+            prediction_type="epsilon",
+            rho=7.0,
+            final_sigmas_type="zero",
+        )
 
     def train_timestep(self, scheduler_config):
         levels = NoiseLevels(scheduler_config)

@@ -7,7 +7,11 @@ Two kinds (``layouts.KINDS``):
   (``unet/`` and ``scheduler/`` subfolders; the older flat layout of, e.g.,
   google/ddpm-celebahq-256, ``config.json`` + weights + ``scheduler_config.json`` at the top,
   is read too). The scheduler config is the training schedule; its ``prediction_type``
-  (epsilon, v_prediction) picks the objective's adapter (``biaslab.objectives``).
+  (epsilon, v_prediction) picks the objective's adapter (``biaslab.objectives``). A model
+  folder this lab trained (``objective.json``; ``biaslab.interop``) is one too, of every
+  objective: its training schedule (``ddpm_scheduler/`` for edm) and ``objective.json`` are
+  read, as ``train.load_model`` reads them. Another folder with an EDM scheduler is refused
+  (its network's noise conditioning is unknown).
 * ``text_to_image`` - a ``StableDiffusionPipeline`` folder (``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``). The samplers run in the VAE's latent space
   on ``eps(z, t, text embedding)`` and the latents are decoded at the end.
@@ -33,6 +37,7 @@ import torch
 
 from .denoisers import TextGuidedDenoiser, network
 from .images import to_uint8
+from .interop import trained_schedule_config
 from .layouts import TEXT_WEIGHT_FILES, WEIGHT_FILES, missing_files
 from .objectives import objective_of_schedule, sampler_schedule
 from .sampling import (
@@ -69,6 +74,9 @@ def _load(cls, folder: Path, **kw):
 def _scheduler_config(path: Path) -> dict[str, Any]:
     import json
 
+    trained = trained_schedule_config(path)
+    if trained is not None:
+        return trained
     file = path / "scheduler" / "scheduler_config.json"
     if not file.is_file():
         file = path / "scheduler_config.json"
@@ -76,6 +84,11 @@ def _scheduler_config(path: Path) -> dict[str, Any]:
         config = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{file}: not a readable scheduler config: {e}") from e
+    if str(config.get("_class_name", "")).startswith("EDM"):
+        raise ValueError(
+            f"{file}: a {config['_class_name']}, not a DDPM training schedule: the samplers "
+            "need the network's DDPM schedule (models trained here carry it)"
+        )
     return {k: v for k, v in config.items() if not k.startswith("_")}
 
 

@@ -9,7 +9,9 @@ draw (batch indices, noise, timesteps) comes from one ``torch.Generator`` whose 
 the checkpoint. A damaged checkpoint is set aside with a warning and training resumes from the
 previous one, or starts over.
 
-``save_model`` writes the model folder with ``checksums.json``; ``load_model`` verifies it.
+``save_model`` writes the model folder, a diffusers ``DDPMPipeline`` folder (``model_index.json``;
+``biaslab.interop``: what diffusers can sample, and how to sample EDM models with diffusers),
+with ``checksums.json``; ``load_model`` verifies it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .images import to_model_range
+from .interop import MODEL_RULE, training_schedule_dir, write_pipeline
 from .io import (
     CorruptArtifactError,
     atomic_path,
@@ -54,8 +57,6 @@ KILL_AT_STEP_ENV = "BIASLAB_KILL_AT_STEP"
 
 #: The checkpoint files in a checkpoint directory: the latest and the one before it.
 CHECKPOINT, PREVIOUS_CHECKPOINT = "last.pt", "prev.pt"
-#: The rule that writes a model folder (named in the error for a damaged one).
-MODEL_RULE = "train_diffusion"
 
 
 @dataclass(frozen=True)
@@ -427,12 +428,14 @@ def checkpoint_dir_for(
 def save_model(
     unet: UNet2DModel, cfg: TrainConfig, out_dir: str | Path, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write ``out_dir/{unet,scheduler}`` in diffusers format plus ``objective.json``,
-    ``train_config.yaml`` and, last, ``checksums.json`` (the sha256 of every file), atomically
-    (the whole directory appears at once)."""
+    """Write ``out_dir`` as a diffusers pipeline folder (``unet/``, ``scheduler/``,
+    ``model_index.json``; edm: the training schedule in ``ddpm_scheduler/``, see
+    ``biaslab.interop``) plus ``objective.json``, ``train_config.yaml`` and, last,
+    ``checksums.json`` (the sha256 of every file), atomically (the whole directory appears at
+    once)."""
     with atomic_path(out_dir, directory=True) as tmp:
         unet.save_pretrained(tmp / "unet")
-        make_noise_scheduler(cfg).save_pretrained(tmp / "scheduler")
+        write_pipeline(tmp, unet, make_noise_scheduler(cfg), cfg.training_objective())
         save_objective(cfg.training_objective(), tmp)
         resolved = {"training": cfg.as_dict(), **(extra or {})}
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -440,17 +443,19 @@ def save_model(
 
 
 def load_model(model_dir: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
-    """The U-Net and its scheduler, the folder's files verified against ``checksums.json``
-    first (``biaslab.io.CorruptArtifactError`` names a damaged file, or a missing
-    ``checksums.json``, and the rule to rerun). The scheduler's config carries the model's
-    objective under ``"objective"`` (``objective.json``; older folders: the
+    """The U-Net and its DDPM training schedule, the folder's files verified against
+    ``checksums.json`` first (``biaslab.io.CorruptArtifactError`` names a damaged file, or a
+    missing ``checksums.json``, and the rule to rerun). The schedule is ``ddpm_scheduler/``
+    where there is one (edm), else ``scheduler/`` (epsilon, v, and folders of every objective
+    written before ``model_index.json``): ``interop.training_schedule_dir``. Its config carries
+    the model's objective under ``"objective"`` (``objective.json``; older folders: the
     ``prediction_type``), so that ``sampling.generate(unet, sched.config, ...)`` samples it
     right."""
     model_dir = Path(model_dir)
     verify_checksums(model_dir, rule=MODEL_RULE)
     try:
         unet = UNet2DModel.from_pretrained(model_dir / "unet")
-        sched = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+        sched = DDPMScheduler.from_pretrained(training_schedule_dir(model_dir))
         sched.register_to_config(objective=load_objective(model_dir, sched.config).to_dict())
     except Exception as e:
         raise CorruptArtifactError(
