@@ -196,7 +196,9 @@ def benchmark_jobs():
             rules = ["train_diffusion", f"sample_evaluate_{name}"]
             if fam.has_sae(fraction, depth) and cell_patterns(name, True):
                 rules.append(f"intervene_{name}")
-            jobs += [(benchmark_of(r).format(**model), dict(rule=r, **model)) for r in rules]
+            jobs += [
+                (benchmark_of(r).format(**model), dict(rule=r, **model)) for r in rules
+            ]
     return jobs
 
 
