@@ -44,10 +44,33 @@ def test_across_models_names_its_interval():
     assert stats.band_label(1, one["method"]) == (
         "sampling 95% CI, 1 training seed: sampling interval only"
     )
-    five = stats.across_models([0.1, 0.2, 0.3, 0.2, 0.2], [0] * 5, [1] * 5)
+    v = [0.1, 0.2, 0.3, 0.2, 0.2]
+    five = stats.across_models(v, [x - 0.01 for x in v], [x + 0.01 for x in v])
     assert five["method"] == stats.BETWEEN_MODELS and five["n_models"] == 5
-    assert five["ci_high"] - five["ci_low"] < 0.5  # not the per-model intervals
+    want = sps.t.interval(0.95, 4, loc=np.mean(v), scale=sps.sem(v))
+    assert (five["ci_low"], five["ci_high"]) == pytest.approx(want)  # the floor is below it
     assert stats.band_label(5) == "95% CI over 5 training seeds (t)"
+
+
+def test_across_models_interval_is_never_narrower_than_the_sampling_error():
+    """Three models that each moved by the same one sample of 400 (McNemar p 1 in each): the
+    t-interval over them has zero width; the floor from their own paired intervals keeps the
+    verdict inconclusive, and the p-value that goes with the interval agrees."""
+    one = stats.paired_binary(np.zeros(400, bool), np.r_[True, np.zeros(399, bool)])
+    a = stats.across_models([one["effect"]] * 3, [one["ci_low"]] * 3, [one["ci_high"]] * 3)
+    assert a["value"] == pytest.approx(1 / 400)
+    assert a["ci_low"] < 0 < a["ci_high"]
+    assert stats.verdict("increase", a["ci_low"], a["ci_high"], 3) == stats.INCONCLUSIVE
+    assert stats.interval_p(a["value"], a["ci_low"], a["ci_high"], 3) > 0.05
+    z = sps.norm.ppf(0.975)
+    se = (one["ci_high"] - one["ci_low"]) / (2 * z) * np.sqrt(3) / 3
+    assert a["ci_high"] - a["value"] == pytest.approx(sps.t.ppf(0.975, 2) * se)
+    # large effects with small sampling error keep their t-interval
+    strong = stats.across_models([0.20, 0.25, 0.22], [0.19, 0.24, 0.21], [0.21, 0.26, 0.23])
+    assert strong["ci_low"] > 0
+    # without per-model intervals there is no floor
+    bare = stats.across_models([0.0025] * 3)
+    assert bare["ci_low"] == bare["ci_high"] == pytest.approx(0.0025)
 
 
 def test_paired_binary_counts_flips_and_mcnemar():

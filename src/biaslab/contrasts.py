@@ -272,7 +272,7 @@ def across_row(model_rows: pd.DataFrame) -> dict[str, Any]:
     n = a["n_models"]
     mean = a["value"]
     if n >= 2:
-        p = stats.mean_interval(eff[np.isfinite(eff)])[3]
+        p = stats.interval_p(mean, a["ci_low"], a["ci_high"], n)
     elif n == 1:
         p = float(model_rows["p"].to_numpy(dtype=float)[np.isfinite(eff)][0])
     else:

@@ -9,7 +9,11 @@ kept apart and named wherever they are drawn or tabled:
   With one training seed it is the only interval there is, and it says nothing about another
   training run.
 * **between models** -- a 95% t-interval over the per-model values (``n_models >= 2``): the
-  mean over training seeds, with the spread that another draw of the recipe would show.
+  mean over training seeds, with the spread that another draw of the recipe would show. Its
+  standard error is at least ``sqrt(sum se_i^2) / n``, the ``se_i`` read off each model's own
+  sampling interval (``sampling_floor``): the variance between models cannot be smaller than
+  the sampling variance inside them, and with 3 models whose effects coincide (the same one
+  sample of 400 in each) the plain t-interval has zero width.
   Chosen over a two-level bootstrap because a bootstrap over 2-5 models cannot reach its
   nominal coverage (it resamples among so few distinct values), while the t-interval is exact
   for normal per-model values and is what the field reports (``scipy.stats.t``).
@@ -86,6 +90,42 @@ def mean_interval(
     return (mean, float(ci.low), float(ci.high), float(res.pvalue))
 
 
+def interval_p(
+    mean: float, low: float, high: float, n: int, confidence: float = CONFIDENCE
+) -> float:
+    """The two-sided t-test p-value against 0 that goes with a t-interval over ``n`` models
+    (``across_models``, its floor included): ``se`` read back from the interval's width."""
+    if n < 2 or not np.all(np.isfinite([mean, low, high])):
+        return math.nan
+    from scipy import stats as sps
+
+    se = (high - low) / (2 * float(sps.t.ppf(0.5 + confidence / 2, n - 1)))
+    if se <= 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * sps.t.sf(abs(mean) / se, n - 1))
+
+
+def sampling_floor(
+    lows: Sequence[float] | None,
+    highs: Sequence[float] | None,
+    ok: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> float:
+    """The smallest standard error a mean over the ``ok`` models can have: ``sqrt(sum se_i^2)
+    / n``, with ``se_i`` the half-width of model i's own sampling interval over the normal
+    quantile. NaN when a model has no interval (then the t-interval stands alone)."""
+    if lows is None or highs is None:
+        return math.nan
+    lo = np.asarray(lows, dtype=np.float64)[ok]
+    hi = np.asarray(highs, dtype=np.float64)[ok]
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return math.nan
+    from scipy import stats as sps
+
+    se = (hi - lo) / (2 * float(sps.norm.ppf(0.5 + confidence / 2)))
+    return float(np.sqrt(np.sum(se**2)) / len(se))
+
+
 def across_models(
     values: Sequence[float],
     lows: Sequence[float] | None = None,
@@ -94,13 +134,21 @@ def across_models(
 ) -> dict[str, float | int | str]:
     """One cell's statistic across its trained models: ``value`` (the mean over models),
     ``ci_low`` / ``ci_high`` and ``method``: with two or more models the t-interval over the
-    per-model values (``mean_interval``); with one model that model's own sampling interval
+    per-model values (``mean_interval``), its standard error at least ``sampling_floor`` of the
+    per-model intervals (``lows`` / ``highs``); with one model that model's own sampling interval
     (``lows`` / ``highs``; NaN when it has none). ``n_models`` counts finite values."""
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v)
     n = int(ok.sum())
     if n >= 2:
         mean, lo, hi, _p = mean_interval(v[ok], confidence)
+        floor = sampling_floor(lows, highs, ok, confidence)
+        if np.isfinite(floor) and floor > 0:
+            from scipy import stats as sps
+
+            t = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
+            if t * floor > (hi - lo) / 2:
+                lo, hi = mean - t * floor, mean + t * floor
         return {"value": mean, "ci_low": lo, "ci_high": hi, "n_models": n, "method": BETWEEN_MODELS}
     if n == 1:
         i = int(np.flatnonzero(ok)[0])

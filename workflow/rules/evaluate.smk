@@ -51,13 +51,11 @@ rule gather_metrics:
         predictions=eval_files("predictions.parquet"),
         logs=expand("results/models/{model}/train_log.parquet", model=model_paths()),
         probes=expand("results/probe/{model}/probe.parquet", model=model_paths()),
-        benchmarks=[file for file, _job in benchmark_jobs()],
     output:
         metrics="results/metrics.parquet",
         predictions="results/predictions.parquet",
         train_log="results/train_log.parquet",
         probe="results/probe.parquet",
-        benchmarks="results/job_benchmarks.parquet",
     log:
         "logs/gather_metrics.log",
     conda:
@@ -65,7 +63,5 @@ rule gather_metrics:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        jobs=[job for _file, job in benchmark_jobs()],
     script:
         "../scripts/gather_metrics.py"

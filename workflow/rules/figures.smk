@@ -222,7 +222,7 @@ rule fig3_toy:
 rule tables:
     input:
         metrics="results/metrics.parquet",
-        benchmarks="results/job_benchmarks.parquet",
+        benchmarks=[file for file, _job in benchmark_jobs()],
     output:
         knn=report(
             "results/tables/table3_knn.csv",
@@ -235,12 +235,15 @@ rule tables:
             category="Bias vs depth",
         ),
         jobs="results/tables/job_benchmarks.md",
+        jobs_table="results/job_benchmarks.parquet",
     log:
         "logs/figures/tables.log",
     conda:
         ENV
     resources:
         runtime=10,
+    params:
+        jobs=[job for _file, job in benchmark_jobs()],
     script:
         "../scripts/tables.py"
 

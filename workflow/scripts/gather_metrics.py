@@ -5,7 +5,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.gather import attach_probe, gather, job_benchmarks
+from biaslab.gather import attach_probe, gather
 from biaslab.io import read_parquet, write_parquet
 
 
@@ -21,5 +21,3 @@ for key in ("metrics", "predictions"):
     write_parquet(attach_probe(gather(tables, key, paths), probe), snakemake.output[key])
 tables, paths = read(snakemake.input.logs)
 write_parquet(gather(tables, "train_log", paths), snakemake.output.train_log)
-jobs = job_benchmarks(list(snakemake.input.benchmarks), snakemake.params.jobs)
-write_parquet(jobs, snakemake.output.benchmarks)

@@ -8,8 +8,8 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 
 from biaslab.figures import depth_family, knn_table, markdown_table
-from biaslab.gather import benchmark_summary, interval_note, summary_table
-from biaslab.io import atomic_path, read_parquet
+from biaslab.gather import benchmark_summary, interval_note, job_benchmarks, summary_table
+from biaslab.io import atomic_path, read_parquet, write_parquet
 
 metrics = read_parquet(snakemake.input.metrics)
 depth = depth_family(metrics)
@@ -19,6 +19,7 @@ with atomic_path(snakemake.output.knn) as tmp:
     knn.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
     tmp.write_text(markdown_table(summary_table(metrics)) + "\n\n" + interval_note(metrics) + "\n")
+jobs = job_benchmarks(list(snakemake.input.benchmarks), snakemake.params.jobs)
+write_parquet(jobs, snakemake.output.jobs_table)
 with atomic_path(snakemake.output.jobs) as tmp:
-    jobs = benchmark_summary(read_parquet(snakemake.input.benchmarks))
-    tmp.write_text(markdown_table(jobs, digits=1) + "\n")
+    tmp.write_text(markdown_table(benchmark_summary(jobs), digits=1) + "\n")
