@@ -24,6 +24,7 @@ LAYERS = [
         "objectives",
         "layouts",
         "stats",
+        "metric_names",
     },
     {"datasets"},
     {
