@@ -201,10 +201,15 @@ def fd_interval(
     alpha: float = 0.05,
 ) -> dict[str, float | int]:
     """``fairness_discrepancy`` with a percentile bootstrap ``1 - alpha`` interval over the
-    samples (``n_boot`` resamples, a fixed seed). With ``groups`` (a class-conditional model's
-    conditioning labels, as DiffLens scores each prompt on its own), the value is the mean over
-    the groups of each group's FD, the reference one row per group ([G, A], or [A] for all) and
-    the resamples are drawn within each group."""
+    samples (``scipy.stats.bootstrap``, ``method="percentile"``, ``n_boot`` resamples, a fixed
+    seed). With ``groups`` (a class-conditional model's conditioning labels, as DiffLens scores
+    each prompt on its own), the value is the mean over the groups of each group's FD, the
+    reference one row per group ([G, A], or [A] for all) and the resamples are drawn within
+    each group (scipy resamples each of several samples on its own: here each group's sample
+    indices). A group of one sample resamples to itself: its FD enters every resample as is
+    (scipy wants two observations a sample)."""
+    from scipy import stats as sps  # lazily, as in biaslab.stats
+
     p = np.asarray(probs, dtype=np.float64)
     a = p.shape[1]
     ref = np.full(a, 1.0 / a) if reference is None else np.asarray(reference, dtype=np.float64)
@@ -212,16 +217,29 @@ def fd_interval(
     names = np.unique(g)
     refs = ref if ref.ndim == 2 else np.broadcast_to(ref, (int(names.max()) + 1, a))
     members = [np.flatnonzero(g == k) for k in names]
-    value = float(
-        np.mean([fairness_discrepancy(p[m], refs[k]) for k, m in zip(names, members, strict=True)])
-    )
-    rng = np.random.default_rng(seed)
-    boot = np.zeros(n_boot)
-    for k, m in zip(names, members, strict=True):
-        idx = m[rng.integers(0, len(m), size=(n_boot, len(m)))]
-        boot += np.linalg.norm(p[idx].mean(1) - refs[k], axis=1)
-    boot /= len(names)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    fds = [fairness_discrepancy(p[m], refs[k]) for k, m in zip(names, members, strict=True)]
+    value = float(np.mean(fds))
+    drawn = [(k, m) for k, m in zip(names, members, strict=True) if len(m) > 1]
+    fixed = sum(fd for fd, m in zip(fds, members, strict=True) if len(m) == 1)
+    if not drawn:
+        return {"value": value, "ci_low": value, "ci_high": value, "n": len(p)}
+
+    def statistic(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        total = np.zeros(np.shape(idx[0])[:-1])
+        for (k, m), i in zip(drawn, idx, strict=True):
+            total += np.linalg.norm(p[m[np.asarray(i, np.int64)]].mean(-2) - refs[k], axis=-1)
+        return (total + fixed) / len(names)
+
+    ci = sps.bootstrap(
+        tuple(np.arange(len(m)) for _, m in drawn),
+        statistic,
+        n_resamples=n_boot,
+        confidence_level=1 - alpha,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    lo, hi = ci.low, ci.high
     return {"value": value, "ci_low": float(lo), "ci_high": float(hi), "n": len(p)}
 
 
