@@ -95,3 +95,15 @@ rule never_finished:
         "sample_evaluate_mnist69": [8.0],
         "train_diffusion": [60.0],
     }
+
+
+def test_bench_knn_quick_agrees_with_float64_brute_force():
+    import bench_knn
+
+    rows = bench_knn.main(["--quick", "--cases", "cosine:16,l2:48", "--queries", "20"])
+    by = {(r["case"], r["method"]): r for r in rows}
+    for case in ("cosine:16", "l2:48"):
+        ref = by[(case, "cdist64+topk")]
+        assert ref["max_abs_value_diff"] < 1e-9  # the same distances as the project's
+        assert ref["rows_same_neighbours"] >= 19 / 20  # query 0: a tie, in any order there
+        assert by[(case, "project")]["rows_same_neighbours"] == 1.0

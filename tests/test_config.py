@@ -35,6 +35,10 @@ BAD_CONFIGS = {
         "metrics:\n  knn_backbone: inception\n  knn_backbone_weights: /nonexistent/i.pth\n",
         "metrics.knn_backbone_weights",
     ),
+    "missing FID Inception weights file": (
+        "metrics:\n  fid_inception_weights: /nonexistent/pt_inception.pth\n",
+        "metrics.fid_inception_weights",
+    ),
     "same classes": ("data:\n  majority_class: 6\n  minority_class: 6\n", "data.minority_class"),
     "negative samples": ("sampling:\n  n_samples: -3\n", "['sampling']['n_samples']"),
     "guidance on an unconditional model": (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
 
 import pytest
@@ -12,13 +13,22 @@ from biaslab.backbones import WEIGHTS_FILES
 
 def test_urls_match_backbone_file_names():
     for net in fetch_weights.NETS:
+        if net == "fid_inception":
+            continue
         url = fetch_weights.weights_url(net)
         assert url.startswith("https://download.pytorch.org/models/")
         assert url.endswith("/" + WEIGHTS_FILES[net][1])
 
 
+def test_fid_inception_url_is_torch_fidelity_s():
+    pytest.importorskip("torch_fidelity")
+    from biaslab.quality import FID_INCEPTION_FILE
+
+    assert fetch_weights.weights_url("fid_inception").endswith("/" + FID_INCEPTION_FILE)
+
+
 def test_offline_fails_clearly(tmp_path, monkeypatch, capsys):
-    def offline(url, dest):
+    def offline(url, dest, **kw):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(fetch_weights, "_download", offline)
@@ -34,7 +44,7 @@ def test_offline_fails_clearly(tmp_path, monkeypatch, capsys):
 def test_success_prints_config_keys(tmp_path, monkeypatch, capsys):
     fetched = []
 
-    def fake(url, dest):
+    def fake(url, dest, **kw):
         fetched.append(url)
         path = dest / url.rsplit("/", 1)[1]
         path.write_bytes(b"weights")
@@ -52,8 +62,13 @@ def test_success_prints_config_keys(tmp_path, monkeypatch, capsys):
     assert f"metrics.backbone_weights: {dest / WEIGHTS_FILES['vgg'][1]}" in out
 
     fetched.clear()
-    assert fetch_weights.main(["--dest", str(tmp_path / "all")]) == 0  # default: all three
-    assert len(fetched) == 3
+    checked = []
+    monkeypatch.setattr(fetch_weights, "check_fid_inception", checked.append)
+    if importlib.util.find_spec("torch_fidelity") is None:  # its URL comes from torch-fidelity
+        return
+    assert fetch_weights.main(["--dest", str(tmp_path / "all")]) == 0  # default: all four
+    assert len(fetched) == 4 and len(checked) == 1
+    assert "metrics.fid_inception_weights: " in capsys.readouterr().out
 
 
 def test_argument_errors(capsys):

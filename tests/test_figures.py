@@ -516,11 +516,11 @@ def test_difflens_figures_from_a_synthetic_sweep():
     base = make_metrics()
     base = base[base.metric.isin(["minority_share", "training_minority_share", "amplification"])]
     fd = base[base.metric == "minority_share"].assign(metric="fd", value=0.5)
-    fid = base[base.metric == "minority_share"].assign(metric="fid", value=30.0)
+    fid = base[base.metric == "minority_share"].assign(metric="fid_classifier", value=30.0)
     plain = pd.concat([base, fd, fid])
     on = plain.assign(intervene=16.0, intervene_mode="probability")
     on.loc[on.metric == "fd", "value"] = 0.1
-    on.loc[on.metric == "fid", "value"] = 45.0
+    on.loc[on.metric == "fid_classifier", "value"] = 45.0
     table = pd.concat([plain, on], ignore_index=True)
     fig = figures.FIGURES["fig_fd_vs_intervention"](table)
     lines = [
@@ -530,7 +530,7 @@ def test_difflens_figures_from_a_synthetic_sweep():
     fd_panel = fig.get_axes()[0]
     assert any(np.allclose(ln.get_ydata(), [0.5, 0.1]) for ln in fd_panel.get_lines())
     front = figures.FIGURES["fig_bias_quality_frontier"](table)
-    assert front.get_axes() and "FID" in front.get_axes()[0].get_xlabel()
+    assert front.get_axes() and "fid_classifier" in front.get_axes()[0].get_xlabel()
     # the depth figures ignore the intervened cells
     ref = figures.FIGURES["fig4_minority_vs_depth"](plain)
     got = figures.FIGURES["fig4_minority_vs_depth"](table)

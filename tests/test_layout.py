@@ -25,6 +25,7 @@ LAYERS = [
         "layouts",
         "stats",
         "interop",
+        "metric_names",
     },
     {"datasets"},
     {

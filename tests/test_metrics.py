@@ -302,6 +302,35 @@ def test_knn_near_ties_beyond_float32(metric):
         assert stage[2] == 0 and stage[3] == 0
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_knn_agrees_with_sklearn_brute_force(metric):
+    """``knn_search`` against scikit-learn's ``NearestNeighbors(algorithm="brute")``
+    (euclidean; cosine distance = 1 - similarity): the same distances, and the same neighbours
+    up to the order within ties (sklearn's order of tied rows is unspecified; ours: the
+    smaller index first). A duplicated training row and a near-copy query plant a tie."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(500, 32))
+    train[7] = train[3]
+    gen = rng.normal(size=(60, 32))
+    gen[0] = train[3] + 1e-4 * rng.normal(size=32)
+    k = 8
+    v, i = knn_search(gen, train, k, metric)
+    nn = NearestNeighbors(
+        n_neighbors=k, algorithm="brute", metric="euclidean" if metric == "l2" else "cosine"
+    ).fit(train)
+    d, j = nn.kneighbors(gen)
+    want = d if metric == "l2" else 1.0 - d
+    np.testing.assert_allclose(v, want, rtol=0, atol=1e-9)
+    for r in range(len(gen)):
+        assert set(i[r]) == set(j[r]), r
+        at = {int(t): p for p, t in enumerate(i[r])}
+        for p, t in enumerate(j[r]):  # a different position only within a tie
+            assert abs(v[r, at[int(t)]] - v[r, p]) <= 1e-9, (r, p)
+    assert list(i[0, :2]) == [3, 7]  # the tie: the smaller index first
+
+
 def test_knn_small_train_and_errors():
     rng = np.random.default_rng(2)
     gen, train = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))

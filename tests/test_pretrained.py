@@ -273,12 +273,23 @@ def test_cross_prompt_similarity():
         np.vstack([e, 2 * e, e]), np.repeat([0, 1, 2], 4), np.tile(np.arange(4), 3)
     )
     assert same["value"] == pytest.approx(1.0) and same["n"] == 4
-    other = cross_prompt_similarity(
-        rng.normal(size=(40, 8)), np.repeat([0, 1], 20), np.tile(np.arange(20), 2)
-    )
+    other_e = rng.normal(size=(40, 8))
+    other = cross_prompt_similarity(other_e, np.repeat([0, 1], 20), np.tile(np.arange(20), 2))
     assert other["ci_low"] <= other["value"] <= other["ci_high"] and abs(other["value"]) < 0.5
     with pytest.raises(ValueError, match="two prompt classes"):
         cross_prompt_similarity(e, np.zeros(4, int), np.arange(4))
+    # the interval: scipy's percentile bootstrap over the per-seed similarities (the same
+    # draws as the former hand-written one: integers(0, n, (n_boot, n)) of the seeded rng)
+    sims = []
+    for s in range(20):
+        a, b = other_e[s], other_e[20 + s]
+        sims.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    sims = np.asarray(sims)
+    boot = sims[np.random.default_rng(0).integers(0, 20, size=(1000, 20))].mean(1)
+    assert other["value"] == pytest.approx(sims.mean(), abs=1e-12)
+    assert (other["ci_low"], other["ci_high"]) == pytest.approx(
+        tuple(np.quantile(boot, [0.025, 0.975])), abs=1e-12
+    )
 
 
 class _Fixed:

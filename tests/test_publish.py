@@ -112,6 +112,34 @@ def test_verify_reruns_the_published_config_and_compares(tmp_path, monkeypatch, 
     assert "1 of 2 verdicts the same" in capsys.readouterr().out
 
 
+def test_verify_maps_the_pre_issue_26_metric_names(tmp_path, monkeypatch, capsys):
+    """A run published with claims on ``fid`` (then the classifier-feature FID) is rerun with
+    ``fid_classifier``; its published claims table is mapped on read, the file untouched."""
+    name = "verify-legacy"
+    monkeypatch.setattr(publish_run, "ROOT", tmp_path)
+    dest = tmp_path / "docs" / "results" / name
+    dest.mkdir(parents=True)
+    config = "claims:\n- {id: a, vary: intervene, from: 1, to: 64, metric: fid, expect: increase}\n"
+    run = {"config": config, "command": "c"}
+    (dest / "run.json").write_text(__import__("json").dumps({"runs": [run]}))
+    old = _claims(["held", "held"]).assign(metric="fid", backbone="classifier")
+    old.to_parquet(dest / "claims.parquet")
+    before = (dest / "claims.parquet").read_bytes()
+
+    def fake_run(cmd, **kw):
+        text = (tmp_path / "scratch" / "config.yaml").read_text()
+        assert "metric: fid_classifier" in text and "metric: fid\n" not in text
+        (tmp_path / "scratch" / "results").mkdir(parents=True, exist_ok=True)
+        new = _claims(["held", "held"]).assign(metric="fid_classifier", backbone="classifier")
+        new.to_parquet(tmp_path / "scratch" / "results" / "claims.parquet")
+
+    monkeypatch.setattr(publish_run.subprocess, "run", fake_run)
+    assert publish_run.verify(name, cores=1, extra=[], scratch=tmp_path / "scratch") == 0
+    assert "2 of 2 verdicts the same" in capsys.readouterr().out
+    assert (dest / "claims.parquet").read_bytes() == before
+    assert publish_run.legacy_config("claims: []\n") == "claims: []\n"
+
+
 def test_run_facts_embed_the_claims_table():
     run = {"command": "c", "snakemake": "s", "commit": "abc", "dirty": False,
            "config_file": "config.yaml", "machine": {"cpu": "x", "cpus": 2},

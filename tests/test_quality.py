@@ -102,3 +102,44 @@ def test_same_seed_similarity():
     assert abs(other["value"]) < 0.3 and other["ci_low"] < other["value"] < other["ci_high"]
     with pytest.raises(ValueError, match="paired"):
         same_seed_similarity(a, a[:10])
+
+
+def _hand_bootstrap(p, ref, groups, n_boot, seed):
+    """The percentile bootstrap fd_interval computed by hand before it used scipy (same draws:
+    one ``integers(0, n_g, (n_boot, n_g))`` per group in group order, then the quantiles)."""
+    names = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(n_boot)
+    for k in names:
+        m = np.flatnonzero(groups == k)
+        idx = m[rng.integers(0, len(m), size=(n_boot, len(m)))]
+        boot += np.linalg.norm(p[idx].mean(1) - ref, axis=1)
+    return np.quantile(boot / len(names), [0.025, 0.975])
+
+
+def test_fd_interval_is_scipy_s_percentile_bootstrap():
+    """``fd_interval`` is ``scipy.stats.bootstrap(method="percentile")`` over each group's
+    sample indices: the same resamples and interval as the former hand-written bootstrap
+    (float rounding apart), a group of one sample included, and as scipy on one group."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    for n, groups in ((40, None), (60, rng.integers(0, 3, 60)), (25, np.r_[np.zeros(24), 5])):
+        p = rng.dirichlet(np.ones(3), size=n)
+        g = np.zeros(n, int) if groups is None else groups.astype(int)
+        r = fd_interval(p, groups=groups, n_boot=400, seed=7)
+        lo, hi = _hand_bootstrap(p, np.full(3, 1 / 3), g, 400, 7)
+        assert r["ci_low"] == pytest.approx(lo, abs=1e-12)
+        assert r["ci_high"] == pytest.approx(hi, abs=1e-12)
+    p = rng.dirichlet(np.ones(2), size=30)
+    ci = sps.bootstrap(
+        (np.arange(30),),
+        lambda i, axis=-1: np.linalg.norm(p[i].mean(-2) - 0.5, axis=-1),
+        n_resamples=300,
+        method="percentile",
+        rng=np.random.default_rng(1),
+    ).confidence_interval
+    r = fd_interval(p, n_boot=300, seed=1)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    one = fd_interval(np.array([[0.9, 0.1]]))  # one sample: nothing to resample
+    assert one["ci_low"] == one["value"] == one["ci_high"]

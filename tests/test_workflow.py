@@ -70,15 +70,17 @@ def test_tiny_run_writes_tidy_metrics(tiny_run):
 
 def test_tiny_run_difflens_slice(tiny_run):
     """The depth-2 model gets an SAE, located features and an intervened cell; the depth-3
-    model only the plain rows. Every cell has FD, FID and KID; the intervened cell also the
+    model only the plain rows. Every cell has FD, fid_classifier and kid_classifier (no
+    standard fid: no FID Inception weights); the intervened cell also the
     same-seed similarity to its unintervened twin."""
     res = tiny_run / "results"
     m = pd.read_parquet(res / "metrics.parquet")
     on = m[m["intervene"] != 1.0]
     assert set(on["depth"]) == {"2"} and set(on["intervene_mode"]) == {"probability"}
-    assert {"fd", "fd_training", "fid", "kid"} <= set(m["metric"])
+    assert {"fd", "fd_training", "fid_classifier", "kid_classifier"} <= set(m["metric"])
+    assert not {"fid", "kid", "kid_std"} & set(m["metric"])
     cells = m.groupby(["depth", "sampler", "intervene"])["metric"].agg(set)
-    assert all({"fd", "fid"} <= s for s in cells)
+    assert all({"fd", "fid_classifier"} <= s for s in cells)
     sim = m[m.metric == "same_seed_similarity"]
     assert len(sim) == 1 and sim["intervene"].iloc[0] == 4.0 and 0 < sim["value"].iloc[0] <= 1
     probes = pd.read_parquet(res / "difflens" / "probes.parquet")
@@ -208,7 +210,8 @@ def test_conditional_difflens_slice(tiny_conditional_run):
     m = pd.read_parquet(res / "metrics.parquet")
     on = m[m["intervene"] != 1.0]
     assert set(on["dataset"]) == {"biased_mnist"} and set(on["rho_data"]) == {0.8}
-    assert {"fd", "fd_training", "fid", "rho_model", "same_seed_similarity"} <= set(on["metric"])
+    want = {"fd", "fd_training", "fid_classifier", "rho_model", "same_seed_similarity"}
+    assert want <= set(on["metric"])
     fd = on[on.metric == "fd"]
     assert fd["value"].between(0, 1).all() and (fd["ci_low"] <= fd["value"]).all()
     assert (res / "figures" / "fig_fd_vs_intervention.png").stat().st_size > 1000

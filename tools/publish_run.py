@@ -29,7 +29,10 @@ Verdicts, not bits, are what must travel across machines:
 
 reruns the config a published folder was made with (its ``run.json``) in a scratch directory
 and prints, claim by claim, the published verdict beside the new one; exit status 1 when one
-differs.
+differs. Runs published before issue 26 name the classifier-feature FID / KID ``fid``,
+``kid``, ``kid_std``: their config's claims and claims table are mapped to ``fid_classifier``,
+``kid_classifier``, ``kid_classifier_std`` on read (``biaslab.metric_names``); the published
+files are records and stay as they are.
 """
 
 from __future__ import annotations
@@ -194,6 +197,29 @@ def compare_verdicts(published, rerun):
     return pd.DataFrame(out)
 
 
+def legacy_config(text: str, name: str = "") -> str:
+    """A published config's text for a rerun with this code: claims on the metrics renamed in
+    issue 26 (``fid``, ``kid``, ``kid_std``: the classifier-feature FID / KID, now
+    ``fid_classifier``, ...; ``biaslab.metric_names``) get the new names. The text itself
+    when no claim changes; else the config dumped again (its comments dropped)."""
+    import yaml
+
+    from biaslab.metric_names import rename_legacy_claims
+
+    config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        return text
+    new, changed = rename_legacy_claims(config)
+    if not changed:
+        return text
+    print(
+        f"verify {name}: claims {changed} renamed to the issue-26 metric names (fid -> "
+        "fid_classifier, kid -> kid_classifier)",
+        flush=True,
+    )
+    return yaml.safe_dump(new, sort_keys=False)
+
+
 def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = None) -> int:
     """Rerun the config of ``docs/results/<name>/`` in ``scratch`` (a new temporary directory
     by default) up to its claims, and print each claim's published and new verdict; 0 when
@@ -203,6 +229,7 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
     import pandas as pd
 
     from biaslab.claims import claim_key
+    from biaslab.metric_names import rename_legacy_metrics
 
     dest = ROOT / "docs" / "results" / name
     if not (dest / "run.json").is_file():
@@ -213,7 +240,7 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
     scratch = Path(scratch or tempfile.mkdtemp(prefix=f"verify-{name}-"))
     scratch.mkdir(parents=True, exist_ok=True)
     config = scratch / "config.yaml"
-    config.write_text(run["config"])
+    config.write_text(legacy_config(run["config"], name))
     cmd = snakemake_command(config, scratch, cores, [*extra, "results/claims.parquet"])
     print(f"verify {name}: {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
@@ -221,7 +248,8 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
     subprocess.run(cmd, cwd=ROOT, check=True, env=env)
     wall = time.perf_counter() - t0
     table = compare_verdicts(
-        pd.read_parquet(dest / "claims.parquet"),
+        # published before issue 26: fid / kid / kid_std were the classifier-feature metrics
+        rename_legacy_metrics(pd.read_parquet(dest / "claims.parquet")),
         pd.read_parquet(scratch / "results" / "claims.parquet"),
     )
     results = ["verdict_published", "effect_published", "verdict_rerun", "effect_rerun", "same"]

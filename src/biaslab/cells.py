@@ -51,7 +51,7 @@ class Cell:
 @dataclass(frozen=True)
 class ModelFiles:
     """What the cells of one model read: the model folder, its training set, the base set
-    (its held-out images are FID's reference), the kNN feature cache, the classifiers, and
+    (its held-out images are the FIDs' reference), the kNN feature cache, the classifiers, and
     for intervened cells the SAE, the located features and DiffLens' target distribution."""
 
     model: str

@@ -167,6 +167,17 @@ def _check_weights(net: str, path: str | None, key: str) -> None:
         )
 
 
+def _check_fid_inception(path: str) -> None:
+    """``metrics.fid_inception_weights``: the file exists and is the FID Inception's state dict
+    (``quality.fid_inception_metric`` builds the network torchmetrics will use from it)."""
+    from .quality import fid_inception_metric
+
+    try:
+        fid_inception_metric(path)
+    except (FileNotFoundError, ModuleNotFoundError, ValueError) as e:
+        raise ConfigError(f"metrics.fid_inception_weights: {e}") from None
+
+
 def _check_celeba(data: dict[str, Any]) -> None:
     if data["source"] != "celeba":
         raise ConfigError("data.source: must be 'celeba' for data.dataset celeba")
@@ -318,6 +329,8 @@ def check_inputs(config: dict[str, Any]) -> None:
             metrics.get("knn_backbone_weights"),
             "metrics.knn_backbone_weights",
         )
+    if metrics.get("fid_inception_weights"):
+        _check_fid_inception(metrics["fid_inception_weights"])
     if "bffhq" in config["conditional"]["datasets"]:
         b = config["conditional"]["bffhq"]
         _as_config_error(check_bffhq_root, b["root"], b["parts"], key="conditional.bffhq.root")

@@ -9,8 +9,9 @@ that differ in one knob (``biaslab.stats`` for every interval).
   "6 steps, S_churn 0" against "160 steps, S_churn 60"). Both cells share their sample
   seeds, so per-sample outcomes are compared pairwise (``stats.paired_binary``: paired
   difference, McNemar's exact test, the samples that flipped each way); per-cell metrics
-  (diversity, kNN, FD, FID) by their difference. One row per model (``level`` "model") and
-  one across models (``level`` "across").
+  (diversity, kNN, FD, ``fid_classifier``, and the standard ``fid`` when computed) by their
+  difference. One row per model (``level`` "model") and one across models (``level``
+  "across").
 (The config's claims, verdicts over these contrasts and aggregates: ``biaslab.claims``.)
 
 The robust readout: ``*_confident`` outcomes count only samples the class classifier
@@ -64,8 +65,9 @@ CELL_METRICS = (
     "fd",
     "fd_hard",
     "fd_training",
+    "fid_classifier",
+    "kid_classifier",
     "fid",
-    "kid",
     "label_adherence",
     "mean_confidence",
     "group_share",

@@ -30,7 +30,8 @@ from .sections import from_section
 class MetricsConfig:
     """The ``metrics`` section of the config: the LPIPS backbone (and its weights file), the
     kNN feature space (``knn_backbone``, "same" = the LPIPS backbone), the resize before
-    the backbone, the k of the kNN similarity and the per-sample confidence cut-off."""
+    the backbone, the k of the kNN similarity, the per-sample confidence cut-off and the
+    FID Inception weights file of the standard ``fid`` (None: no standard FID)."""
 
     backbone: str = "classifier"
     backbone_weights: str | None = None
@@ -39,6 +40,7 @@ class MetricsConfig:
     lpips_resize: int = 64
     knn_k: tuple[int, ...] = (1, 2, 5, 10)
     confidence_threshold: float = 0.9
+    fid_inception_weights: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MetricsConfig:
@@ -277,7 +279,8 @@ def evaluate_cell(
     labels, "classes", and the family's attributes}. ``train_features``: the training set's
     kNN features (``knn_features``), else computed here. ``attribute_classifier_path``:
     the CelebA group classifier or the BFFHQ gender classifier. ``real_images``: held-out
-    real images (uint8), the reference of FID and KID (no quality rows without them). An
+    real images (uint8), the reference of ``fid_classifier`` / ``kid_classifier`` and the
+    standard ``fid`` (no quality rows without them). An
     intervened cell's ``same_seed_similarity`` is ``same_seed_table`` (its own job)."""
     metrics = metrics or MetricsConfig()
     classifier, classes = _dataset_classifier(classifier_path, train)

@@ -1,13 +1,16 @@
 """Fetch torchvision's ImageNet weights once, on a machine with internet.
 
-    python -m biaslab.fetch_weights --dest DIR [alex] [vgg] [inception]
+    python -m biaslab.fetch_weights --dest DIR [alex] [vgg] [inception] [fid_inception]
 
 Downloads the IMAGENET1K_V1 state dicts that the metric backbones read (AlexNet and VGG16 for
 LPIPS, Inception-v3 for the kNN memorization scores of Table 3) from torchvision's URLs into
 ``DIR`` through ``torch.hub.load_state_dict_from_url`` (which checks the SHA-256 prefix in the
-file name), then prints the config keys to set. With no net named, all three are fetched; files
-already in ``DIR`` are kept. Pipelines never call this: nothing is downloaded at run time.
-Offline, it stops with exit status 1 and says what to copy from where.
+file name), and ``fid_inception``: the FID Inception weights of the standard ``fid``
+(``metrics.fid_inception_weights``) from the URL of the installed torch-fidelity
+(``URL_INCEPTION_V3``; its SHA-256 is printed and the file checked to load as that network,
+``quality.fid_inception_metric``). Then it prints the config keys to set. With no net named,
+all four are fetched; files already in ``DIR`` are kept. Pipelines never call this: nothing
+is downloaded at run time. Offline, it stops with exit status 1 and says what to copy from where.
 """
 
 from __future__ import annotations
@@ -22,13 +25,33 @@ from biaslab.backbones import WEIGHTS_FILES
 __all__ = ["NETS", "main", "weights_url"]
 
 #: backbone name -> torchvision weights enum (IMAGENET1K_V1 of each)
-NETS = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "inception": "Inception_V3_Weights"}
+NETS = {
+    "alex": "AlexNet_Weights",
+    "vgg": "VGG16_Weights",
+    "inception": "Inception_V3_Weights",
+    "fid_inception": "torch_fidelity",  # not torchvision's: see fid_inception_url
+}
+
+
+def fid_inception_url() -> str:
+    """The installed torch-fidelity's URL of the FID Inception weights."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            "fid_inception: the standard FID needs torch-fidelity (pip install torch-fidelity), "
+            "which also names the weights' URL"
+        ) from None
+    return URL_INCEPTION_V3
 
 
 def weights_url(net: str) -> str:
-    """torchvision's download URL of ``net``'s IMAGENET1K_V1 weights."""
+    """torchvision's download URL of ``net``'s IMAGENET1K_V1 weights (torch-fidelity's for
+    ``fid_inception``)."""
     import torchvision.models as tvm
 
+    if net == "fid_inception":
+        return fid_inception_url()
     url = getattr(tvm, NETS[net]).IMAGENET1K_V1.url
     if Path(url).name != WEIGHTS_FILES[net][1]:  # the file name the backbones look for
         raise RuntimeError(
@@ -37,14 +60,28 @@ def weights_url(net: str) -> str:
     return url
 
 
-def _download(url: str, dest: Path) -> Path:
-    """Download ``url`` into ``dest`` (hash-checked) and return the file's path."""
+def _download(url: str, dest: Path, *, check_hash: bool = True) -> Path:
+    """Download ``url`` into ``dest`` (hash-checked unless told) and return the file's path."""
     import torch
 
     torch.hub.load_state_dict_from_url(
-        url, model_dir=str(dest), map_location="cpu", progress=True, check_hash=True
+        url, model_dir=str(dest), map_location="cpu", progress=True, check_hash=check_hash
     )
     return dest / Path(url).name
+
+
+def check_fid_inception(path: Path) -> None:
+    """Print the SHA-256 of a downloaded FID Inception file and check that it builds the FID
+    network (``quality.fid_inception_metric``; raises otherwise)."""
+    import hashlib
+
+    from biaslab.quality import fid_inception_metric
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    named = path.stem.rsplit("-", 1)[-1]
+    agrees = "agrees with" if digest.startswith(named) else "differs from"
+    print(f"fid_inception: {path.name} SHA-256 {digest} ({agrees} the {named!r} in its name)")
+    fid_inception_metric(path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{net}: downloading {url}")
             try:
-                path = _download(url, dest)
+                # torch-fidelity's file name need not carry a SHA-256 prefix: checked after
+                path = _download(url, dest, check_hash=net != "fid_inception")
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 reason = getattr(e, "reason", e)
                 print(
@@ -92,10 +130,15 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+        if net == "fid_inception":
+            check_fid_inception(path)
         got[net] = path
     print("\nSet in the config (one backbone per run):")
     for net, path in got.items():
-        print(f"  metrics.backbone: {net}\n  metrics.backbone_weights: {path}")
+        if net == "fid_inception":
+            print(f"  metrics.fid_inception_weights: {path}  (the standard fid)")
+        else:
+            print(f"  metrics.backbone: {net}\n  metrics.backbone_weights: {path}")
     print(
         "or copy the files to torch.hub.get_dir()/checkpoints (honours TORCH_HOME), where the "
         "backbones look by default."

@@ -5,20 +5,27 @@ conditioning class for class-conditional models), ``same_seed_similarity`` (CLIP
 The metric rows of ``evaluate.evaluate_cell``: ``fairness_rows``, ``quality_rows``,
 ``same_seed_rows`` (``metrics`` the ``evaluate.MetricsConfig`` section).
 
-Image quality: FID and KID of generated images against held-out real images, in a chosen
-feature space, through ``torchmetrics`` (Frechet distance and the polynomial-kernel MMD of
-Binkowski et al. 2018 are theirs, not rewritten here).
+Image quality against held-out real images, through ``torchmetrics`` (the Frechet distance
+and the polynomial-kernel MMD of Binkowski et al. 2018 are theirs, not rewritten here):
 
-The offline default feature space is the evaluation classifier's penultimate features
-(``backbones.ClassifierBackbone.embed``), so the numbers are labelled with the backbone's
-name: a "classifier-FID" is comparable across the cells of one run, not with published
-Inception FIDs. An Inception-v3 weights file (``metrics.knn_backbone: inception``) gives the
-usual space.
+* ``fid_classifier``, ``kid_classifier`` and ``kid_classifier_std`` (``fid_kid``): FID and
+  KID in the kNN feature space, by default the evaluation classifier's penultimate features
+  (``backbones.ClassifierBackbone.embed``), the backbone named in the ``backbone`` column.
+  Comparable across the cells of one run, not with published FIDs (hence the names; before
+  issue 26 they were ``fid``, ``kid`` and ``kid_std``: ``biaslab.metric_names``).
+* ``fid`` (``standard_fid``), only when ``metrics.fid_inception_weights`` names a local copy of
+  the FID Inception weights (``pt_inception-2015-12-05``, torch-fidelity's
+  ``FeatureExtractorInceptionV3``, which torchmetrics' ``FrechetInceptionDistance`` loads
+  through ``feature_extractor_weights_path``): the standard FID, backbone ``fid_inception``.
+  Nothing is downloaded (torch-fidelity would fetch the weights when given no path; biaslab
+  always gives one). Still only as comparable with published numbers as the sample sizes and
+  the reference images are.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import load_backbone
-from .images import to_model_range
+from .images import to_model_range, to_uint8
+from .metric_names import (
+    FID_CLASSIFIER,
+    KID_CLASSIFIER,
+    KID_CLASSIFIER_STD,
+    STANDARD_FID,
+    STANDARD_FID_BACKBONE,
+)
 
 
 class EmbedFeatures(nn.Module):
@@ -51,7 +65,8 @@ def fid_kid(
     kid_subset_size: int = 1000,
 ) -> dict[str, dict[str, float]]:
     """FID and KID (mean and std over ``kid_subsets`` subsets of ``min(kid_subset_size, N_gen,
-    N_real)`` images) of model-range images ``x_gen`` against ``x_real``."""
+    N_real)`` images) of model-range images ``x_gen`` against ``x_real`` in ``backbone``'s
+    ``embed`` features (the ``fid_classifier`` / ``kid_classifier`` rows)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -79,6 +94,89 @@ def fid_kid(
         }
 
 
+#: The FID Inception weights as torch-fidelity releases them (pytorch-fid's copy of the same
+#: TensorFlow graph: ``pt_inception-2015-12-05-6726825d.pth``); any local name works.
+FID_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+def fid_inception_metric(weights_path: str | Path):
+    """torchmetrics' ``FrechetInceptionDistance`` on the FID Inception (torch-fidelity's
+    ``FeatureExtractorInceptionV3``, 2048-d pool features) with its weights read from the local
+    file ``weights_path``, resized to 299 as the original TensorFlow FID does
+    (``antialias=False``: torch-fidelity's TF1-compatible bilinear; torchmetrics' default
+    antialiasing differs from it). Raises ``FileNotFoundError`` (no file),
+    ``ModuleNotFoundError`` (torch-fidelity missing) or ``ValueError`` (not a state dict of
+    that network: a corrupt file, or other keys / shapes). The file is first read with
+    ``weights_only=True``, as torch-fidelity itself unpickles it without that guard."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the FID Inception weights file {str(path)!r} does not exist (expected torch-"
+            f"fidelity's {FID_INCEPTION_FILE}, about 92 MB; on an online machine: python -m "
+            "biaslab.fetch_weights --dest DIR fid_inception)"
+        )
+    try:
+        import torch_fidelity  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "the standard FID needs torch-fidelity (pip install torch-fidelity), which holds "
+            "the FID Inception network torchmetrics uses"
+        ) from None
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a pickle, a pickle of other objects, ...
+        raise ValueError(
+            f"{path} is not a readable torch state dict ({type(e).__name__}: {str(e)[:200]}); "
+            f"expected {FID_INCEPTION_FILE}"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path} does not hold a state dict; expected {FID_INCEPTION_FILE}")
+    try:
+        return FrechetInceptionDistance(
+            feature=2048,
+            reset_real_features=False,
+            feature_extractor_weights_path=str(path),
+            antialias=False,
+        )
+    except RuntimeError as e:  # load_state_dict(strict): missing / unexpected keys, shapes
+        raise ValueError(
+            f"{path} is not the FID Inception's state dict ({str(e)[:300]}); expected "
+            f"{FID_INCEPTION_FILE}"
+        ) from None
+
+
+def standard_fid(
+    gen: np.ndarray | torch.Tensor,
+    real: np.ndarray | torch.Tensor,
+    weights_path: str | Path,
+    *,
+    batch_size: int = 32,
+) -> float:
+    """The standard FID of uint8 images ``gen`` against ``real`` ([N, H, W] or [N, C, H, W],
+    grey repeated to 3 channels) with the FID Inception weights file ``weights_path``
+    (``fid_inception_metric``)."""
+    if len(gen) < 2 or len(real) < 2:
+        raise ValueError(
+            f"fid: need two images at least on each side, got {len(gen)} generated and "
+            f"{len(real)} real"
+        )
+    sides = []
+    for is_real, images in ((True, real), (False, gen)):
+        x = torch.as_tensor(np.asarray(images))
+        if x.dtype != torch.uint8:
+            raise ValueError(f"fid: uint8 images needed, got {x.dtype}")
+        x = x[:, None] if x.ndim == 3 else x
+        sides.append((is_real, x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x))
+    metric = fid_inception_metric(weights_path)
+    with torch.no_grad():
+        for is_real, x in sides:
+            for s in range(0, len(x), batch_size):
+                metric.update(x[s : s + batch_size].contiguous(), real=is_real)
+        return float(metric.compute())
+
+
 def fairness_discrepancy(probs: np.ndarray, reference: np.ndarray | None = None) -> float:
     """DiffLens' Fairness Discrepancy: ``|| mean_i p_i - reference ||_2`` for the attribute
     probabilities ``p_i`` [N, A] of N samples (one-hot rows for a hard labeller); the
@@ -103,10 +201,15 @@ def fd_interval(
     alpha: float = 0.05,
 ) -> dict[str, float | int]:
     """``fairness_discrepancy`` with a percentile bootstrap ``1 - alpha`` interval over the
-    samples (``n_boot`` resamples, a fixed seed). With ``groups`` (a class-conditional model's
-    conditioning labels, as DiffLens scores each prompt on its own), the value is the mean over
-    the groups of each group's FD, the reference one row per group ([G, A], or [A] for all) and
-    the resamples are drawn within each group."""
+    samples (``scipy.stats.bootstrap``, ``method="percentile"``, ``n_boot`` resamples, a fixed
+    seed). With ``groups`` (a class-conditional model's conditioning labels, as DiffLens scores
+    each prompt on its own), the value is the mean over the groups of each group's FD, the
+    reference one row per group ([G, A], or [A] for all) and the resamples are drawn within
+    each group (scipy resamples each of several samples on its own: here each group's sample
+    indices). A group of one sample resamples to itself: its FD enters every resample as is
+    (scipy wants two observations a sample)."""
+    from scipy import stats as sps  # lazily, as in biaslab.stats
+
     p = np.asarray(probs, dtype=np.float64)
     a = p.shape[1]
     ref = np.full(a, 1.0 / a) if reference is None else np.asarray(reference, dtype=np.float64)
@@ -114,16 +217,29 @@ def fd_interval(
     names = np.unique(g)
     refs = ref if ref.ndim == 2 else np.broadcast_to(ref, (int(names.max()) + 1, a))
     members = [np.flatnonzero(g == k) for k in names]
-    value = float(
-        np.mean([fairness_discrepancy(p[m], refs[k]) for k, m in zip(names, members, strict=True)])
-    )
-    rng = np.random.default_rng(seed)
-    boot = np.zeros(n_boot)
-    for k, m in zip(names, members, strict=True):
-        idx = m[rng.integers(0, len(m), size=(n_boot, len(m)))]
-        boot += np.linalg.norm(p[idx].mean(1) - refs[k], axis=1)
-    boot /= len(names)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    fds = [fairness_discrepancy(p[m], refs[k]) for k, m in zip(names, members, strict=True)]
+    value = float(np.mean(fds))
+    drawn = [(k, m) for k, m in zip(names, members, strict=True) if len(m) > 1]
+    fixed = sum(fd for fd, m in zip(fds, members, strict=True) if len(m) == 1)
+    if not drawn:
+        return {"value": value, "ci_low": value, "ci_high": value, "n": len(p)}
+
+    def statistic(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        total = np.zeros(np.shape(idx[0])[:-1])
+        for (k, m), i in zip(drawn, idx, strict=True):
+            total += np.linalg.norm(p[m[np.asarray(i, np.int64)]].mean(-2) - refs[k], axis=-1)
+        return (total + fixed) / len(names)
+
+    ci = sps.bootstrap(
+        tuple(np.arange(len(m)) for _, m in drawn),
+        statistic,
+        n_resamples=n_boot,
+        confidence_level=1 - alpha,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    lo, hi = ci.low, ci.high
     return {"value": value, "ci_low": float(lo), "ci_high": float(hi), "n": len(p)}
 
 
@@ -175,20 +291,29 @@ def hard_labels(probs: np.ndarray) -> np.ndarray:
 def quality_rows(
     x_gen: torch.Tensor, x_real: torch.Tensor, classifier, metrics
 ) -> list[dict[str, Any]]:
-    """FID and KID against held-out real images in the kNN feature space
-    (``MetricsConfig.knn_network``; offline default: the evaluation classifier's penultimate
-    features, named in the ``backbone`` column), through torchmetrics (``biaslab.quality``)."""
+    """``fid_classifier``, ``kid_classifier`` and ``kid_classifier_std`` against held-out real
+    images in the kNN feature space (``MetricsConfig.knn_network``; offline default: the
+    evaluation classifier's penultimate features, named in the ``backbone`` column), through
+    torchmetrics; and the standard ``fid`` (backbone ``fid_inception``) when
+    ``metrics.fid_inception_weights`` is set (``standard_fid``)."""
     name, weights = metrics.knn_network()
     bb = load_backbone(
         name, weights_path=weights, resize=metrics.lpips_resize, classifier=classifier
     )
     q = fid_kid(x_gen, x_real, bb)
     n = len(x_gen)
-    return [
-        {"metric": "fid", "backbone": bb.name, "value": q["fid"]["value"], "n": n},
-        {"metric": "kid", "backbone": bb.name, "value": q["kid"]["value"], "n": n},
-        {"metric": "kid_std", "backbone": bb.name, "value": q["kid"]["std"], "n": n},
+    rows = [
+        {"metric": FID_CLASSIFIER, "backbone": bb.name, "value": q["fid"]["value"], "n": n},
+        {"metric": KID_CLASSIFIER, "backbone": bb.name, "value": q["kid"]["value"], "n": n},
+        {"metric": KID_CLASSIFIER_STD, "backbone": bb.name, "value": q["kid"]["std"], "n": n},
     ]
+    weights_file = getattr(metrics, "fid_inception_weights", None)
+    if weights_file:
+        value = standard_fid(to_uint8(x_gen), to_uint8(x_real), weights_file)
+        rows.append(
+            {"metric": STANDARD_FID, "backbone": STANDARD_FID_BACKBONE, "value": value, "n": n}
+        )
+    return rows
 
 
 def same_seed_rows(

@@ -381,7 +381,7 @@ def pretrained_targets():
 
 def trained_targets():
     figs = ["fig_loss_curves", "fig3_toy", "fig_bias_diversity_frontier", "fig_probe"]
-    figs.append("fig_bias_quality_frontier")  # FID on every cell
+    figs.append("fig_bias_quality_frontier")  # fid_classifier on every cell
     if any(space.dataframe["bypass"].nunique() > 1 for space in SPACES.values()):
         figs.append("fig_bypass")
     if any(fam.conditional for fam in PLAN.values()):

@@ -1,14 +1,14 @@
 """Figures of the mechanistic debiasing (DiffLens, ``biaslab.difflens``).
 
 * ``fig_fd_vs_intervention`` - Fairness Discrepancy (to uniform and to the training
-  distribution), % minority among recognised samples and FID vs the SAE intervention ratio,
-  a line per depth;
+  distribution), % minority among recognised samples and the classifier-feature FID
+  (``fid_classifier``) vs the SAE intervention ratio, a line per depth;
 * ``fig_difflens_probes`` - the per-call linear probes' held-out accuracy vs the noise level
   of the network call (DDPM timestep; sigma for EDM models), a line per depth;
 * ``fig_difflens_gallery`` - per model, the captured images that most activate each class's
   top located features.
 
-The bias-FID frontier (``fig_bias_quality_frontier``) is in ``biaslab.figures.frontier``.
+The bias-quality frontier (``fig_bias_quality_frontier``) is in ``biaslab.figures.frontier``.
 Each trained model is a faint point; the line is their mean with its band (the 95% t-interval
 over the models with two or more, one model's sampling interval with one; the legend names
 which: ``common.Bands``).
@@ -69,7 +69,7 @@ _PANELS = (
     ("fd", "Fairness Discrepancy to uniform (0 = balanced)", 1.0, (0.0, np.inf)),
     ("fd_training", "FD to the training distribution", 1.0, (0.0, np.inf)),
     ("minority_share", "", 100.0, (0.0, 1.0)),
-    ("fid", "FID (held-out real images)", 1.0, (0.0, np.inf)),
+    ("fid_classifier", "FID in classifier features (held-out real images)", 1.0, (0.0, np.inf)),
 )
 
 
@@ -127,8 +127,8 @@ def _draw(ax, g: pd.DataFrame, metric: str, scale: float, bounds, bands: Bands) 
 
 def fig_fd_vs_intervention(metrics: pd.DataFrame) -> Figure:
     """FD (to uniform), FD to the training distribution, % minority among recognised samples
-    (``minority_share_confident``; all samples in tables without it) and FID vs the SAE
-    intervention ratio (1 = off). One row of panels per (dataset, sampler setting,
+    (``minority_share_confident``; all samples in tables without it) and ``fid_classifier`` vs
+    the SAE intervention ratio (1 = off). One row of panels per (dataset, sampler setting,
     intervention mode); lines coloured by depth, styled by training skew; each trained model
     a faint point, the mean over models bold with its band (named in the legend below);
     hollow markers where the probe says the model did not learn its skew."""

@@ -1,5 +1,6 @@
 """The bias-quality frontiers: every cell (every knob, depth, intervention ratio and trained
-model) as a point, x = a quality axis (diversity, or FID), y = bias amplification in
+model) as a point, x = a quality axis (diversity, or the classifier-feature FID
+``fid_classifier``), y = bias amplification in
 percentage points on the robust readout (the minority share among the samples the classifier
 recognises; ``common.readout``), with the Pareto frontier of the cells no other cell beats on
 both."""
@@ -72,7 +73,7 @@ def pareto_front(bias: np.ndarray, diversity: np.ndarray) -> np.ndarray:
 
 def draw_frontier_panel(ax, g: pd.DataFrame, color, markers, x: str = "diversity_lpips") -> None:
     """Every cell as a point (colour: sampler, marker: depth), the Pareto frontier annotated;
-    ``x`` the quality axis (higher better, except ``fid``, where lower is)."""
+    ``x`` the quality axis (higher better, except the FIDs, where lower is)."""
     for (sampler, depth), gs in g.groupby(["sampler", "depth"]):
         learned = (
             gs["probe_learned"].to_numpy(bool)
@@ -92,7 +93,7 @@ def draw_frontier_panel(ax, g: pd.DataFrame, color, markers, x: str = "diversity
                     label=f"{sampler}, depth {depth}"
                     + ("" if face != "white" else " (not learned)"),
                 )
-    sign = -1.0 if x == "fid" else 1.0
+    sign = -1.0 if x in ("fid", "fid_classifier") else 1.0
     front = pareto_front(g["bias_pp"].to_numpy(), sign * g[x].to_numpy())
     f = g.iloc[front]
     ax.plot(f[x], f["bias_pp"], color="k", linewidth=1, label="frontier")
@@ -157,19 +158,20 @@ def fig_bias_diversity_frontier(metrics: pd.DataFrame) -> Figure:
 
 
 def fig_bias_quality_frontier(metrics: pd.DataFrame) -> Figure:
-    """The bias-quality frontier with FID as the quality axis (``fig_bias_diversity_frontier``
+    """The bias-quality frontier with the classifier-feature FID (``fid_classifier``, every
+    cell has it; not the standard ``fid``) as the quality axis (``fig_bias_diversity_frontier``
     keeps the diversity version): every cell (every knob, intervention ratio, depth and
-    trained model) as a point, x = FID against held-out real images (lower = better), y =
+    trained model) as a point, x = that FID against held-out real images (lower = better), y =
     bias amplification in percentage points among recognised samples (``bias_pp``); the line
     joins the cells no other cell beats on both. One panel per (dataset, training skew);
     colour: sampler, marker: depth; hollow where the probe says the model did not learn its
     skew."""
     cells = cell_table(metrics)
-    if "fid" not in cells:
-        cells = cells.assign(fid=np.nan)
+    if "fid_classifier" not in cells:
+        cells = cells.assign(fid_classifier=np.nan)
     return _frontier_figure(
         cells,
-        "fid",
-        "FID vs held-out real images (classifier features, lower = better)",
+        "fid_classifier",
+        "FID in classifier features vs held-out real images (fid_classifier, lower = better)",
         "Bias vs image quality (FID) across every knob, depth and skew",
     )

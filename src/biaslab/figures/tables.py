@@ -47,8 +47,9 @@ CELL_METRICS = (
     "fd",
     "fd_hard",
     "fd_training",
+    "fid_classifier",
+    "kid_classifier",
     "fid",
-    "kid",
 )
 
 
