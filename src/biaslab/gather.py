@@ -147,7 +147,8 @@ def job_benchmarks(paths: list[str], jobs: list[dict]) -> pd.DataFrame:
 def benchmark_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per rule: jobs, job-minutes in all, median and longest job (s), peak memory (MB)."""
     if table.empty:
-        return pd.DataFrame(columns=["rule", "jobs", "job_minutes", "median_s", "max_s"])
+        columns = ["rule", "jobs", "job_minutes", "median_s", "max_s", "max_rss_mb"]
+        return pd.DataFrame(columns=columns)
     g = table.groupby("rule", sort=True)
     return pd.DataFrame(
         {
