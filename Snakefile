@@ -31,24 +31,15 @@ localrules:
     gather_metrics,
     gather_difflens,
     gather_pretrained,
-    fig_pretrained_fd,
     fig_bypass_prompts,
     fig_bypass_grid,
-    fig_fd_vs_intervention,
-    fig_difflens_probes,
     fig_difflens_gallery,
-    fig4_minority_vs_depth,
-    fig_knn_vs_k,
-    fig_loss_curves,
-    fig_probe,
     fig3_toy,
-    fig_sampler_study,
     tables,
     claims,
-    fig_knob_effects,
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        TARGETS.all(),

@@ -1,6 +1,6 @@
 """Sampling and evaluation jobs: a process per cell against a process per model.
 
-The workflow samples and evaluates one model's cells in one job (``biaslab.cells``,
+The workflow samples and evaluates one model's cells in one job (``biaslab.jobs.cells``,
 ``workflow/rules/sample.smk``). This benchmark measures that design beside the other one the
 DAG could have, a job per cell that samples and evaluates it, on the models of a finished run
 (say ``runs/default-run``, from ``tools/publish_run.py config.yaml``): for each model, its
@@ -30,14 +30,14 @@ import pandas as pd
 import yaml
 from snakemake.utils import Paramspace
 
-from biaslab.config import with_defaults
-from biaslab.grid import KNOB_COLUMNS, intervened, knob_path_values
-from biaslab.plan import plan
+from biaslab.base.columns import KNOB_COLUMNS, intervened, knob_path_values
+from biaslab.plan.checks import with_defaults
+from biaslab.plan.families import plan
 
 RUN = """
 import json, sys
-from biaslab.cells import Cell, ModelFiles, run_cells
-from biaslab.evaluate import MetricsConfig
+from biaslab.jobs.cells import Cell, ModelFiles, run_cells
+from biaslab.evaluation.cell import MetricsConfig
 job = json.loads(sys.argv[1])
 run_cells(ModelFiles(**job["files"]), [Cell(**c) for c in job["cells"]],
           MetricsConfig.from_dict(job["metrics"]), threads=1, log=open("/dev/null", "w"))

@@ -7,7 +7,7 @@ For each case (metric : feature width; the widths the project searches: the eval
 classifier's / a small backbone's 256-d and Inception's 2048-d features with cosine, 16x16x3
 pixels with L2) it builds one synthetic problem and times, in this process,
 
-* ``project``: ``biaslab.metrics.knn_search`` (float32 candidates, float64 re-ranking, a
+* ``project``: ``biaslab.evaluation.metrics.knn_search`` (float32 candidates, float64 re-ranking, a
   rigorous float32 error certificate, float64 fallback; ties to the smaller index);
 * ``cdist64+topk``: ``torch.cdist`` (L2) or the float64 product of unit rows (cosine), then
   ``torch.topk``, in query blocks (the plain float64 brute force);
@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from biaslab.metrics import knn_search
+from biaslab.evaluation.metrics import knn_search
 
 BLOCK = 256  # query rows per library call (bounds the [BLOCK, refs] score matrix)
 

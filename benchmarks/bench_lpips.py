@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from biaslab.backbones import LpipsBackbone
-from biaslab.metrics import mean_pairwise_lpips, pairwise_sq_lpips_from_features
+from biaslab.evaluation.backbones import LpipsBackbone
+from biaslab.evaluation.metrics import mean_pairwise_lpips, pairwise_sq_lpips_from_features
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ first step A, the later ones B):
   divide by s; ``sample_max_value`` unbounded), the network's eps or the re-derived one;
 * ``1st clip, clip+rederive``, ``1st dyn, clip+rederive``, ``1st dyn, dyn+rederive``: the
   first step keeps the network's eps (x0 clipped or thresholded), the later ones re-derive it;
-* ``library``: ``biaslab.sampling.sample_ddim`` as it is now (``1st dyn, clip+rederive``).
+* ``library``: ``biaslab.sampling.samplers.sample_ddim`` as it is now (``1st dyn, clip+rederive``).
 
 Epsilon models (unconditional ``mnist69`` of the results folder): n samples (sample_seed 0,
 as the pipeline), DDIM 25 steps trailing at eta 0 and eta 1, Heun (13 levels, 25 evaluations)
@@ -30,7 +30,7 @@ digits 0), ``conf`` (the evaluation classifier's mean confidence, when the resul
 
 Guidance check (class-conditional ``biased_mnist`` models, EDM objective): rho_model (share
 of samples whose background colour, ``colour_mnist.attributes_of``, is the conditioning
-class's own colour, as ``evaluate.conditional_readout`` counts it), 100 samples, DDIM at 10
+class's own colour, as ``evaluation.cell.conditional_readout`` counts it), 100 samples, DDIM at 10
 and 40 steps per rule against Heun at 6 (the grid's) and 18 steps (converged), w = 0, 1, 3.
 
     python benchmarks/bench_noise_mode.py /tmp/base/results --threads 1
@@ -46,14 +46,15 @@ import numpy as np
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
 
-from biaslab import sampling
-from biaslab.classifier import load_classifier, predict
+import biaslab.sampling.generate as sampling_generate
+import biaslab.sampling.samplers as samplers
+from biaslab.base.images import to_model_range
+from biaslab.base.io import load_npz
 from biaslab.datasets.colour_mnist import attributes_of
-from biaslab.images import to_model_range
-from biaslab.io import load_npz
-from biaslab.objectives import sampler_schedule
-from biaslab.sampling import SamplerConfig, generate, sample_seeds
-from biaslab.train import load_model
+from biaslab.evaluation.classifier import load_classifier, predict
+from biaslab.models.objectives import sampler_schedule
+from biaslab.sampling.generate import SamplerConfig, generate, sample_seeds
+from biaslab.training.train import load_model
 
 #: TV above this is the noise mode
 NOISE_TV = 0.5
@@ -109,12 +110,12 @@ def ddim_rule(name: str):
 @contextlib.contextmanager
 def ddim_as(fn):
     """``generate``'s ddim sampler is ``fn`` inside (None: the library's ``sample_ddim``)."""
-    old = sampling.SAMPLE_FUNCTIONS["ddim"]
-    sampling.SAMPLE_FUNCTIONS["ddim"] = fn or old
+    old = samplers.SAMPLE_FUNCTIONS["ddim"]
+    samplers.SAMPLE_FUNCTIONS["ddim"] = fn or old
     try:
         yield
     finally:
-        sampling.SAMPLE_FUNCTIONS["ddim"] = old
+        samplers.SAMPLE_FUNCTIONS["ddim"] = old
 
 
 def total_variation(images: np.ndarray) -> np.ndarray:
@@ -233,7 +234,7 @@ def guidance_check(
         frac = m.parts[-4]
         classes = load_npz(results / "data/biased_mnist" / frac / "train.npz")["classes"]
         unet, sched = load_model(m)
-        labels = np.arange(n) % sampling.num_classes(unet)
+        labels = np.arange(n) % sampling_generate.num_classes(unet)
         print(f"-- {m.relative_to(results / 'models')}   " + "  ".join(f"w={w:g}" for w in ws))
         base = {"n_samples": n, "batch_size": n, "sample_seed": 0}
         rows = [

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
-from biaslab.models import build_unet, default_device
-from biaslab.sampling import SamplerConfig, generate, sample_seed
-from biaslab.train import TrainConfig, make_noise_scheduler
+from biaslab.models.unets import build_unet, default_device
+from biaslab.sampling.generate import SamplerConfig, generate
+from biaslab.sampling.samplers import sample_seed
+from biaslab.training.train import TrainConfig, make_noise_scheduler
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:

@@ -1,4 +1,4 @@
-"""Text-to-image sampling throughput: biaslab.pretrained.generate_text_to_image against
+"""Text-to-image sampling throughput: biaslab.pretrained.models.generate_text_to_image against
 diffusers' StableDiffusionPipeline (DDIMScheduler), side by side in one process, on the same
 randomly initialised model of the real Stable Diffusion v1.5 configuration (UNet 860M, VAE,
 CLIP ViT-L/14 text encoder: nothing to download). Both start from the same per-sample latents,
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from bench_sampling import timed  # the same timer (median of repeats, CUDA-synchronised)
 
-from biaslab.models import default_device
-from biaslab.pretrained import generate_text_to_image, guidance_scale, load_text_to_image
-from biaslab.sampling import SamplerConfig, per_sample_noise
+from biaslab.models.unets import default_device
+from biaslab.pretrained.models import generate_text_to_image, guidance_scale, load_text_to_image
+from biaslab.sampling.generate import SamplerConfig
+from biaslab.sampling.samplers import per_sample_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 SD15_UNET = dict(

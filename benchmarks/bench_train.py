@@ -8,8 +8,8 @@ Both train the same Table-A U-Net on the same random images, side by side in one
 * reference ("plain"): the loop of diffusers' unconditional training example: a DataLoader
   over a TensorDataset (shuffle), fp32, ``torch.optim.AdamW`` with ``foreach=False``
   (one kernel per tensor), ``EMAModel(foreach=False)``, ``DDPMScheduler.add_noise``;
-* ours: ``biaslab.train.train_diffusion``: the dataset resident on the device, all random draws
-  from one generator, fused AdamW on CUDA, EMA with foreach, bf16 autocast (``--precision``);
+* ours: ``biaslab.training.train.train_diffusion``: the dataset resident on the device, all random
+  draws from one generator, fused AdamW on CUDA, EMA with foreach, bf16 autocast (``--precision``);
   with ``--channels-last`` / ``--compile`` also the loop with ``training.channels_last`` /
   ``training.compile`` (and both), each timed in the same alternation.
 
@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
-from biaslab.models import build_unet, default_device
-from biaslab.train import TrainConfig, train_diffusion
+from biaslab.models.unets import build_unet, default_device
+from biaslab.training.train import TrainConfig, train_diffusion
 
 
 def plain_loop(images: np.ndarray, cfg: TrainConfig, device: torch.device) -> float:

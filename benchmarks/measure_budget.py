@@ -6,7 +6,7 @@ For each dataset family of the config (the depth family, each conditional datase
 ``bench_train.py`` with the config's batch size, precision, channels_last and compile at the
 family's resolution and channels, and ``bench_sampling.py`` (DDIM) with a batch of
 ``sampling.batch_size``, on the middle depth of the family (``--all-depths``: every depth, each
-weighted by its share of the models). The measured rates go into ``biaslab.budget.estimate``
+weighted by its share of the models). The measured rates go into ``biaslab.plan.budget.estimate``
 and the script prints training and sampling hours per family and in all, with the device they
 were measured on: on a GPU node this gives the GPU-hours of the paper grid.
 
@@ -32,21 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sampling  # noqa: E402
 import bench_train  # noqa: E402
 
-from biaslab.budget import estimate  # noqa: E402
-from biaslab.config import with_defaults  # noqa: E402
-from biaslab.grid import depth_sort_key  # noqa: E402
-from biaslab.plan import plan  # noqa: E402
+from biaslab.base.columns import depth_sort_key  # noqa: E402
+from biaslab.plan.budget import estimate  # noqa: E402
+from biaslab.plan.checks import with_defaults  # noqa: E402
+from biaslab.plan.families import plan  # noqa: E402
 
 
 def load_config(path: str | Path) -> dict:
     """``path`` as Snakemake reads a ``--configfile`` (that file only, not ``config.yaml``
-    under it), checked and with the schema's defaults (``biaslab.config.with_defaults``)."""
+    under it), checked and with the schema's defaults (``biaslab.plan.checks.with_defaults``)."""
     with open(path) as fh:
         return with_defaults(yaml.safe_load(fh) or {})
 
 
 def families(config: dict) -> dict[str, dict]:
-    """Per family of the plan (as ``biaslab.budget`` names them): resolution, channels and
+    """Per family of the plan (as ``biaslab.plan.budget`` names them): resolution, channels and
     depths."""
     return {
         name: {"resolution": f.resolution, "channels": f.channels, "depths": list(f.depths)}

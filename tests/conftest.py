@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from biaslab.models import build_unet
-from biaslab.train import TrainConfig, make_noise_scheduler
+from biaslab.models.unets import build_unet
+from biaslab.training.train import TrainConfig, make_noise_scheduler
 from tests.helpers import TINY, TINY_CONDITIONAL, snakemake
 
 

@@ -109,7 +109,7 @@ def assert_matches_golden(results: Path, name: str) -> None:
     row order, every column compared, within float noise between CPUs."""
     import pandas as pd
 
-    from biaslab.grid import GRID_COLUMNS
+    from biaslab.base.columns import GRID_COLUMNS
 
     for table in ("metrics", "predictions"):
         got = pd.read_parquet(results / f"{table}.parquet")

@@ -159,7 +159,7 @@ def write_tiny_clip(folder: Path, seed: int = 0) -> Path:
 
 def write_fairface(path: Path, seed: int = 0) -> Path:
     """A FairFace-shaped ResNet-34 state dict (18 outputs), random weights."""
-    from biaslab.labellers import fairface_network
+    from biaslab.pretrained.labellers import fairface_network
 
     torch.manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Tests of the Inception-v3 kNN backbone of biaslab.backbones."""
+"""Tests of the Inception-v3 kNN backbone of biaslab.evaluation.backbones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biaslab.backbones import (
+from biaslab.evaluation.backbones import (
     InceptionBackbone,
     default_weights_path,
     load_backbone,
@@ -89,7 +89,7 @@ def test_inception_missing_weights(tmp_path):
     missing = tmp_path / "nope" / "inception_v3_google-0cc3c7bd.pth"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))) as e:
         InceptionBackbone(weights_path=missing)
-    assert "biaslab.fetch_weights" in str(e.value)
+    assert "biaslab.evaluation.fetch_weights" in str(e.value)
     with pytest.raises(FileNotFoundError, match="inception"):
         load_backbone("inception", weights_path=missing)
     assert default_weights_path("inception").name == "inception_v3_google-0cc3c7bd.pth"

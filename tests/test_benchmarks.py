@@ -38,7 +38,7 @@ def test_measure_budget_families_of_the_paper_configs():
 def test_measure_budget_runs_and_turns_rates_into_hours(capsys):
     import measure_budget
 
-    from biaslab.budget import estimate
+    from biaslab.plan.budget import estimate
 
     cfg = ROOT / "tests" / "config" / "tiny.yaml"
     rows = measure_budget.main(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from biaslab.budget import estimate
+from biaslab.plan.budget import estimate
 from tests.helpers import ROOT
 
 

@@ -1,4 +1,4 @@
-"""biaslab.cells: a model's cells in one process; the errors of a mis-specified job.
+"""biaslab.jobs.cells: a model's cells in one process; the errors of a mis-specified job.
 
 That a model job writes what per-cell jobs wrote is checked end to end (the tiny runs' golden
 tables, tests/test_workflow.py) and by benchmarks/bench_cell_jobs.py on the default run."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from biaslab.cells import Cell, ModelCells, ModelFiles
-from biaslab.sampling import SamplerConfig
+from biaslab.jobs.cells import Cell, ModelCells, ModelFiles
+from biaslab.sampling.generate import SamplerConfig
 
 
 def _loaded(unet, sched_config, **files) -> ModelCells:

@@ -1,4 +1,4 @@
-"""Tests of biaslab.classifier: the evaluation CNN trained on real held-in digits."""
+"""Tests of biaslab.evaluation.classifier: the evaluation CNN trained on real held-in digits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.classifier import (
+from biaslab.base.images import to_model_range
+from biaslab.datasets.mnist import DataConfig, make_base
+from biaslab.evaluation.classifier import (
     AccuracyTooLowError,
     ClassifierConfig,
     SmallCNN,
@@ -15,8 +17,6 @@ from biaslab.classifier import (
     save_classifier,
     train_classifier,
 )
-from biaslab.datasets.mnist import DataConfig, make_base
-from biaslab.images import to_model_range
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

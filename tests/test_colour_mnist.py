@@ -15,7 +15,7 @@ from biaslab.datasets.colour_mnist import (
 )
 from biaslab.datasets.common import resize_digits
 from biaslab.datasets.mnist import load_embedded_mnist
-from biaslab.metrics import clopper_pearson, label_adherence, rho_model
+from biaslab.evaluation.metrics import clopper_pearson, label_adherence, rho_model
 
 
 @pytest.fixture(scope="module")
@@ -160,5 +160,3 @@ def test_own_colour_weight_reads_the_blend_of_a_class_mean():
     assert own_colour_weight(left, [0, 1, 2], np.array([2]), half="right")[0] > 0.99
     with pytest.raises(ValueError, match="own"):
         own_colour_weight(images, [0, 1], np.array([0]))
-
-

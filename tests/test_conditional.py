@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.denoisers import GuidedDenoiser, conditional_denoiser, mid_block_bypass
-from biaslab.models import build_unet
-from biaslab.sampling import SamplerConfig, generate, num_classes, sample_labels
-from biaslab.train import (
+from biaslab.models.unets import build_unet
+from biaslab.sampling.denoisers import GuidedDenoiser, conditional_denoiser, mid_block_bypass
+from biaslab.sampling.generate import SamplerConfig, generate, num_classes, sample_labels
+from biaslab.training.train import (
     Preempted,
     TrainConfig,
     checkpoint_dir_for,
@@ -131,7 +131,7 @@ def cond_unet():
 
 @pytest.fixture(scope="module")
 def sched_config():
-    from biaslab.train import make_noise_scheduler
+    from biaslab.training.train import make_noise_scheduler
 
     return dict(make_noise_scheduler(TrainConfig()).config)
 

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.classifier import ClassifierConfig, save_classifier, train_classifier
+from biaslab.base.columns import GRID_COLUMNS
 from biaslab.datasets import build_base, build_train, class_indices, rho_of
 from biaslab.datasets.colour_mnist import attributes_of
-from biaslab.evaluate import evaluate_cell, summary_table
+from biaslab.evaluation.cell import evaluate_cell, summary_table
+from biaslab.evaluation.classifier import ClassifierConfig, save_classifier, train_classifier
 from biaslab.figures import (
     cell_table,
     fig_bias_diversity_frontier,
@@ -21,7 +22,6 @@ from biaslab.figures import (
     fig_rho_vs_steps,
     pareto_front,
 )
-from biaslab.grid import GRID_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -242,7 +242,7 @@ def test_mismatched_idx_files_rejected_before_any_job(tmp_path):
 
 
 def test_check_finite_and_unique_keys_in_process(tmp_path):
-    from biaslab.config import ConfigError, check_finite, check_unique_keys
+    from biaslab.plan.checks import ConfigError, check_finite, check_unique_keys
 
     check_finite({"a": [1.0, {"b": 2}], "c": "nan"})  # strings are not numbers
     for bad, key in (({"a": {"b": float("nan")}}, "a.b"), ({"s": [0.1, float("-inf")]}, "s[1]")):

@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis_jsonschema import from_schema
 
-from biaslab.config import ConfigError, check_inputs, with_defaults
-from biaslab.grid import WILDCARD_PATTERNS, knob_path_values
-from biaslab.plan import plan
+from biaslab.base.columns import WILDCARD_PATTERNS, knob_path_values
+from biaslab.plan.checks import ConfigError, check_inputs, with_defaults
+from biaslab.plan.families import plan
 from tests.helpers import ROOT
 
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 sys.path.insert(0, str(ROOT / "tools"))
 import config_reference as tool
 
-from biaslab.config_reference import SAMPLER_ROWS, keys, knob_default
+from biaslab.plan.reference import SAMPLER_ROWS, keys, knob_default
 
 SCHEMA = yaml.safe_load(tool.SCHEMA.read_text())
 
@@ -39,7 +39,7 @@ def test_config_readme_is_generated_from_the_schema():
 
 
 def test_sampler_knob_defaults_come_from_the_registry():
-    from biaslab.grid import SAMPLERS
+    from biaslab.sampling.registry import SAMPLERS
 
     assert knob_default("eta") == "ddpm `1.0`, ddim `0.0`"
     assert SAMPLERS["heun"].default("s_churn") == 0.0
@@ -76,13 +76,13 @@ def _fields(cls) -> dict:
 
 
 def _sections():
-    from biaslab.classifier import ClassifierConfig
+    from biaslab.base.sections import LocateConfig, SAEConfig
     from biaslab.datasets.mnist import DataConfig
-    from biaslab.evaluate import MetricsConfig
-    from biaslab.probe import ProbeConfig
-    from biaslab.sampling import SamplerConfig
-    from biaslab.sections import LocateConfig, SAEConfig
-    from biaslab.train import TrainConfig
+    from biaslab.evaluation.cell import MetricsConfig
+    from biaslab.evaluation.classifier import ClassifierConfig
+    from biaslab.evaluation.probe import ProbeConfig
+    from biaslab.sampling.generate import SamplerConfig
+    from biaslab.training.train import TrainConfig
 
     return [
         ("data", DataConfig),
@@ -107,6 +107,6 @@ def test_dataclass_defaults_equal_the_schema(section):
 
 
 def test_edm_constants_equal_the_schema():
-    from biaslab.objectives import EDM_DEFAULTS
+    from biaslab.models.objectives import EDM_DEFAULTS
 
     assert _defaults("training.edm") == EDM_DEFAULTS

@@ -18,9 +18,8 @@ import torch
 import yaml
 from diffusers import UNet2DModel
 
-import biaslab.io as bio
-from biaslab.classifier import SmallCNN, load_classifier, save_classifier
-from biaslab.io import (
+import biaslab.base.io as bio
+from biaslab.base.io import (
     CHECKSUMS,
     CorruptArtifactError,
     load_npz,
@@ -31,8 +30,9 @@ from biaslab.io import (
     write_npz,
     write_parquet,
 )
-from biaslab.models import build_unet
-from biaslab.train import TrainConfig, load_model, save_model, train_diffusion
+from biaslab.evaluation.classifier import SmallCNN, load_classifier, save_classifier
+from biaslab.models.unets import build_unet
+from biaslab.training.train import TrainConfig, load_model, save_model, train_diffusion
 from tests.helpers import ROOT, snakemake
 
 pytestmark = [
@@ -560,7 +560,7 @@ def test_workflow_refuses_a_damaged_model_and_the_documented_repair_works(tmp_pa
     proc = snakemake(target, *args, "--forcerun", until[1], cwd=tmp_path, timeout=600)
     assert proc.returncode != 0
     [log] = (tmp_path / "logs" / "sample_evaluate").rglob("*.log")
-    error = "biaslab.io.CorruptArtifactError: "
+    error = "biaslab.base.io.CorruptArtifactError: "
     message = [line for line in log.read_text().splitlines() if line.startswith(error)]
     model = weights.relative_to(tmp_path).parents[1]
     assert message == [

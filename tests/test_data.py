@@ -8,6 +8,8 @@ import struct
 import numpy as np
 import pytest
 
+from biaslab.base.images import to_model_range, to_uint8
+from biaslab.base.io import CorruptArtifactError, _arrays_digest
 from biaslab.datasets.common import manifest, resize_digits, skewed_counts
 from biaslab.datasets.mnist import (
     MNIST_FILES,
@@ -18,8 +20,6 @@ from biaslab.datasets.mnist import (
     make_base,
     make_skewed,
 )
-from biaslab.images import to_model_range, to_uint8
-from biaslab.io import CorruptArtifactError, _arrays_digest
 from tests.helpers import write_idx_images, write_idx_labels
 
 

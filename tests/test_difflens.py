@@ -1,4 +1,4 @@
-"""DiffLens (biaslab.difflens): the SAE recovers planted atoms, integrated gradients are
+"""DiffLens (biaslab.difflens.steps): the SAE recovers planted atoms, integrated gradients are
 complete, the intervention is off at ratio 1 and leaves no hooks, capture records what the
 sampler evaluates, and files from another model are refused."""
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab import difflens as dl
-from biaslab.io import save_torch
-from biaslab.sampling import SamplerConfig, generate
+from biaslab.base.io import save_torch
+from biaslab.difflens import steps as dl
+from biaslab.sampling.generate import SamplerConfig, generate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,9 +107,7 @@ def test_locate_finds_the_planted_class_feature():
     top = dl.top_features(scores, 3)
     assert top[1, 0] == 5
     # the planted latent fires on class 1's images: far above chance (half the images)
-    out = dl.locate(
-        {"h": h, "labels": labels, "timesteps": np.array([500.0, 100.0])}, sae, 2, cfg
-    )
+    out = dl.locate({"h": h, "labels": labels, "timesteps": np.array([500.0, 100.0])}, sae, 2, cfg)
     row = next(r for r in out["feature_rows"] if r["class_index"] == 1 and r["rank"] == 0)
     assert row["latent"] == 5 and row["chance"] == 0.5
     assert row["selectivity"] > 0.7 and row["selectivity_balanced"] > 0.7
@@ -161,8 +159,8 @@ def test_target_classes():
 def test_capture_labels_of_a_conditional_family_are_its_bias_attribute(tmp_path):
     """Coloured MNIST: the background colour over the classes' colours (the readout's
     labeller), as an index into the classes; BFFHQ's gender classifier must have 2 classes."""
-    from biaslab.classifier import SmallCNN, save_classifier
     from biaslab.datasets.colour_mnist import PALETTE, compose
+    from biaslab.evaluation.classifier import SmallCNN, save_classifier
 
     digits = np.zeros((4, 16, 16), dtype=np.uint8)
     digits[:, 4:12, 7:9] = 255
@@ -268,7 +266,7 @@ def test_no_mid_block_is_a_clear_error():
 
 
 def test_attribute_classifier_with_other_classes_is_refused(tmp_path):
-    from biaslab.classifier import SmallCNN, save_classifier
+    from biaslab.evaluation.classifier import SmallCNN, save_classifier
 
     path = tmp_path / "clf.pt"
     save_classifier(SmallCNN(1, 3), np.array([0, 1, 2]), path)

@@ -38,7 +38,7 @@ def relative_links(text: str) -> list[str]:
 
 
 def test_link_parser():
-    text = "see [a](docs/x.md#part), ![img](fig.png \"t\"), [web](https://x.org), [s](#sec)"
+    text = 'see [a](docs/x.md#part), ![img](fig.png "t"), [web](https://x.org), [s](#sec)'
     assert relative_links(text) == ["docs/x.md", "fig.png"]
 
 

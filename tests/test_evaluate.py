@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchvision
 
-from biaslab.classifier import SmallCNN, save_classifier
-from biaslab.evaluate import MetricsConfig, evaluate_cell, knn_features
-from biaslab.grid import GRID_COLUMNS
+from biaslab.base.columns import GRID_COLUMNS
+from biaslab.evaluation.cell import MetricsConfig, evaluate_cell, knn_features
+from biaslab.evaluation.classifier import SmallCNN, save_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,7 +99,7 @@ def test_base_feature_cache_serves_every_skew(cell):
     """Features of the held-in pool, computed once, indexed by each skew's base_index, equal
     the features computed from each training set itself."""
     from biaslab.datasets.mnist import make_skewed
-    from biaslab.evaluate import feature_pool, training_set_features
+    from biaslab.evaluation.cell import feature_pool, training_set_features
 
     rng = np.random.default_rng(3)
     base = {
@@ -172,14 +172,14 @@ def test_metrics_config_rejects_unknown_keys():
 
 
 def test_amplification_sign_is_positive_when_the_majority_grew():
-    from biaslab.metrics import amplification
+    from biaslab.evaluation.metrics import amplification
 
     assert amplification(generated_minority_share=0.05, training_minority_share=0.1) == 0.1 - 0.05
     assert amplification(0.2, 0.1) < 0  # the minority grew: bias reduced
 
 
 def test_gather_refuses_a_cell_gathered_twice(cell):
-    from biaslab.evaluate import gather
+    from biaslab.evaluation.cell import gather
 
     preds, metrics = evaluate_cell(**cell)
     assert len(gather([metrics], "metrics")) == len(metrics)

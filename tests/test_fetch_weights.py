@@ -1,4 +1,5 @@
-"""Tests of biaslab.fetch_weights without network: argument parsing and the offline path."""
+"""Tests of biaslab.evaluation.fetch_weights without network: argument parsing and the offline
+path."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import urllib.error
 
 import pytest
 
-from biaslab import fetch_weights
-from biaslab.backbones import WEIGHTS_FILES
+from biaslab.evaluation import fetch_weights
+from biaslab.evaluation.backbones import WEIGHTS_FILES
 
 
 def test_urls_match_backbone_file_names():
@@ -22,7 +23,7 @@ def test_urls_match_backbone_file_names():
 
 def test_fid_inception_url_is_torch_fidelity_s():
     pytest.importorskip("torch_fidelity")
-    from biaslab.quality import FID_INCEPTION_FILE
+    from biaslab.evaluation.quality import FID_INCEPTION_FILE
 
     assert fetch_weights.weights_url("fid_inception").endswith("/" + FID_INCEPTION_FILE)
 

@@ -1,4 +1,4 @@
-"""Fast tests of the figure functions (biaslab.figures) and the Fig. 3 toy (biaslab.toy)."""
+"""Fast tests of the figure functions (biaslab.figures) and the Fig. 3 toy (biaslab.figures.toy)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from scipy import stats as scipy_stats
 
-from biaslab import figures, toy
+from biaslab import figures
+from biaslab.base.columns import GRID_COLUMNS
+from biaslab.base.io import save_figure
+from biaslab.figures import toy
 from biaslab.figures.common import facet_title, replicate_summary
-from biaslab.grid import GRID_COLUMNS, setting_label
-from biaslab.io import save_figure
+from biaslab.plan.figures import FIGURE_TABLE, PER, WHEN, draw_function, figure_options
+from biaslab.sampling.registry import setting_label
 
 matplotlib.use("Agg")
 
@@ -147,33 +150,40 @@ def test_synthetic_table_has_grid_columns():
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
 
-def _workflow_figure_names() -> set[str]:
-    """Every figure name the workflow can request: the figure names listed in
-    ``all_targets()`` (common.smk) and the file stems of the rules in figures.smk."""
-    common = (WORKFLOW / "rules" / "common.smk").read_text()
-    names = set()
-    for targets in ("trained_targets", "pretrained_targets"):
-        body = common.split(f"def {targets}():", 1)[1].split("\ndef ", 1)[0]
-        names |= set(re.findall(r'"(fig\w*)"', body))
-    names |= set(re.findall(r'^[A-Z_]+ = "(fig\w*)/', common, re.MULTILINE))  # path templates
-    rules = (WORKFLOW / "rules" / "figures.smk").read_text()
-    names |= set(re.findall(r"results/figures/(\w+)(?:\.png|/)", rules))
-    pretrained = (WORKFLOW / "rules" / "pretrained.smk").read_text()
-    names |= set(re.findall(r'figure\("(fig\w+)', pretrained))
-    for kinds in re.findall(r'wildcard_constraints:\s*kind="([\w|]+)"', rules):
-        names |= {f"fig_{k}" for k in kinds.split("|")}
-    return names
+def _figure_rules() -> dict[str, str]:
+    """Rule name -> text of every rule in the rule files that writes under results/figures/."""
+    rules = {}
+    for path in (WORKFLOW / "rules").glob("*.smk"):
+        for name, body in re.findall(
+            r"^\s*rule (\w+):\n(.*?)(?=^\s*rule |\Z)", path.read_text(), re.M | re.S
+        ):
+            if "figure(" in body:
+                rules[name] = body
+    return rules
 
 
-def test_registry_has_every_workflow_figure():
-    names = _workflow_figure_names()
-    assert {"fig4_minority_vs_depth", "fig_bypass", "figA_minority_seeds"} <= names
-    assert {"fig_fd_vs_intervention", "fig_difflens_probes", "fig_difflens_gallery"} <= names
-    assert {"fig_pretrained_fd", "fig_bypass_prompts", "fig_bypass_grid"} <= names
-    assert "fig_knob_effects" in names  # the claims' forest plot (contrasts.parquet)
-    assert len(names) == 20
-    assert names == set(figures.FIGURES)
-    assert all(callable(f) for f in figures.FIGURES.values())
+def test_figure_table_names_every_figure_once():
+    """The table of figures (biaslab.plan.figures) is the one list: every row draws with a
+    real function and has a caption; a row without a table has its own rule; every figure
+    rule of the workflow is a row."""
+    names = [spec.name for spec in FIGURE_TABLE]
+    assert len(names) == len(set(names)) == 20
+    assert {
+        "fig4_minority_vs_depth",
+        "fig_bypass",
+        "figA_minority_seeds",
+        "fig_knob_effects",
+    } <= set(names)
+    for spec in FIGURE_TABLE:
+        assert callable(draw_function(spec.name)), spec.name
+        assert (WORKFLOW / "report" / spec.caption).is_file(), spec.caption
+        assert spec.when in WHEN and (spec.per is None or spec.per in PER), spec.name
+        assert (spec.per is None) == (spec.stem is None or "{" not in spec.stem), spec.name
+    custom = set(_figure_rules())
+    assert {s.name for s in FIGURE_TABLE if s.table is None} - {"figA_minority_seeds"} <= custom
+    assert custom <= set(names) | {"fig3_toy"}, custom - set(names)
+    # figA is drawn by the fig5 rule (one job draws both grids of a skew and seed)
+    assert "figA_minority_seeds" in _figure_rules()["fig5_same_seed"]
 
 
 def test_registry_depth_figures_use_the_depth_family():
@@ -182,9 +192,7 @@ def test_registry_depth_figures_use_the_depth_family():
     conditional = m.assign(num_classes=3.0, value=0.99)
     bypassed = m.assign(bypass=0.5, value=0.99)
     intervened = m.assign(intervene=3.0, intervene_mode="probability", value=0.99)
-    fig = figures.FIGURES["fig4_minority_vs_depth"](
-        pd.concat([m, conditional, bypassed, intervened])
-    )
+    fig = draw_function("fig4_minority_vs_depth")(pd.concat([m, conditional, bypassed, intervened]))
     ref = figures.fig_minority_vs_depth(m)
     assert len(fig.get_axes()) == len(ref.get_axes())
     for ax, ax_ref in zip(fig.get_axes(), ref.get_axes(), strict=True):
@@ -192,7 +200,7 @@ def test_registry_depth_figures_use_the_depth_family():
             np.testing.assert_allclose(line.get_ydata(), line_ref.get_ydata())
 
 
-# what biaslab.figures._setting_label printed before the labels moved to biaslab.grid
+# what biaslab.figures._setting_label printed before the labels moved to biaslab.sampling.registry
 OLD_LABELS = [
     ({"sampler": "ddpm", "steps": 1000, "eta": 1.0, "s_churn": 0.0}, "ddpm, 1000 steps, η=1"),
     (
@@ -507,7 +515,10 @@ def test_hollow_markers_follow_their_own_key_not_the_per_sample_cutoff():
     import inspect
 
     text = (WORKFLOW / "rules" / "figures.smk").read_text()
-    assert 'config["figures"]["confident_share_min"]' in text
+    assert 'figure_options(_fig.name, config["figures"])' in text
+    assert figure_options("fig4_minority_vs_depth", {"confident_share_min": 0.4}) == {
+        "confident_share_min": 0.4
+    }
     params = inspect.signature(figures.fig_minority_vs_depth).parameters
     assert "confident_share_min" in params and "confidence_threshold" not in params
 
@@ -522,18 +533,18 @@ def test_difflens_figures_from_a_synthetic_sweep():
     on.loc[on.metric == "fd", "value"] = 0.1
     on.loc[on.metric == "fid_classifier", "value"] = 45.0
     table = pd.concat([plain, on], ignore_index=True)
-    fig = figures.FIGURES["fig_fd_vs_intervention"](table)
+    fig = draw_function("fig_fd_vs_intervention")(table)
     lines = [
         ln for ax in fig.get_axes() for ln in ax.get_lines() if ln.get_label().startswith("depth")
     ]
     assert lines and all(list(ln.get_xdata()) == [1.0, 16.0] for ln in lines)
     fd_panel = fig.get_axes()[0]
     assert any(np.allclose(ln.get_ydata(), [0.5, 0.1]) for ln in fd_panel.get_lines())
-    front = figures.FIGURES["fig_bias_quality_frontier"](table)
+    front = draw_function("fig_bias_quality_frontier")(table)
     assert front.get_axes() and "fid_classifier" in front.get_axes()[0].get_xlabel()
     # the depth figures ignore the intervened cells
-    ref = figures.FIGURES["fig4_minority_vs_depth"](plain)
-    got = figures.FIGURES["fig4_minority_vs_depth"](table)
+    ref = draw_function("fig4_minority_vs_depth")(plain)
+    got = draw_function("fig4_minority_vs_depth")(table)
     assert len(got.get_axes()) == len(ref.get_axes())
 
 

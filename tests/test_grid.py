@@ -1,30 +1,37 @@
-"""The sampler registry (biaslab.grid.SAMPLERS) is the one place a sampler's facts live: the
-schema enum, the sampling functions, the config checks, the budget and the labels read it."""
+"""The sampler registry (biaslab.sampling.registry.SAMPLERS) is the one place a sampler's facts
+live: the config checks (the schema repeats no name), the sampling functions, the budget and
+the labels read it."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import yaml
 
-from biaslab.config import ConfigError, resolve_sampling_grid
-from biaslab.grid import (
-    KNOB_COLUMNS,
-    KNOB_TYPES,
+from biaslab.base.columns import KNOB_COLUMNS, KNOB_TYPES, TIMESTEP_SPACINGS, WILDCARD_PATTERNS
+from biaslab.plan.checks import ConfigError, resolve_sampling_grid
+from biaslab.sampling.generate import SamplerConfig
+from biaslab.sampling.registry import (
     SAMPLERS,
-    TIMESTEP_SPACINGS,
     is_stochastic,
     knob_error,
     network_evaluations,
     setting_label,
 )
-from biaslab.sampling import SAMPLE_FUNCTIONS, SamplerConfig
+from biaslab.sampling.samplers import SAMPLE_FUNCTIONS
 from tests.helpers import ROOT
 
 
-def test_schema_enum_is_the_registry():
+def test_the_registry_is_the_one_list_of_samplers():
+    """The schema does not repeat the sampler names: the registry is the one list, and the
+    plan rejects a name outside it, naming the key (before any job)."""
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    enum = schema["$defs"]["sampler_grid"]["items"]["properties"]["sampler"]["enum"]
-    assert enum == list(SAMPLERS)
+    sampler = schema["$defs"]["sampler_grid"]["items"]["properties"]["sampler"]
+    assert "enum" not in sampler and all(re.fullmatch(sampler["pattern"], n) for n in SAMPLERS)
+    assert sampler["pattern"].strip("^$") == WILDCARD_PATTERNS["sampler"]
+    with pytest.raises(ConfigError, match=r"grid\[0\]\.sampler: unknown sampler 'plms'"):
+        resolve_sampling_grid([{"sampler": "plms", "steps": 10}])
     knobs = set(schema["$defs"]["sampler_grid"]["items"]["properties"])
     assert knobs == set(KNOB_COLUMNS) == set(KNOB_TYPES)
     spacing = schema["$defs"]["sampler_grid"]["items"]["properties"]["timestep_spacing"]
@@ -76,7 +83,7 @@ def test_timestep_spacing_is_a_ddpm_and_ddim_knob():
     assert SamplerConfig(sampler="ddim").timestep_spacing == "trailing"
     assert SamplerConfig(sampler="heun").timestep_spacing == "none"
     with pytest.raises(ValueError, match="heun sampler has no timestep_spacing"):
-        from biaslab.sampling import check_sampler_config
+        from biaslab.sampling.generate import check_sampler_config
 
         check_sampler_config(SamplerConfig(sampler="heun", timestep_spacing="trailing"))
     row = {"sampler": "ddim", "steps": 10, "eta": 0.0}
@@ -107,7 +114,7 @@ def test_knob_error_stochasticity_cost_and_labels():
 def test_path_numbers_are_plain_decimals_that_read_back(value):
     import re
 
-    from biaslab.grid import WILDCARD_PATTERNS, path_number
+    from biaslab.base.columns import WILDCARD_PATTERNS, path_number
 
     text = path_number(value)
     assert re.fullmatch(WILDCARD_PATTERNS["eta"], text), text
@@ -115,7 +122,7 @@ def test_path_numbers_are_plain_decimals_that_read_back(value):
 
 
 def test_fraction_labels_round_to_ten_decimals():
-    from biaslab.grid import fraction_label
+    from biaslab.base.columns import fraction_label
 
     assert fraction_label(1 - 0.99) == "0.01"
     assert fraction_label(0.20000000001) == fraction_label(0.2) == "0.2"

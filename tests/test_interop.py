@@ -1,8 +1,8 @@
-"""biaslab.interop: every trained model folder is a diffusers pipeline folder. For each
-objective a tiny model written by ``train.save_model`` loads with diffusers' own
+"""biaslab.models.interop: every trained model folder is a diffusers pipeline folder. For each
+objective a tiny model written by ``training.train.save_model`` loads with diffusers' own
 ``DDPMPipeline.from_pretrained``; epsilon and v models sample through ``DDPMPipeline`` as this
 lab's ddpm sampler does; an EDM model loads but ``DDPMPipeline`` cannot sample it, and the
-documented diffusers loop (``interop.sample``, ``EDMEulerScheduler``) agrees with this lab's
+documented diffusers loop (``models.interop.sample``, ``EDMEulerScheduler``) agrees with this lab's
 euler sampler. Old folders (no ``model_index.json``; EDM with a DDPMScheduler config of
 prediction_type "edm") load and sample byte-identically; trained folders load as pretrained
 ``unet`` models."""
@@ -17,18 +17,15 @@ import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, EDMEulerScheduler, UNet2DModel
 
-from biaslab.denoisers import GuidedDenoiser, network
-from biaslab.interop import (
+from biaslab.base.io import CHECKSUMS, CorruptArtifactError, write_checksums
+from biaslab.models.interop import (
     PIPELINE_INDEX,
     TRAINING_SCHEDULE,
     load_pipeline,
     sample,
     training_schedule_dir,
 )
-from biaslab.io import CHECKSUMS, CorruptArtifactError, write_checksums
-from biaslab.layouts import missing_files
-from biaslab.models import build_unet
-from biaslab.objectives import (
+from biaslab.models.objectives import (
     EDM_TIMESTEP_SCALE,
     OBJECTIVES,
     make_objective,
@@ -37,15 +34,13 @@ from biaslab.objectives import (
     save_objective,
     vp_sigmas,
 )
-from biaslab.pretrained import generate_unet, load_unet
-from biaslab.sampling import (
-    SamplerConfig,
-    generate,
-    per_sample_noise,
-    sample_ddpm,
-    sample_euler,
-)
-from biaslab.train import TrainConfig, load_model, make_noise_scheduler, save_model
+from biaslab.models.unets import build_unet
+from biaslab.pretrained.layouts import missing_files
+from biaslab.pretrained.models import generate_unet, load_unet
+from biaslab.sampling.denoisers import GuidedDenoiser, network
+from biaslab.sampling.generate import SamplerConfig, generate
+from biaslab.sampling.samplers import per_sample_noise, sample_ddpm, sample_euler
+from biaslab.training.train import TrainConfig, load_model, make_noise_scheduler, save_model
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -305,7 +300,7 @@ def test_old_folders_load_and_sample_byte_identically(folders, tmp_path, cond_un
 
 @pytest.mark.parametrize("name", NAMES)
 def test_trained_folders_load_as_pretrained_unet_models(folders, tmp_path, unet, name):
-    """A trained folder is a complete ``unet`` kind folder; ``pretrained.load_unet`` reads
+    """A trained folder is a complete ``unet`` kind folder; ``pretrained.models.load_unet`` reads
     its training schedule and objective and samples exactly as ``load_model`` + generate
     (edm too, old layout included)."""
     folder = folders[name, False]

@@ -1,4 +1,5 @@
-"""Tests of biaslab.metrics and biaslab.backbones (CPU, offline, a few seconds)."""
+"""Tests of biaslab.evaluation.metrics and biaslab.evaluation.backbones (CPU, offline, a few
+seconds)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.backbones import ClassifierBackbone, LpipsBackbone, load_backbone
-from biaslab.metrics import (
+from biaslab.evaluation.backbones import ClassifierBackbone, LpipsBackbone, load_backbone
+from biaslab.evaluation.metrics import (
     _knn_certified,
     clopper_pearson,
     cross_sq_lpips_from_features,

@@ -1,11 +1,11 @@
-"""Tests of biaslab.models: the Table-A U-Nets of "Deeper Diffusion Models Amplify Bias"."""
+"""Tests of biaslab.models.unets: the Table-A U-Nets of "Deeper Diffusion Models Amplify Bias"."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from biaslab.models import (
+from biaslab.models.unets import (
     TABLE_A,
     build_unet,
     check_resolution,
@@ -15,7 +15,7 @@ from biaslab.models import (
 )
 
 # The paper's Table A (3 input/output channels, width 1), hard-coded on purpose: the test
-# must not trust biaslab.models.TABLE_A to hold the right numbers.
+# must not trust biaslab.models.unets.TABLE_A to hold the right numbers.
 PAPER_PARAMS_3CH = {
     "2": 1_002_883,
     "2L": 15_930_883,
@@ -188,7 +188,7 @@ def test_narrow_copies_use_8_groups_for_every_depth(width):
 def test_default_device_and_its_override(monkeypatch):
     import torch
 
-    from biaslab.models import DEVICE_ENV, default_device
+    from biaslab.models.unets import DEVICE_ENV, default_device
 
     monkeypatch.delenv(DEVICE_ENV, raising=False)
     want = "cuda" if torch.cuda.is_available() else "cpu"

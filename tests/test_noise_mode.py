@@ -1,4 +1,4 @@
-"""DDIM's noise mode (issue 21, item 6) and its x0 rule (``sampling.sample_ddim``).
+"""DDIM's noise mode (issue 21, item 6) and its x0 rule (``sampling.samplers.sample_ddim``).
 
 The mechanism on an analytic denoiser: the exact eps of a point mass (a ring, a digit-like
 image on a -1 background), rescaled to unit RMS per sample, as a U-Net that predicts eps of
@@ -16,8 +16,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from biaslab.images import to_uint8
-from biaslab.sampling import per_sample_noise, sample_ddim
+from biaslab.base.images import to_uint8
+from biaslab.sampling.samplers import per_sample_noise, sample_ddim
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

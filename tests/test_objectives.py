@@ -1,4 +1,4 @@
-"""biaslab.objectives: EDM preconditioning (Karras et al. 2022, Table 1), the adapters to the
+"""biaslab.models.objectives: EDM preconditioning (Karras et al. 2022, Table 1), the adapters to the
 samplers' eps contract (exact for analytic optimal networks), the training losses (minimal at
 the optimum), and sampling, guidance, bypass and save/load with every objective."""
 
@@ -11,9 +11,7 @@ import pytest
 import torch
 import yaml
 
-from biaslab.denoisers import GuidedDenoiser, network
-from biaslab.models import build_unet
-from biaslab.objectives import (
+from biaslab.models.objectives import (
     EDM,
     EDM_DEFAULTS,
     EDM_TIMESTEP_SCALE,
@@ -22,9 +20,13 @@ from biaslab.objectives import (
     make_objective,
     objective_from_dict,
     objective_of_schedule,
+    vp_sigmas,
 )
-from biaslab.sampling import SamplerConfig, generate, sigma_to_t, vp_sigmas
-from biaslab.train import TrainConfig, load_model, make_noise_scheduler, save_model
+from biaslab.models.unets import build_unet
+from biaslab.sampling.denoisers import GuidedDenoiser, network
+from biaslab.sampling.generate import SamplerConfig, generate
+from biaslab.sampling.samplers import sigma_to_t
+from biaslab.training.train import TrainConfig, load_model, make_noise_scheduler, save_model
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -296,7 +298,7 @@ def test_saved_objective_samples_without_the_config(tmp_path, cond_unet, name):
 def test_models_saved_before_objectives_load_as_epsilon(tmp_path, unet):
     from diffusers import DDPMScheduler
 
-    from biaslab.objectives import load_objective
+    from biaslab.models.objectives import load_objective
 
     save_model(unet, TrainConfig(depth="2", width=0.25), tmp_path / "m")
     _, sched = load_model(tmp_path / "m")
@@ -329,10 +331,10 @@ def test_edm_point_mass_oracle_guided_ddim_is_exact(steps, w):
     """A class-conditional EDM network that is optimal for one image per class (and the mean
     for the null class): guided DDIM through the adapter returns exactly
     (1 + w) x0_c - w x0_null, whatever the number of steps."""
-    from biaslab.denoisers import GuidedDenoiser as Guided
-    from biaslab.objectives import EDM as EDMObjective
-    from biaslab.objectives import sampler_schedule
-    from biaslab.sampling import per_sample_noise, sample_ddim
+    from biaslab.models.objectives import EDM as EDMObjective
+    from biaslab.models.objectives import sampler_schedule
+    from biaslab.sampling.denoisers import GuidedDenoiser as Guided
+    from biaslab.sampling.samplers import per_sample_noise, sample_ddim
 
     obj = EDMObjective()
     sched = sampler_schedule(dict(make_noise_scheduler(TrainConfig(depth="2")).config))
@@ -346,7 +348,13 @@ def test_edm_point_mass_oracle_guided_ddim_is_exact(steps, w):
     labels = torch.tensor([0, 1, 2])
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
     guided = Guided(obj.adapter(net, sched), w, null_class=3).bind(labels)
-    out = sample_ddim(guided, per_sample_noise((1, 4, 4), gens), dict(sched), steps=steps,
-                      eta=0.0, generators=gens)
+    out = sample_ddim(
+        guided,
+        per_sample_noise((1, 4, 4), gens),
+        dict(sched),
+        steps=steps,
+        eta=0.0,
+        generators=gens,
+    )
     want = ((1 + w) * x0[labels] - w * x0[3]).clamp(-1, 1)
     torch.testing.assert_close(out, want, atol=1e-5, rtol=0)

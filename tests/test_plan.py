@@ -1,13 +1,13 @@
-"""biaslab.plan: one typed family per dataset, built once from the config."""
+"""biaslab.plan.families: one typed family per dataset, built once from the config."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from biaslab.config import ConfigError, with_defaults
-from biaslab.grid import GRID_COLUMNS, KNOB_COLUMNS
-from biaslab.plan import plan
+from biaslab.base.columns import GRID_COLUMNS, KNOB_COLUMNS
+from biaslab.plan.checks import ConfigError, with_defaults
+from biaslab.plan.families import plan
 from tests.helpers import ROOT
 
 

@@ -1,6 +1,6 @@
-"""Pretrained models from local folders (biaslab.pretrained), labellers (biaslab.labellers),
-their cell metrics (biaslab.pretrained_eval) and the config section (biaslab.pretrained_plan),
-on tiny random models the tests write."""
+"""Pretrained models from local folders (biaslab.pretrained.models), labellers
+(biaslab.pretrained.labellers), their cell metrics (biaslab.pretrained.evaluate) and the config
+section (biaslab.plan.pretrained), on tiny random models the tests write."""
 
 from __future__ import annotations
 
@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.config import ConfigError, with_defaults
-from biaslab.denoisers import mid_block_bypass
-from biaslab.labellers import AGE_GROUPS, ClipLabeller, FairFaceLabeller, load_fairface
-from biaslab.objectives import objective_of_schedule
-from biaslab.pretrained import (
+from biaslab.models.objectives import objective_of_schedule
+from biaslab.plan.checks import ConfigError, with_defaults
+from biaslab.plan.pretrained import (
+    bypass_study_rows,
+    check_pretrained_files,
+    model_rows,
+    pretrained_plan,
+    pretrained_rows,
+)
+from biaslab.pretrained.evaluate import cross_prompt_similarity, label_cell
+from biaslab.pretrained.labellers import AGE_GROUPS, ClipLabeller, FairFaceLabeller, load_fairface
+from biaslab.pretrained.models import (
     generate_text_to_image,
     generate_unet,
     guidance_scale,
@@ -23,15 +30,9 @@ from biaslab.pretrained import (
     load_unet,
     missing_files,
 )
-from biaslab.pretrained_eval import cross_prompt_similarity, label_cell
-from biaslab.pretrained_plan import (
-    bypass_study_rows,
-    check_pretrained_files,
-    model_rows,
-    pretrained_plan,
-    pretrained_rows,
-)
-from biaslab.sampling import SamplerConfig, per_sample_noise
+from biaslab.sampling.denoisers import mid_block_bypass
+from biaslab.sampling.generate import SamplerConfig
+from biaslab.sampling.samplers import per_sample_noise
 from tests.pretrained_fixtures import (
     write_fairface,
     write_tiny_clip,
@@ -259,7 +260,7 @@ def test_fairface_labeller_groups_and_bad_weights(folders, tmp_path):
 
 
 def test_clip_diversity():
-    from biaslab.pretrained_eval import clip_diversity
+    from biaslab.pretrained.evaluate import clip_diversity
 
     e = np.random.default_rng(0).normal(size=(6, 4))
     assert clip_diversity(np.vstack([e[:1]] * 3 + [e[1:2]] * 3), np.repeat([0, 1], 3)) == 0.0

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from biaslab.budget import estimate
-from biaslab.grid import network_evaluations
-from biaslab.io import load_npz
-from biaslab.pretrained_plan import model_rows, pretrained_plan
+from biaslab.base.io import load_npz
+from biaslab.plan.budget import estimate
+from biaslab.plan.pretrained import model_rows, pretrained_plan
+from biaslab.sampling.registry import network_evaluations
 from tests.helpers import job_counts, snakemake
 from tests.pretrained_fixtures import (
     write_fairface,
@@ -148,7 +148,7 @@ def test_shipped_configs_dry_run_with_fixture_folders(tmp_path, fixture_paths, c
 
 def test_budget_counts_pretrained_evaluations():
     cfg = yaml.safe_load((ROOT / "config/pretrained-sd.yaml").read_text())
-    from biaslab.config import with_defaults
+    from biaslab.plan.checks import with_defaults
 
     full = with_defaults(cfg)
     rows = {r["family"]: r for r in estimate(cfg, sample_rate=10.0)}

@@ -1,4 +1,4 @@
-"""biaslab.probe: what the model knows, read from its x0 predictions."""
+"""biaslab.evaluation.probe: what the model knows, read from its x0 predictions."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from biaslab.classifier import SmallCNN, save_classifier
 from biaslab.datasets.colour_mnist import PALETTE
-from biaslab.evaluate import attach_probe
-from biaslab.probe import ProbeConfig, probe_model, subject, verdict
-from biaslab.train import TrainConfig, make_noise_scheduler
+from biaslab.evaluation.cell import attach_probe
+from biaslab.evaluation.classifier import SmallCNN, save_classifier
+from biaslab.evaluation.probe import ProbeConfig, probe_model, subject, verdict
+from biaslab.training.train import TrainConfig, make_noise_scheduler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = np.array([0, 1])

@@ -1,5 +1,5 @@
-"""Fairness Discrepancy and FID / KID (biaslab.metrics, biaslab.quality), FID cross-checked
-against the closed form computed with scipy."""
+"""Fairness Discrepancy and FID / KID (biaslab.evaluation.metrics, biaslab.evaluation.quality), FID
+cross-checked against the closed form computed with scipy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from biaslab.quality import (
+from biaslab.evaluation.quality import (
     fairness_discrepancy,
     fairness_rows,
     fd_interval,

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.sampling import (
-    SamplerConfig,
-    generate,
+from biaslab.models.objectives import vp_sigmas
+from biaslab.sampling.generate import SamplerConfig, generate
+from biaslab.sampling.samplers import (
     karras_sigmas,
     per_sample_noise,
     sample_dpmpp,
     sample_euler,
     sample_heun,
     sigma_to_t,
-    vp_sigmas,
 )
 
 CASES = [

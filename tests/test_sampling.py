@@ -1,4 +1,4 @@
-"""Tests of biaslab.sampling: per-sample seeds, batch-size invariance, samplers."""
+"""Tests of biaslab.sampling.generate: per-sample seeds, batch-size invariance, samplers."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.sampling import (
-    SAMPLERS,
-    SamplerConfig,
-    generate,
-    per_sample_noise,
-    sample_ddim,
-    sample_ddpm,
-    sample_seed,
-)
+from biaslab.sampling.generate import SamplerConfig, generate
+from biaslab.sampling.registry import SAMPLERS
+from biaslab.sampling.samplers import per_sample_noise, sample_ddim, sample_ddpm, sample_seed
 
 SAMPLER_CASES = [("ddpm", 1.0), ("ddim", 0.0), ("ddim", 0.5)]
 STEPS = 4
@@ -100,7 +94,7 @@ def test_samplers_differ(reference):
 
 def test_ddim_eta0_ignores_generators(unet, sched_config):
     """eta = 0 is deterministic given the initial noise: the step generators don't matter."""
-    from biaslab.sampling import unet_denoiser
+    from biaslab.sampling.generate import unet_denoiser
 
     noise = per_sample_noise((1, 16, 16), [torch.Generator().manual_seed(s) for s in (1, 2)])
     outs = [
@@ -247,5 +241,3 @@ def test_non_finite_samples_raise(sched_config):
     cfg = SamplerConfig(sampler="ddim", steps=2, n_samples=2)
     with pytest.raises(FloatingPointError, match="non-finite samples from ddim"):
         generate(NaNUnet(), sched_config, cfg, progress=False)
-
-

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from biaslab.config import ConfigError, check_inputs, with_defaults
-from biaslab.metric_names import rename_legacy_claims, rename_legacy_metrics
-from biaslab.quality import FID_INCEPTION_FILE, fid_inception_metric, standard_fid
+from biaslab.base.metric_names import rename_legacy_claims, rename_legacy_metrics
+from biaslab.evaluation.quality import FID_INCEPTION_FILE, fid_inception_metric, standard_fid
+from biaslab.plan.checks import ConfigError, check_inputs, with_defaults
 
 
 def _config(weights) -> dict:
@@ -98,12 +98,10 @@ class _Flat:  # a backbone: the pixels as features
         return x.flatten(1).float()
 
 
-def test_quality_rows_add_the_standard_fid_when_weights_are_set(
-    random_fid_inception, monkeypatch
-):
-    from biaslab import quality
-    from biaslab.evaluate import MetricsConfig
-    from biaslab.images import to_model_range
+def test_quality_rows_add_the_standard_fid_when_weights_are_set(random_fid_inception, monkeypatch):
+    from biaslab.base.images import to_model_range
+    from biaslab.evaluation import quality
+    from biaslab.evaluation.cell import MetricsConfig
 
     monkeypatch.setattr(quality, "load_backbone", lambda *a, **k: _Flat())
     rng = np.random.default_rng(0)

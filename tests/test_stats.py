@@ -1,5 +1,5 @@
-"""biaslab.stats and biaslab.contrasts: intervals against scipy and closed forms, paired
-contrasts on synthetic per-sample outcomes of several fake models with a planted effect
+"""biaslab.stats.intervals and biaslab.stats.contrasts: intervals against scipy and closed forms,
+paired contrasts on synthetic per-sample outcomes of several fake models with a planted effect
 (interval coverage over repeats, the claim verdicts)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from biaslab import stats
-from biaslab.claims import between_pairs, claims_markdown, evaluate_claims
-from biaslab.contrasts import aggregate, contrast_pairs, contrasts, vary_value
+from biaslab.stats import intervals as stats
+from biaslab.stats.claims import between_pairs, claims_markdown, evaluate_claims
+from biaslab.stats.contrasts import aggregate, contrast_pairs, contrasts, vary_value
 
 
 def test_proportion_interval_is_clopper_pearson():
@@ -372,8 +372,8 @@ def test_aggregate_keeps_models_apart_from_cells():
 def test_schema_claims_enums_are_the_registries():
     import yaml
 
-    from biaslab.config import SCHEMA_FILE
-    from biaslab.contrasts import CELL_METRICS, CONTRASTS, SAMPLE_METRICS
+    from biaslab.plan.checks import SCHEMA_FILE
+    from biaslab.stats.contrasts import CELL_METRICS, CONTRASTS, SAMPLE_METRICS
 
     item = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]["claims"]["items"]
     assert item["properties"]["vary"]["oneOf"][0]["enum"] == list(CONTRASTS)

@@ -1,4 +1,5 @@
-"""Tests of biaslab.train and biaslab.io: crash-resume, non-finite loss, saving, hashing."""
+"""Tests of biaslab.training.train and biaslab.base.io: crash-resume, non-finite loss, saving,
+hashing."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import torch
 import yaml
 from diffusers import DDPMScheduler, UNet2DModel
 
-from biaslab.io import CHECKSUMS, atomic_path, save_torch
-from biaslab.models import build_unet
-from biaslab.train import (
+from biaslab.base.io import CHECKSUMS, atomic_path, save_torch
+from biaslab.models.unets import build_unet
+from biaslab.training.train import (
     KILL_AT_STEP_ENV,
     NonFiniteLossError,
     TrainConfig,
@@ -48,7 +49,7 @@ _CHILD = textwrap.dedent(
     import numpy as np
     import torch
     torch.set_num_threads(1)
-    from biaslab.train import TrainConfig, train_diffusion
+    from biaslab.training.train import TrainConfig, train_diffusion
     cfg = TrainConfig(**{cfg!r})
     images = np.random.default_rng(0).integers(0, 256, (24, 16, 16), dtype=np.uint8)
     unet, log = train_diffusion(images, cfg, checkpoint_dir=sys.argv[1], progress=False)
@@ -282,7 +283,7 @@ def test_save_model_overwrites_existing(tmp_path, tiny_unet):
 
 
 def test_save_model_failure_leaves_nothing(tmp_path, tiny_unet, monkeypatch):
-    import biaslab.train as train_mod
+    import biaslab.training.train as train_mod
 
     def boom(cfg):
         raise RuntimeError("disk full")

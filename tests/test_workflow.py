@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.grid import GRID_COLUMNS
+from biaslab.base.columns import GRID_COLUMNS
 from tests.helpers import (
     ROOT,
     TINY,
@@ -197,7 +197,7 @@ def test_conditional_difflens_slice(tiny_conditional_run):
     family's bias attribute (the background colour, one per class: 3 here, so the probes,
     features and target distribution have 3 classes); the intervened cell has FD per
     conditioning class, FID and the same-seed similarity to its twin."""
-    from biaslab.io import load_npz
+    from biaslab.base.io import load_npz
 
     res = tiny_conditional_run / "results"
     model = "biased_mnist/minority~0.2/depth~2/seed~0"
@@ -243,7 +243,7 @@ def test_sampler_family_figures_and_conditional_models(tiny_conditional_run):
         "_timestep_spacing~none_intervene~1.0_intervene_mode~none"
     )
     base = tiny_conditional_run / "results/samples/multicolour_mnist/minority~0.2/depth~2/seed~0"
-    from biaslab.io import load_npz
+    from biaslab.base.io import load_npz
 
     s = load_npz(base / cell / "samples.npz")
     assert s["images"].shape == (12, 3, 16, 16) and s["labels"].tolist() == [0, 1, 2] * 4

@@ -1,5 +1,5 @@
 """Write config/README.md, the configuration reference, from the JSON schema and the shipped
-configs (``biaslab.config_reference``). Run after changing the schema or a config's header:
+configs (``biaslab.plan.reference``). Run after changing the schema or a config's header:
 
     python tools/config_reference.py
 
@@ -37,7 +37,7 @@ def shipped_configs() -> dict[str, str]:
 
 def reference() -> str:
     sys.path.insert(0, str(ROOT / "src"))
-    from biaslab.config_reference import render
+    from biaslab.plan.reference import render
 
     return render(yaml.safe_load(SCHEMA.read_text()), shipped_configs())
 

@@ -13,8 +13,8 @@ are copied into ``docs/results/<name>/``:
 * ``metrics.parquet`` and ``metrics.csv`` (the tidy metrics, every grid column),
   ``predictions.parquet`` (per sample: anyone can rerun the paired tests), ``probe.parquet``,
   ``train_log.parquet``, ``aggregate.parquet`` (per cell across training seeds),
-  ``contrasts.parquet`` and ``claims.parquet`` (``biaslab.contrasts``, ``biaslab.claims``), and
-  ``difflens/{probes,features,sae}.parquet`` when the run has them;
+  ``contrasts.parquet`` and ``claims.parquet`` (``biaslab.stats.contrasts``,
+  ``biaslab.stats.claims``), and ``difflens/{probes,features,sae}.parquet`` when the run has them;
 * ``tables/`` (``summary.md``, ``table3_knn.csv``, ``claims.md``) and ``figures/*.png``;
 * ``report.html`` (``snakemake --report``) unless ``--no-report``;
 * ``run.json`` and ``run.md``: per run (a rerun appends), the exact command, the commit (and
@@ -31,7 +31,7 @@ reruns the config a published folder was made with (its ``run.json``) in a scrat
 and prints, claim by claim, the published verdict beside the new one; exit status 1 when one
 differs. Runs published before issue 26 name the classifier-feature FID / KID ``fid``,
 ``kid``, ``kid_std``: their config's claims and claims table are mapped to ``fid_classifier``,
-``kid_classifier``, ``kid_classifier_std`` on read (``biaslab.metric_names``); the published
+``kid_classifier``, ``kid_classifier_std`` on read (``biaslab.base.metric_names``); the published
 files are records and stay as they are.
 """
 
@@ -181,7 +181,7 @@ def compare_verdicts(published, rerun):
     effects and ``same`` (the verdict travelled)."""
     import pandas as pd
 
-    from biaslab.claims import claim_key
+    from biaslab.stats.claims import claim_key
 
     keys = [c for c in claim_key(published) if c in rerun.columns]
     cols = ["verdict", "effect", "ci_low", "ci_high", "n_models"]
@@ -200,11 +200,11 @@ def compare_verdicts(published, rerun):
 def legacy_config(text: str, name: str = "") -> str:
     """A published config's text for a rerun with this code: claims on the metrics renamed in
     issue 26 (``fid``, ``kid``, ``kid_std``: the classifier-feature FID / KID, now
-    ``fid_classifier``, ...; ``biaslab.metric_names``) get the new names. The text itself
+    ``fid_classifier``, ...; ``biaslab.base.metric_names``) get the new names. The text itself
     when no claim changes; else the config dumped again (its comments dropped)."""
     import yaml
 
-    from biaslab.metric_names import rename_legacy_claims
+    from biaslab.base.metric_names import rename_legacy_claims
 
     config = yaml.safe_load(text)
     if not isinstance(config, dict):
@@ -228,8 +228,8 @@ def verify(name: str, *, cores: int, extra: list[str], scratch: Path | None = No
 
     import pandas as pd
 
-    from biaslab.claims import claim_key
-    from biaslab.metric_names import rename_legacy_metrics
+    from biaslab.base.metric_names import rename_legacy_metrics
+    from biaslab.stats.claims import claim_key
 
     dest = ROOT / "docs" / "results" / name
     if not (dest / "run.json").is_file():

@@ -1,4 +1,4 @@
-# The run's evidence across trained models (biaslab.contrasts): per-cell aggregates over
+# The run's evidence across trained models (biaslab.stats.contrasts): per-cell aggregates over
 # training seeds, paired contrasts between cells that differ in one knob, the config's claims.
 rule claims:
     input:
@@ -25,23 +25,3 @@ rule claims:
         confidence_threshold=config["metrics"]["confidence_threshold"],
     script:
         "../scripts/claims.py"
-
-
-rule fig_knob_effects:
-    input:
-        contrasts="results/contrasts.parquet",
-    output:
-        png=report(
-            figure("fig_knob_effects", "png"),
-            caption="../report/knob_effects.rst",
-            category="Claims",
-        ),
-        pdf=figure("fig_knob_effects", "pdf"),
-    log:
-        "logs/figures/knob_effects.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"

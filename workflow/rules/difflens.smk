@@ -1,4 +1,4 @@
-# Mechanistic debiasing (DiffLens; biaslab.difflens), per model of difflens.datasets: the
+# Mechanistic debiasing (DiffLens; biaslab.difflens.steps), per model of difflens.datasets: the
 # mid-block activations of a sampling loop, a top-k SAE on them, the bias features located by
 # integrated gradients; the grid rows with `intervene` sample through them (intervene_<dataset>,
 # workflow/rules/sample.smk).
@@ -81,9 +81,9 @@ rule locate_features:
 
 rule gather_difflens:
     input:
-        probes=difflens_paths("probes.parquet"),
-        features=difflens_paths("features.parquet"),
-        sae=difflens_paths("sae_log.parquet"),
+        probes=TARGETS.difflens_paths("probes.parquet"),
+        features=TARGETS.difflens_paths("features.parquet"),
+        sae=TARGETS.difflens_paths("sae_log.parquet"),
     output:
         probes="results/difflens/probes.parquet",
         features="results/difflens/features.parquet",

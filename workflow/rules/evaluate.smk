@@ -47,10 +47,10 @@ rule train_features:
 
 rule gather_metrics:
     input:
-        metrics=eval_files("metrics.parquet") + same_seed_tables(),
-        predictions=eval_files("predictions.parquet"),
-        logs=expand("results/models/{model}/train_log.parquet", model=model_paths()),
-        probes=expand("results/probe/{model}/probe.parquet", model=model_paths()),
+        metrics=TARGETS.eval_files("metrics.parquet") + TARGETS.same_seed_tables(),
+        predictions=TARGETS.eval_files("predictions.parquet"),
+        logs=TARGETS.model_paths(TRAIN_LOG),
+        probes=TARGETS.model_paths(PROBE),
     output:
         metrics="results/metrics.parquet",
         predictions="results/predictions.parquet",

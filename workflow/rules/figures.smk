@@ -1,103 +1,30 @@
-rule fig4_minority_vs_depth:
-    input:
-        metrics="results/metrics.parquet",
-    output:
-        png=report(
-            figure("fig4_minority_vs_depth", "png"),
-            caption="../report/fig4.rst",
-            category="Bias vs depth",
-        ),
-        pdf=figure("fig4_minority_vs_depth", "pdf"),
-    log:
-        "logs/figures/fig4.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    params:
-        options={"confident_share_min": config["figures"]["confident_share_min"]},
-    script:
-        "../scripts/figure.py"
+# One rule per figure drawn from one gathered table (biaslab.plan.figures.FIGURE_TABLE: the
+# figure, its function, table, caption and category); the rules below draw the others.
+for _fig in table_figures():
 
-
-rule fig_knn_vs_k:
-    input:
-        metrics="results/metrics.parquet",
-    output:
-        png=report(
-            figure("fig_knn_vs_k", "png"),
-            caption="../report/knn.rst",
-            category="Memorization",
-        ),
-        pdf=figure("fig_knn_vs_k", "pdf"),
-    log:
-        "logs/figures/knn.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule fig_probe:
-    input:
-        probe="results/probe.parquet",
-    output:
-        png=report(
-            figure("fig_probe", "png"),
-            caption="../report/probe.rst",
-            category="What the model knows",
-        ),
-        pdf=figure("fig_probe", "pdf"),
-    log:
-        "logs/figures/probe.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule fig_fd_vs_intervention:
-    input:
-        metrics="results/metrics.parquet",
-    output:
-        png=report(
-            figure("fig_fd_vs_intervention", "png"),
-            caption="../report/fd.rst",
-            category="Mechanistic debiasing",
-        ),
-        pdf=figure("fig_fd_vs_intervention", "pdf"),
-    log:
-        "logs/figures/fd.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule fig_difflens_probes:
-    input:
-        probes="results/difflens/probes.parquet",
-    output:
-        png=report(
-            figure("fig_difflens_probes", "png"),
-            caption="../report/difflens_probes.rst",
-            category="Mechanistic debiasing",
-        ),
-        pdf=figure("fig_difflens_probes", "pdf"),
-    log:
-        "logs/figures/difflens_probes.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
+    rule:
+        name:
+            _fig.name
+        input:
+            _fig.table,
+        output:
+            png=report(
+                figure(_fig.name, "png"),
+                caption=f"../report/{_fig.caption}",
+                category=_fig.category,
+            ),
+            pdf=figure(_fig.name, "pdf"),
+        log:
+            f"logs/figures/{_fig.name}.log",
+        localrule: True
+        conda:
+            ENV
+        resources:
+            runtime=10,
+        params:
+            options=figure_options(_fig.name, config["figures"]),
+        script:
+            "../scripts/figure.py"
 
 
 rule fig_difflens_gallery:
@@ -128,26 +55,6 @@ rule fig_difflens_gallery:
         ),
     script:
         "../scripts/fig_gallery.py"
-
-
-rule fig_loss_curves:
-    input:
-        train_log="results/train_log.parquet",
-    output:
-        png=report(
-            figure("fig_loss_curves", "png"),
-            caption="../report/loss.rst",
-            category="Training",
-        ),
-        pdf=figure("fig_loss_curves", "pdf"),
-    log:
-        "logs/figures/loss.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
 
 
 # the same-seed grids of the depth family (absent when model.depths is empty)
@@ -194,7 +101,7 @@ if DEPTH is not None:
         params:
             depths=DEPTH.depths,
             n=config["figures"]["grid_samples"],
-            cell=same_seed_cell(),
+            cell=TARGETS.same_seed_cell(),
             labels=same_seed_labels(DEPTH.data),
         script:
             "../scripts/fig_same_seed.py"
@@ -222,7 +129,7 @@ rule fig3_toy:
 rule tables:
     input:
         metrics="results/metrics.parquet",
-        benchmarks=[file for file, _job in benchmark_jobs()],
+        benchmarks=[file for file, _job in TARGETS.benchmark_jobs()],
     output:
         knn=report(
             "results/tables/table3_knn.csv",
@@ -243,29 +150,6 @@ rule tables:
     resources:
         runtime=10,
     params:
-        jobs=[job for _file, job in benchmark_jobs()],
+        jobs=[job for _file, job in TARGETS.benchmark_jobs()],
     script:
         "../scripts/tables.py"
-
-
-rule fig_sampler_study:
-    input:
-        metrics="results/metrics.parquet",
-    output:
-        png=report(
-            figure("fig_{kind}", "png"),
-            caption="../report/sampler.rst",
-            category="Sampler settings",
-            labels={"figure": "{kind}"},
-        ),
-        pdf=figure("fig_{kind}", "pdf"),
-    log:
-        "logs/figures/{kind}.log",
-    wildcard_constraints:
-        kind="rho_vs_rho_data|rho_vs_steps|rho_vs_guidance|bypass|bias_diversity_frontier|bias_quality_frontier",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"

@@ -1,4 +1,4 @@
-# Models this lab did not train (biaslab.pretrained; config `pretrained`,
+# Models this lab did not train (biaslab.pretrained.models; config `pretrained`,
 # docs/guide/pretrained.md): each model folder sampled on every cell of pretrained.grid (and
 # the bypass study's rows), its images labelled by CLIP zero-shot / FairFace, gathered, drawn.
 rule sample_pretrained:
@@ -52,8 +52,8 @@ rule label_pretrained:
 
 rule gather_pretrained:
     input:
-        metrics=pretrained_cells("metrics.parquet"),
-        predictions=pretrained_cells("predictions.parquet"),
+        metrics=TARGETS.pretrained_files("metrics.parquet"),
+        predictions=TARGETS.pretrained_files("predictions.parquet"),
     output:
         metrics="results/pretrained/metrics.parquet",
         predictions="results/pretrained/predictions.parquet",
@@ -63,26 +63,6 @@ rule gather_pretrained:
         ENV
     script:
         "../scripts/gather_pretrained.py"
-
-
-rule fig_pretrained_fd:
-    input:
-        metrics="results/pretrained/metrics.parquet",
-    output:
-        png=report(
-            figure("fig_pretrained_fd", "png"),
-            caption="../report/pretrained_fd.rst",
-            category="Pretrained models",
-        ),
-        pdf=figure("fig_pretrained_fd", "pdf"),
-    log:
-        "logs/figures/pretrained_fd.log",
-    conda:
-        ENV
-    resources:
-        runtime=10,
-    script:
-        "../scripts/figure.py"
 
 
 rule fig_bypass_prompts:
@@ -102,14 +82,14 @@ rule fig_bypass_prompts:
     resources:
         runtime=10,
     params:
-        options={"rows": bypass_study_rows(config)},
+        options={"rows": TARGETS.study_rows},
     script:
         "../scripts/figure.py"
 
 
 rule fig_bypass_grid:
     input:
-        samples=lambda wc: bypass_study_cells(wc.pretrained, "samples.npz"),
+        samples=lambda wc: TARGETS.study_files(wc.pretrained, "samples.npz"),
     output:
         png=report(
             figure("fig_bypass_grid/{pretrained}", "png"),
@@ -125,7 +105,7 @@ rule fig_bypass_grid:
     resources:
         runtime=10,
     params:
-        bypass=[r["bypass"] for r in bypass_study_rows(config)],
+        bypass=[r["bypass"] for r in TARGETS.study_rows],
         classes=lambda wc: list(pretrained_model(wc).classes),
         n_seeds=config["pretrained"]["bypass_study"]["n_seeds"],
     script:

@@ -1,4 +1,4 @@
-# Sampling and evaluation: one job per trained model for all its sampler cells (biaslab.cells),
+# Sampling and evaluation: one job per trained model for all its sampler cells (biaslab.jobs.cells),
 # outputs one folder per cell. Per family (the cells are the family's grid rows):
 #   sample_evaluate_<dataset>: the probe and every unintervened cell of one model;
 #   intervene_<dataset>: a model's SAE-intervened cells (DiffLens), each with the same-seed
@@ -7,8 +7,8 @@
 # torchmetrics) and the model load are paid once per model (docs/notes/performance.md, "Job start-up";
 # benchmarks/bench_cell_jobs.py). A failed job reruns its model's cells.
 for _name in PLAN:
-    _plain = cell_patterns(_name, intervened_cells=False)
-    _intervened = cell_patterns(_name, intervened_cells=True)
+    _plain = TARGETS.cell_patterns(_name, intervened_cells=False)
+    _intervened = TARGETS.cell_patterns(_name, intervened_cells=True)
 
     if _plain:
 
@@ -37,7 +37,7 @@ for _name in PLAN:
                 gpu=1,
                 cpus_per_gpu=config["resources"]["sample_threads"],
                 mem_mb=8000,
-                runtime=cells_runtime(_plain),
+                runtime=60 + 20 * len(_plain),  # an hour + 20 min per cell
             params:
                 cells=cells_params(_plain),
                 metrics=config["metrics"],
@@ -76,7 +76,7 @@ for _name in PLAN:
                 gpu=1,
                 cpus_per_gpu=config["resources"]["sample_threads"],
                 mem_mb=8000,
-                runtime=cells_runtime(_intervened),
+                runtime=60 + 20 * len(_intervened),
             params:
                 cells=cells_params(_intervened),
                 metrics=config["metrics"],

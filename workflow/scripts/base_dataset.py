@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biaslab.base.io import write_npz, write_parquet
 from biaslab.datasets import build_base
-from biaslab.io import write_npz, write_parquet
 
 base, table = build_base(snakemake.params.data)
 write_npz(snakemake.output.data, **base)

@@ -1,13 +1,13 @@
 """Across-model aggregates, paired contrasts and the config's claim verdicts of a run
-(``biaslab.contrasts``), from the gathered metrics and predictions."""
+(``biaslab.stats.contrasts``), from the gathered metrics and predictions."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.claims import between_pairs, claims_markdown, evaluate_claims, joint_sets
-from biaslab.contrasts import aggregate, contrasts
-from biaslab.io import atomic_path, read_parquet, write_parquet
+from biaslab.base.io import atomic_path, read_parquet, write_parquet
+from biaslab.stats.claims import between_pairs, claims_markdown, evaluate_claims, joint_sets
+from biaslab.stats.contrasts import aggregate, contrasts
 
 metrics = read_parquet(snakemake.input.metrics)
 predictions = read_parquet(snakemake.input.predictions)

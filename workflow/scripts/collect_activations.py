@@ -9,11 +9,11 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.difflens import capture_labels, collect_activations, fingerprint
-from biaslab.io import write_npz
-from biaslab.models import default_device
-from biaslab.sampling import SamplerConfig
-from biaslab.train import load_model
+from biaslab.base.io import write_npz
+from biaslab.difflens.steps import capture_labels, collect_activations, fingerprint
+from biaslab.models.unets import default_device
+from biaslab.sampling.generate import SamplerConfig
+from biaslab.training.train import load_model
 
 torch.set_num_threads(snakemake.threads)
 unet, scheduler = load_model(snakemake.input.model)

@@ -8,8 +8,8 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.evaluate import MetricsConfig, feature_pool, knn_features
-from biaslab.io import load_npz, write_npz
+from biaslab.base.io import load_npz, write_npz
+from biaslab.evaluation.cell import MetricsConfig, feature_pool, knn_features
 
 torch.set_num_threads(snakemake.threads)
 scope = snakemake.params.scope

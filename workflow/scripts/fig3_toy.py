@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from biaslab.base.io import save_figure, write_parquet
 from biaslab.figures import fig_toy
-from biaslab.io import save_figure, write_parquet
-from biaslab.toy import abstraction_curve
+from biaslab.figures.toy import abstraction_curve
 
 result = abstraction_curve(seed=0)
 write_parquet(result, snakemake.output.table)

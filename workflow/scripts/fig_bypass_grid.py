@@ -5,8 +5,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biaslab.base.io import load_npz
 from biaslab.figures import fig_bypass_grid, save
-from biaslab.io import load_npz
 
 samples = {
     float(p): load_npz(path)

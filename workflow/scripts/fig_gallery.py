@@ -5,8 +5,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biaslab.base.io import load_npz
 from biaslab.figures import fig_difflens_gallery, save
-from biaslab.io import load_npz
 
 acts = load_npz(snakemake.input.activations)
 feats = load_npz(snakemake.input.features)

@@ -9,9 +9,9 @@ sys.stderr = open(snakemake.log[0], "w")
 import matplotlib
 
 matplotlib.use("Agg")
+from biaslab.base.columns import depth_sort_key
+from biaslab.base.io import load_npz, read_parquet, save_figure
 from biaslab.figures import differing_columns, fig_same_seed_grid, minority_first_columns
-from biaslab.grid import depth_sort_key
-from biaslab.io import load_npz, read_parquet, save_figure
 
 depths = snakemake.params.depths
 labels = snakemake.params.labels

@@ -1,9 +1,9 @@
 """Draw one figure from a gathered table (PNG and PDF).
 
-The figure is ``biaslab.figures.FIGURES[name]``, ``name`` the stem of the PNG output
-(``results/figures/fig4_minority_vs_depth.png`` -> ``fig4_minority_vs_depth``), drawn from the
-rule's one input table (``metrics.parquet``, or ``train_log.parquet`` for the loss curves),
-with the rule's ``params.options`` as keyword arguments.
+The figure is the row of ``biaslab.plan.figures.FIGURE_TABLE`` named by the rule (the stem of
+its PNG, ``results/figures/fig4_minority_vs_depth.png`` -> ``fig4_minority_vs_depth``), drawn
+by the row's function from the rule's one input table, with ``params.options`` as keyword
+arguments.
 """
 
 import sys
@@ -12,9 +12,11 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from pathlib import Path
 
-from biaslab.figures import FIGURES, save
-from biaslab.io import read_parquet
+from biaslab.base.io import read_parquet
+from biaslab.figures.common import save
+from biaslab.plan.figures import draw_function
 
 name = Path(snakemake.output.png).stem
-fig = FIGURES[name](read_parquet(snakemake.input[0]), **snakemake.params.get("options", {}))
+draw = draw_function(name)
+fig = draw(read_parquet(snakemake.input[0]), **snakemake.params.get("options", {}))
 save(fig, [snakemake.output.png, snakemake.output.pdf])

@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.gather import gather
-from biaslab.io import read_parquet, write_parquet
+from biaslab.base.io import read_parquet, write_parquet
+from biaslab.stats.gather import gather
 
 for key, kind in (
     ("probes", "difflens_probes"),

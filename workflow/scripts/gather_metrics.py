@@ -5,8 +5,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.gather import attach_probe, gather
-from biaslab.io import read_parquet, write_parquet
+from biaslab.base.io import read_parquet, write_parquet
+from biaslab.stats.gather import attach_probe, gather
 
 
 def read(paths):

@@ -7,10 +7,10 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from biaslab.io import load_npz, write_parquet
-from biaslab.labellers import ClipLabeller, FairFaceLabeller
-from biaslab.models import default_device
-from biaslab.pretrained_eval import label_cell
+from biaslab.base.io import load_npz, write_parquet
+from biaslab.models.unets import default_device
+from biaslab.pretrained.evaluate import label_cell
+from biaslab.pretrained.labellers import ClipLabeller, FairFaceLabeller
 
 torch.set_num_threads(snakemake.threads)
 device = default_device()

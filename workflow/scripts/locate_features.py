@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biaslab.difflens import LocateConfig, fingerprint, load_sae, locate
-from biaslab.io import load_npz, write_npz, write_parquet
-from biaslab.train import load_model
+from biaslab.base.io import load_npz, write_npz, write_parquet
+from biaslab.difflens.steps import LocateConfig, fingerprint, load_sae, locate
+from biaslab.training.train import load_model
 
 torch.set_num_threads(snakemake.threads)
 acts = load_npz(snakemake.input.activations)

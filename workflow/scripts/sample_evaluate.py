@@ -1,13 +1,13 @@
-"""Sample and evaluate every cell of one model in one process (biaslab.cells): its
+"""Sample and evaluate every cell of one model in one process (biaslab.jobs.cells): its
 unintervened cells with the probe, or its SAE-intervened cells with their same-seed tables."""
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from biaslab.cells import Cell, ModelFiles, run_cells
-from biaslab.evaluate import MetricsConfig
-from biaslab.io import write_parquet
+from biaslab.base.io import write_parquet
+from biaslab.evaluation.cell import MetricsConfig
+from biaslab.jobs.cells import Cell, ModelFiles, run_cells
 
 
 def per_cell(named, name):
@@ -49,7 +49,7 @@ m = run_cells(
     files, cells, MetricsConfig.from_dict(snakemake.params.metrics), threads=snakemake.threads
 )
 if "probe" in snakemake.output.keys():  # what the model knows, beside its cells
-    from biaslab.probe import ProbeConfig, probe_model, subject
+    from biaslab.evaluation.probe import ProbeConfig, probe_model, subject
 
     grid = snakemake.params.grid
     s, rho = subject(

@@ -1,5 +1,5 @@
-"""Sample one pretrained model (biaslab.pretrained) on one sampler cell. A text-to-image model
-samples each prompt class from the same seeds (its j-th image of every class shares the
+"""Sample one pretrained model (biaslab.pretrained.models) on one sampler cell. A text-to-image
+model samples each prompt class from the same seeds (its j-th image of every class shares the
 initial noise), so images of different prompts and of different knob values pair up."""
 
 import sys
@@ -9,16 +9,16 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import torch
 
-from biaslab.io import write_npz
-from biaslab.models import default_device
-from biaslab.pretrained import (
+from biaslab.base.io import write_npz
+from biaslab.models.unets import default_device
+from biaslab.plan.pretrained import PretrainedModel
+from biaslab.pretrained.models import (
     generate_text_to_image,
     generate_unet,
     load_text_to_image,
     load_unet,
 )
-from biaslab.pretrained_plan import PretrainedModel
-from biaslab.sampling import SamplerConfig
+from biaslab.sampling.generate import SamplerConfig
 
 torch.set_num_threads(snakemake.threads)
 model = snakemake.params.model

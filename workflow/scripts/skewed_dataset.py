@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from biaslab.base.io import load_npz, write_npz, write_parquet
 from biaslab.datasets import build_train
-from biaslab.io import load_npz, write_npz, write_parquet
 
 train, table = build_train(
     load_npz(snakemake.input.base), snakemake.params.data, snakemake.params.fraction

@@ -7,9 +7,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
+from biaslab.base.io import atomic_path, read_parquet, write_parquet
 from biaslab.figures import depth_family, knn_table, markdown_table
-from biaslab.gather import benchmark_summary, interval_note, job_benchmarks, summary_table
-from biaslab.io import atomic_path, read_parquet, write_parquet
+from biaslab.stats.gather import benchmark_summary, interval_note, job_benchmarks, summary_table
 
 metrics = read_parquet(snakemake.input.metrics)
 depth = depth_family(metrics)

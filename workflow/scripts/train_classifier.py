@@ -6,9 +6,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from biaslab.classifier import ClassifierConfig, save_classifier, train_classifier
+from biaslab.base.io import load_npz, write_parquet
 from biaslab.datasets import classifier_view
-from biaslab.io import load_npz, write_parquet
+from biaslab.evaluation.classifier import ClassifierConfig, save_classifier, train_classifier
 
 torch.set_num_threads(snakemake.threads)
 base = classifier_view(load_npz(snakemake.input.base), snakemake.params.target)

@@ -6,10 +6,10 @@ sys.stderr = open(snakemake.log[0], "a")
 
 import torch
 
+from biaslab.base.io import load_npz, write_parquet
 from biaslab.datasets import class_indices
-from biaslab.io import load_npz, write_parquet
-from biaslab.models import default_device
-from biaslab.train import TrainConfig, checkpoint_dir_for, save_model, train_diffusion
+from biaslab.models.unets import default_device
+from biaslab.training.train import TrainConfig, checkpoint_dir_for, save_model, train_diffusion
 
 torch.set_num_threads(snakemake.threads)
 cfg = TrainConfig.from_dict(snakemake.params.training)

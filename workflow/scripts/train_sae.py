@@ -7,9 +7,9 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 import torch
 
-from biaslab.difflens import SAEConfig, fingerprint, sae_vectors, save_sae, train_sae
-from biaslab.io import load_npz, write_parquet
-from biaslab.train import load_model
+from biaslab.base.io import load_npz, write_parquet
+from biaslab.difflens.steps import SAEConfig, fingerprint, sae_vectors, save_sae, train_sae
+from biaslab.training.train import load_model
 
 torch.set_num_threads(snakemake.threads)
 acts = load_npz(snakemake.input.activations)

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import bffhq, celeba, colour_mnist, mnist
-from .common import class_indices, rho_of
+from biaslab.datasets import bffhq, celeba, colour_mnist, mnist
+from biaslab.datasets.common import class_indices, rho_of
 
 __all__ = [
     "ATTRIBUTE_TARGETS",

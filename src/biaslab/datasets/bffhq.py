@@ -29,6 +29,7 @@ parse, and inside ``align``/``conflict`` folders the labels must agree with the 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import class_counts_manifest, colour_manifest, open_image, rho_of, split_heldout
+from biaslab.base.errors import ConfigError, as_config_error
+from biaslab.datasets.common import (
+    class_counts_manifest,
+    colour_manifest,
+    open_image,
+    rho_of,
+    split_heldout,
+)
 
 #: class-conditional models; the skew is the bias-conflicting share ``1 - rho``
 CONDITIONAL = True
@@ -327,3 +335,29 @@ def train_manifest(
     train: dict[str, np.ndarray], grid: dict[str, Any], fraction: float
 ) -> pd.DataFrame:
     return colour_manifest(train, **grid, rho_data=rho_of(fraction))
+
+
+# -- the family's card: what the plan checks and builds before any job --------------------
+def check_config(config: Mapping[str, Any]) -> None:
+    if not config["conditional"]["bffhq"].get("root"):
+        raise ConfigError("conditional.bffhq.root: required for BFFHQ (the folder with bffhq/)")
+
+
+def check_files(config: Mapping[str, Any]) -> None:
+    """The BFFHQ folders and file names (``check_bffhq_root``)."""
+    b = config["conditional"]["bffhq"]
+    as_config_error(check_bffhq_root, b["root"], b["parts"], key="conditional.bffhq.root")
+
+
+def family_settings(config: Mapping[str, Any], dataset: str = "bffhq") -> dict[str, Any]:
+    """Age-conditional BFFHQ models (class 0 young, 1 old; bias attribute gender, read by a
+    gender classifier trained in the pipeline): the settings ``plan.families`` builds the
+    family from."""
+    bffhq = config["conditional"]["bffhq"]
+    return dict(
+        source="bffhq",
+        resolution=int(bffhq["resolution"]),
+        res_key="conditional.bffhq.resolution",
+        classes=[0, 1],
+        data={**bffhq, "split_seed": config["data"]["split_seed"]},
+    )

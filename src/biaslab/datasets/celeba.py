@@ -38,14 +38,23 @@ In the pipeline CelebA is a depth-family dataset like ``mnist69``: its settings 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .common import open_image, split_heldout
-from .mnist import CONDITIONAL, DataConfig, base_manifest, train, train_manifest, two_classes
+from biaslab.base.errors import ConfigError, as_config_error
+from biaslab.datasets.common import open_image, split_heldout
+from biaslab.datasets.mnist import (
+    CONDITIONAL,
+    DataConfig,
+    base_manifest,
+    train,
+    train_manifest,
+    two_classes,
+)
 
 __all__ = [
     "ATTRIBUTE_TARGET",
@@ -388,3 +397,24 @@ def same_seed_labels(settings: dict[str, Any]) -> dict[str, Any]:
         "names": dict(enumerate(names)),
         "minority": [names.index("male blond")],
     }
+
+
+# -- the family's card: what the plan checks and builds before any job --------------------
+def check_config(config: Mapping[str, Any]) -> None:
+    """The ``data`` settings of a CelebA depth family, without reading any file."""
+    data = config["data"]
+    if data["source"] != "celeba":
+        raise ConfigError("data.source: must be 'celeba' for data.dataset celeba")
+    if {data["majority_class"], data["minority_class"]} != {0, 1}:
+        raise ConfigError(
+            "data.majority_class / data.minority_class: CelebA classes are 0 (female) and "
+            "1 (male); Table 2 uses majority_class: 0, minority_class: 1"
+        )
+    if not data.get("root"):
+        raise ConfigError("data.root: required for CelebA (the folder that holds celeba/)")
+
+
+def check_files(config: Mapping[str, Any]) -> None:
+    """The CelebA folder (``check_celeba_root``)."""
+    data = config["data"]
+    as_config_error(check_celeba_root, data["root"], verify_md5=data["verify_md5"])

@@ -24,14 +24,22 @@ all its pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .common import class_counts_manifest, colour_manifest, resize_digits, rho_of, split_heldout
-from .mnist import DataConfig, load_source
+from biaslab.base.errors import ConfigError
+from biaslab.datasets.common import (
+    class_counts_manifest,
+    colour_manifest,
+    resize_digits,
+    rho_of,
+    split_heldout,
+)
+from biaslab.datasets.mnist import DataConfig, embedded_pool, load_source
 
 COLOUR_NAMES: tuple[str, ...] = (
     "red",
@@ -408,3 +416,61 @@ def train_manifest(
     train: dict[str, np.ndarray], grid: dict[str, Any], fraction: float
 ) -> pd.DataFrame:
     return colour_manifest(train, **grid, rho_data=rho_of(fraction))
+
+
+# -- the family's card: what the plan checks and builds before any job --------------------
+#: Keys of ``data`` a coloured-MNIST family shares with the depth family (the same digits).
+_SHARED_DIGIT_KEYS = ("source", "root", "download", "resolution", "heldout_fraction", "split_seed")
+
+
+def family_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The family of class-conditional Biased MNIST (one background colour per class) or
+    Multi-Color MNIST (two halves, ``rho_right`` on the right), from the depth family's
+    digits: the settings ``plan.families`` builds it from."""
+    data, cond = config["data"], config["conditional"]
+    if data["source"] not in ("embedded", "mnist"):
+        raise ConfigError(
+            "conditional.datasets: coloured MNIST needs MNIST digits "
+            "(data.source embedded or mnist)"
+        )
+    multi = dataset == "multicolour_mnist"
+    if data["source"] == "embedded":
+        check_colour_sets(config, len(cond["classes"]))
+    return dict(
+        source=str(data["source"]),
+        resolution=int(data["resolution"]),
+        res_key="data.resolution",
+        classes=list(cond["classes"]),
+        data={
+            **{k: data[k] for k in _SHARED_DIGIT_KEYS},
+            "classes": list(cond["classes"]),
+            "rho_right": float(cond["rho_right"]),
+            "n_train": cond["n_train"],
+        },
+        rho_right=float(cond["rho_right"]) if multi else None,
+    )
+
+
+def check_colour_sets(config: Mapping[str, Any], k: int) -> None:
+    """Coloured MNIST on the embedded digits: every class of every training set has digits,
+    enough of them held in, and at least one bias-conflicting (off-colour) image at each rho;
+    ``metrics.knn_k`` fits the training set."""
+    cond = config["conditional"]
+    pool = embedded_pool(config["data"])
+    per_class = pool if cond["n_train"] is None else cond["n_train"] // k
+    if not 1 <= per_class <= pool:
+        raise ConfigError(
+            f"conditional.n_train: {cond['n_train']} images over {k} classes give {per_class} "
+            f"per class; between 1 and the {pool} held-in digits per class are possible"
+        )
+    for rho in cond["rhos"]:
+        if per_class - round(rho * per_class) < 1:
+            raise ConfigError(
+                f"conditional.rhos / conditional.n_train: at rho {rho} no class of "
+                f"{per_class} images keeps a bias-conflicting one"
+            )
+    if max(config["metrics"]["knn_k"]) > per_class * k:
+        raise ConfigError(
+            f"metrics.knn_k: k = {max(config['metrics']['knn_k'])} exceeds the "
+            f"{per_class * k} coloured training images"
+        )

@@ -68,8 +68,7 @@ def heldout_size(n: int, heldout_fraction: float, what: str) -> int:
     if not 0 < n_out < n:
         empty = "held-out" if n_out == 0 else "held-in"
         raise ValueError(
-            f"heldout_fraction: {heldout_fraction} of the {n} {what} leaves the {empty} split "
-            "empty"
+            f"heldout_fraction: {heldout_fraction} of the {n} {what} leaves the {empty} split empty"
         )
     return n_out
 

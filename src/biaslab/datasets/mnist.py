@@ -7,7 +7,7 @@ Models Amplify Bias"; unconditional models at a minority fraction. Sources:
 
 Images are padded from 28 to 32 px (so every Table-A depth fits) and then area-resized to the
 configured resolution; they are stored as uint8 and fed to models as ``x / 127.5 - 1`` in [-1, 1]
-(``biaslab.images``).
+(``biaslab.base.images``).
 
 :class:`DataConfig` (the ``data:`` section of the depth family), :func:`make_skewed` and the
 two-class manifests serve CelebA too (``biaslab.datasets.celeba``).
@@ -15,6 +15,7 @@ two-class manifests serve CelebA too (``biaslab.datasets.celeba``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import load_npz
-from .common import manifest, resize_digits, skewed_counts, split_heldout
+from biaslab.base.errors import ConfigError, as_config_error
+from biaslab.base.io import load_npz
+from biaslab.datasets.common import (
+    heldout_size,
+    manifest,
+    resize_digits,
+    skewed_counts,
+    split_heldout,
+)
 
 #: torchvision's MNIST loader expects these four uncompressed IDX files in <root>/MNIST/raw/.
 MNIST_FILES = (
@@ -267,3 +275,73 @@ def same_seed_labels(settings: dict[str, Any]) -> dict[str, Any]:
         "names": {major: str(major), minor: str(minor)},
         "minority": [minor],
     }
+
+
+# -- the family's card: what the plan checks and builds before any job --------------------
+#: Images per digit class in the embedded MNIST source (the 5,000 digits biaslab ships).
+EMBEDDED_PER_CLASS = 500
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """The ``data`` settings of an MNIST depth family, without reading any file."""
+    data = config["data"]
+    if data["source"] == "celeba":
+        raise ConfigError("data.dataset: source 'celeba' needs dataset celeba")
+    if data.get("max_images") is not None:
+        raise ConfigError("data.max_images: only used for CelebA")
+    if data["source"] == "mnist" and not data.get("root"):
+        raise ConfigError("data.root: required when data.source is 'mnist'")
+
+
+def check_files(config: Mapping[str, Any]) -> None:
+    """The four IDX files under ``data.root`` (``check_idx_files``: presence, headers, counts,
+    sizes, label values); missing ones are fine only with ``data.download``."""
+    data = config["data"]
+    if data["source"] != "mnist":
+        return
+    raw = Path(data["root"]) / "MNIST" / "raw"
+    if data["download"] and not all((raw / f).is_file() for f in MNIST_FILES):
+        return  # torchvision fetches them
+    as_config_error(check_idx_files, raw)
+
+
+def embedded_pool(data: Mapping[str, Any]) -> int:
+    """Held-in digits per class of the embedded source (the split is checked first)."""
+    try:
+        n_out = heldout_size(
+            EMBEDDED_PER_CLASS, data["heldout_fraction"], "embedded digits per class"
+        )
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
+    return EMBEDDED_PER_CLASS - n_out
+
+
+def check_training_sets(config: Mapping[str, Any], labels: tuple[str, ...]) -> None:
+    """The depth family's training sets, as far as the config tells them: on the embedded
+    digits (500 per class) the held-in / held-out split and every skew's counts are known
+    before any job; with ``data.n_train`` set, on any source, each skew needs a minority and
+    a majority image. ``metrics.knn_k`` must not exceed the training set."""
+    data, k_max = config["data"], max(config["metrics"]["knn_k"])
+    pool = embedded_pool(data) if data["source"] == "embedded" else None
+    for label in labels:
+        f = float(label)
+        try:
+            if pool is not None:
+                k_maj, k_min = skewed_counts(pool, pool, f, data["n_train"])
+            elif data["n_train"] is not None:
+                k_min = round(data["n_train"] * f)
+                k_maj = data["n_train"] - k_min
+            else:
+                continue
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if k_min < 1 or k_maj < 1:
+            raise ConfigError(
+                f"data.n_train / minority_fractions: at minority fraction {label} the training "
+                f"set has {k_maj} majority and {k_min} minority images; both need one at least"
+            )
+        if k_max > k_maj + k_min:
+            raise ConfigError(
+                f"metrics.knn_k: k = {k_max} exceeds the {k_maj + k_min} training images at "
+                f"minority fraction {label}"
+            )

@@ -4,13 +4,13 @@ saving.
 
 Conventions
 -----------
-* Depth is a categorical axis in ``biaslab.grid.DEPTH_ORDER`` order (``depth_order``).
+* Depth is a categorical axis in ``biaslab.base.columns.DEPTH_ORDER`` order (``depth_order``).
 * The unit of evidence is the trained model (``MODEL_COLUMN``, ``train_seed``): the
   replicates of a point are its models. A figure draws each model faint (``draw_models``) and
-  their aggregate bold (``replicate_summary``: ``stats.across_models``), whose band or bar is
-  the 95% t-interval over the models when there are two or more, and that one model's
+  their aggregate bold (``replicate_summary``: ``stats.intervals.across_models``), whose band or bar
+  is the 95% t-interval over the models when there are two or more, and that one model's
   sampling interval when there is one; the legend names which (``Bands``,
-  ``stats.band_label``: "95% CI over 5 training seeds (t)", "sampling 95% CI, 1 training
+  ``stats.intervals.band_label``: "95% CI over 5 training seeds (t)", "sampling 95% CI, 1 training
   seed: ...").
 * A sample seed that varies is a different cell, not a replicate; it and the other grid
   columns that vary inside a table (dataset, objective, width, sampler setting, ...) are never
@@ -36,9 +36,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
-from biaslab.grid import DEPTH_ORDER, KNOB_COLUMNS, depth_sort_key, fmt_value, setting_label
-from biaslab.io import save_figure
-from biaslab.stats import NO_INTERVAL, across_models, band_label
+from biaslab.base.columns import DEPTH_ORDER, KNOB_COLUMNS, depth_sort_key, fmt_value
+from biaslab.base.io import save_figure
+from biaslab.sampling.registry import setting_label
+from biaslab.stats.intervals import NO_INTERVAL, across_models, band_label
 
 # Headless: switching is allowed after importing pyplot as long as no figure exists yet.
 matplotlib.use("Agg")
@@ -197,15 +198,15 @@ def replicate_summary(
     bounds: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """The one aggregator over trained models: per ``by`` group of ``rep`` (a row per model,
-    ``MODEL_COLUMN``; rows of one model are averaged first), ``stats.across_models`` of the
-    finite ``value``\\ s: their mean with the 95% t-interval over the models when there are
+    ``MODEL_COLUMN``; rows of one model are averaged first), ``stats.intervals.across_models`` of
+    the finite ``value``\\ s: their mean with the 95% t-interval over the models when there are
     two or more, that model's own sampling interval (``lo``, ``hi`` columns; NaN when absent)
     when there is one. ``bounds``: the range the quantity lives in (a share: (0, 1)); the
     interval is cut to it.
 
     Columns: ``by``, ``mean``, ``lo``, ``hi`` (the band's ends), ``err_lo``, ``err_hi`` (its
     lengths below / above the mean), ``n_models``, ``method`` (``stats``: "t over models",
-    "sampling" or "none") and ``band`` (``stats.band_label``, the legend text); groups in
+    "sampling" or "none") and ``band`` (``stats.intervals.band_label``, the legend text); groups in
     sorted order."""
     rows = []
     for key, sub in groups(rep, by):
@@ -246,7 +247,7 @@ MODELS_NOTE = "each trained model (training seed)"
 @dataclass
 class Bands:
     """What the bands (or bars) drawn on an axes or figure are, collected while drawing
-    (``add`` each ``replicate_summary``), for the legend: ``stats.band_label`` of every
+    (``add`` each ``replicate_summary``), for the legend: ``stats.intervals.band_label`` of every
     (n_models, method) drawn, and whether any point has several models (then faint points
     are each model)."""
 

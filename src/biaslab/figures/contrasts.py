@@ -1,5 +1,6 @@
 """The effect of each knob: a forest plot of the run's paired contrasts
-(``biaslab.contrasts``), each model faint and the across-model mean bold with its named band."""
+(``biaslab.stats.contrasts``), each model faint and the across-model mean bold with its named
+band."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.grid import setting_label
-from biaslab.stats import BETWEEN_MODELS
-
-from .common import fraction_legend, no_data
+from biaslab.figures.common import fraction_legend, no_data
+from biaslab.sampling.registry import setting_label
+from biaslab.stats.intervals import BETWEEN_MODELS
 
 #: The readout the forest plot shows: the minority (bias-conflicting) share among samples the
 #: classifier recognises in both cells of a pair.
@@ -20,8 +20,8 @@ FOREST_METRIC = "minority_share_confident"
 
 def _row_labels(rows: pd.DataFrame) -> list[str]:
     """``biased_mnist rho_data 0.8, depth 2: guidance 0 -> 3 | ddim, 10 steps``: the family, the
-    contrast and the rest of the sampler setting (``grid.setting_label``, the varied knob
-    left out)."""
+    contrast and the rest of the sampler setting (``sampling.registry.setting_label``, the varied
+    knob left out)."""
     labels = []
     for r in rows.to_dict("records"):
         conditional = pd.notna(r.get("rho_data"))
@@ -36,7 +36,8 @@ def _row_labels(rows: pd.DataFrame) -> list[str]:
 def fig_knob_effects(contrasts: pd.DataFrame, metric: str = FOREST_METRIC) -> Figure:
     """One row per contrast (across models) of ``metric``: the paired change of the share in
     percentage points, each model a faint dot, the mean bold with its 95% interval; the
-    legend names each band (``stats.band_label``: over training seeds, or sampling only)."""
+    legend names each band (``stats.intervals.band_label``: over training seeds, or sampling
+    only)."""
     across = contrasts[(contrasts["level"] == "across") & (contrasts["metric"] == metric)]
     models = contrasts[(contrasts["level"] == "model") & (contrasts["metric"] == metric)]
     n = len(across)

@@ -19,9 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from biaslab.grid import setting_label
-
-from .common import (
+from biaslab.figures.common import (
     MODEL_FACETS,
     SAMPLER_SETTING,
     Bands,
@@ -48,7 +46,8 @@ from .common import (
     varying,
     yerr,
 )
-from .tables import knn_rows
+from biaslab.figures.tables import knn_rows
+from biaslab.sampling.registry import setting_label
 
 __all__ = ["fig_knn_vs_k", "fig_minority_vs_depth"]
 

@@ -14,9 +14,8 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from biaslab.grid import depth_sort_key, fmt_value
-
-from .common import (
+from biaslab.base.columns import depth_sort_key, fmt_value
+from biaslab.figures.common import (
     depth_colors,
     depth_order,
     fraction_legend,
@@ -139,12 +138,12 @@ def fig_toy(
     """Paper Fig. 3: majority share grows with abstraction (2x2 majority pooling), no training.
 
     Top: mean majority share (±1 s.d. band over maps) vs abstraction level, one line per initial
-    majority share, from ``biaslab.toy.abstraction_curve``. Bottom: a row of small example maps,
-    ``examples`` (a pyramid, level 0 first, e.g. ``biaslab.toy.example_pyramid``); when None,
-    one is generated deterministically with ``example_share`` / ``example_seed`` at the size of
-    level 0 in ``result``.
+    majority share, from ``biaslab.figures.toy.abstraction_curve``. Bottom: a row of small example
+    maps, ``examples`` (a pyramid, level 0 first, e.g. ``biaslab.figures.toy.example_pyramid``);
+    when None, one is generated deterministically with ``example_share`` / ``example_seed`` at the
+    size of level 0 in ``result``.
     """
-    from biaslab import toy
+    from biaslab.figures import toy
 
     if result.empty:
         raise ValueError("empty toy result")

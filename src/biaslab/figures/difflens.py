@@ -1,4 +1,4 @@
-"""Figures of the mechanistic debiasing (DiffLens, ``biaslab.difflens``).
+"""Figures of the mechanistic debiasing (DiffLens, ``biaslab.difflens.steps``).
 
 * ``fig_fd_vs_intervention`` - Fairness Discrepancy (to uniform and to the training
   distribution), % minority among recognised samples and the classifier-feature FID
@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..grid import setting_label
-from .common import (
+from biaslab.figures.common import (
     Bands,
     band_legend,
     depth_colors,
@@ -43,8 +42,9 @@ from .common import (
     readout_label,
     replicate_summary,
 )
-from .probe import with_share_interval
-from .tables import cell_table
+from biaslab.figures.probe import with_share_interval
+from biaslab.figures.tables import cell_table
+from biaslab.sampling.registry import setting_label
 
 __all__ = [
     "fig_difflens_gallery",
@@ -164,9 +164,9 @@ def fig_fd_vs_intervention(metrics: pd.DataFrame) -> Figure:
 def _call_axis(objective: str | None):
     """How a probe's recorded ``t`` (the network's timestep input) is drawn: ``(x of t, x
     label, x scale)``. DDPM-scale objectives get their timestep; an EDM model's input is
-    ``EDM_TIMESTEP_SCALE * ln(sigma) / 4`` (``biaslab.objectives``), drawn as sigma."""
+    ``EDM_TIMESTEP_SCALE * ln(sigma) / 4`` (``biaslab.models.objectives``), drawn as sigma."""
     if objective == "edm":
-        from biaslab.objectives import EDM_TIMESTEP_SCALE
+        from biaslab.models.objectives import EDM_TIMESTEP_SCALE
 
         def sigma(t):
             return np.exp(4.0 * np.asarray(t, dtype=float) / EDM_TIMESTEP_SCALE)
@@ -248,7 +248,8 @@ def fig_difflens_gallery(
     title: str = "",
 ) -> Figure:
     """The captured images that most activate each class's first located SAE features: a row
-    per (class, feature), its images left to right by peak activation (``difflens.gallery``)."""
+    per (class, feature), its images left to right by peak activation
+    (``difflens.steps.gallery``)."""
     n_classes, n_feat, n_img = gallery.shape
     fig, axes = plt.subplots(
         n_classes * n_feat,

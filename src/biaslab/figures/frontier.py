@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.grid import setting_label
-
-from .common import (
+from biaslab.figures.common import (
     UNLEARNED_NOTE,
     depth_order,
     fraction_legend,
@@ -24,7 +22,8 @@ from .common import (
     panel_grid,
     readout,
 )
-from .tables import cell_table
+from biaslab.figures.tables import cell_table
+from biaslab.sampling.registry import setting_label
 
 __all__ = [
     "bias_pp",
@@ -37,7 +36,7 @@ __all__ = [
 
 def bias_pp(cells: pd.DataFrame) -> tuple[pd.Series, str]:
     """Bias amplification of each cell in percentage points, training minority share minus
-    the generated one (``metrics.amplification``'s sign: > 0 = amplified), on the robust
+    the generated one (``evaluation.metrics.amplification``'s sign: > 0 = amplified), on the robust
     readout (``minority_share_confident``) where the table has it, else ``amplification``
     (all samples); and its axis label."""
     share = readout(cells, "minority_share")

@@ -1,5 +1,5 @@
-"""Figures of the pretrained models (``biaslab.pretrained``): Fairness Discrepancy per cell, and
-Fig. 6 of "Deeper Diffusion Models Amplify Bias" quantified (the images of different prompts
+"""Figures of the pretrained models (``biaslab.pretrained.models``): Fairness Discrepancy per cell,
+and Fig. 6 of "Deeper Diffusion Models Amplify Bias" quantified (the images of different prompts
 from one seed, and their CLIP similarity, against the mid-block bypass fraction)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.grid import KNOB_COLUMNS, setting_label
-
-from .common import no_data
-from .same_seed import _as_image
+from biaslab.base.columns import KNOB_COLUMNS
+from biaslab.figures.common import no_data
+from biaslab.figures.same_seed import _as_image
+from biaslab.sampling.registry import setting_label
 
 __all__ = ["fig_bypass_grid", "fig_bypass_prompts", "fig_pretrained_fd"]
 

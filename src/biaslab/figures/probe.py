@@ -1,4 +1,4 @@
-"""What the model knows (``biaslab.probe``): the bias attribute (or, without one, the
+"""What the model knows (``biaslab.evaluation.probe``): the bias attribute (or, without one, the
 minority class) recovered from noised training images vs the noise level, a line per depth."""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.stats import proportion_interval
-
-from .common import (
+from biaslab.figures.common import (
     Bands,
     band_legend,
     depth_colors,
@@ -22,18 +20,20 @@ from .common import (
     is_conditional,
     replicate_summary,
 )
+from biaslab.stats.intervals import proportion_interval
 
 #: The curve each panel draws: the bias attribute where the family has one, else the
 #: minority class.
 CURVES = ("attribute_accuracy", "minority_accuracy")
-#: The x-axis: ``biaslab.probe`` noises every model, whatever its objective, to timestep t of
-#: its DDPM training schedule (``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``).
+#: The x-axis: ``biaslab.evaluation.probe`` noises every model, whatever its objective, to timestep
+#: t of its DDPM training schedule (``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``).
 T_LABEL = "noise level: timestep t of the model's DDPM schedule (x_t of every objective)"
 
 
 def with_share_interval(rows: pd.DataFrame, value: str = "value", n: str = "n") -> pd.DataFrame:
     """``rows`` with ``ci_low`` / ``ci_high``: each share's exact sampling interval
-    (``stats.proportion_interval`` of ``round(value * n)`` out of ``n``; NaN without ``n``)."""
+    (``stats.intervals.proportion_interval`` of ``round(value * n)`` out of ``n``; NaN without
+    ``n``)."""
     vals = rows[value].to_numpy(dtype=float)
     counts = rows[n].to_numpy(dtype=float) if n in rows else np.full(len(rows), np.nan)
     ci = [

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from biaslab.grid import depth_sort_key
+from biaslab.base.columns import depth_sort_key
 
 __all__ = ["differing_columns", "fig_same_seed_grid", "minority_first_columns"]
 

@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.grid import depth_sort_key, is_stochastic, setting_label
-
-from .common import (
+from biaslab.base.columns import depth_sort_key, untreated_mask
+from biaslab.figures.common import (
     UNLEARNED_NOTE,
     Bands,
     depth_colors,
@@ -48,7 +47,8 @@ from .common import (
     replicate_summary,
     value_ticks,
 )
-from .tables import cell_table
+from biaslab.figures.tables import cell_table
+from biaslab.sampling.registry import is_stochastic, setting_label
 
 __all__ = [
     "fig_bypass",
@@ -139,7 +139,7 @@ def _reference_guidance(cells: pd.DataFrame) -> float:
 def _cells_without_bypass(metrics: pd.DataFrame) -> pd.DataFrame:
     """Conditional cells (with a rho_model) sampled without bypass."""
     cells = _conditional(cell_table(metrics))
-    cells = cells[(cells["bypass"] == 0) & (cells["intervene"] == 1)]
+    cells = cells[untreated_mask(cells)]
     if cells.empty:
         raise ValueError("no class-conditional (rho_model) cells without bypass in metrics")
     return cells
@@ -352,7 +352,7 @@ _BYPASS_BASE = [*SETTING, "guidance", "bypass_schedule"]
 def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Per (dataset, setting, bypass schedule) with p > 0: its cells and those of p = 0 of the
     same setting (whose bypass_schedule is "constant")."""
-    cells = cells[cells["intervene"] == 1]
+    cells = cells[untreated_mask(cells, ("intervene",))]
     zero = cells[cells["bypass"] == 0]
     rows = []
     for key, g in cells[cells["bypass"] > 0].groupby(["dataset", *_BYPASS_BASE], sort=True):

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biaslab.grid import GRID_COLUMNS, depth_sort_key, is_stochastic
-
-from .common import (
+from biaslab.base.columns import GRID_COLUMNS, KNOB_DEFAULTS, depth_sort_key, untreated_mask
+from biaslab.figures.common import (
     MODEL_FACETS,
     SAMPLER_SETTING,
     metric_rows,
@@ -21,6 +20,7 @@ from .common import (
     select,
     varying,
 )
+from biaslab.sampling.registry import is_stochastic
 
 __all__ = [
     "CELL_METRICS",
@@ -59,11 +59,7 @@ def depth_family(metrics: pd.DataFrame) -> pd.DataFrame:
     keep = np.ones(len(metrics), dtype=bool)
     if "num_classes" in metrics:
         keep &= metrics["num_classes"].isna().to_numpy() | (metrics["num_classes"] == 0).to_numpy()
-    if "bypass" in metrics:
-        keep &= metrics["bypass"].fillna(0).to_numpy() == 0
-    if "intervene" in metrics:
-        keep &= metrics["intervene"].fillna(1).to_numpy() == 1
-    return metrics[keep]
+    return metrics[keep & untreated_mask(metrics)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,21 +204,9 @@ def cell_table(metrics: pd.DataFrame, *, lpips_backbone: str | None = None) -> p
     out = out.reset_index()
     out = out.dropna(subset=[c for c in CELL_METRICS if c in out.columns], how="all")
     out["depth"] = out["depth"].astype(str)
-    for k, v in (
-        ("s_churn", 0.0),
-        ("guidance", 0.0),
-        ("bypass", 0.0),
-        ("eta", 0.0),
-        ("intervene", 1.0),
-    ):
+    for k, v in KNOB_DEFAULTS.items():  # every knob's "off" value where a table lacks it
         if k not in out:
             out[k] = v
         out[k] = out[k].fillna(v)
-    if "bypass_schedule" not in out:
-        out["bypass_schedule"] = "constant"
-    out["bypass_schedule"] = out["bypass_schedule"].fillna("constant")
-    if "intervene_mode" not in out:
-        out["intervene_mode"] = "none"
-    out["intervene_mode"] = out["intervene_mode"].fillna("none")
     out["stochastic"] = [is_stochastic(r) for r in out.to_dict("records")]
     return out

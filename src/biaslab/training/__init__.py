@@ -1,0 +1,3 @@
+"""Diffusion training (``train``): noise schedule, objective, AdamW, EMA, resumable.
+
+Import the modules themselves; this file imports nothing."""
