@@ -164,7 +164,7 @@ def test_ddpm_rejects_eta(unet, sched_config, eta):
 def test_unknown_sampler(unet, sched_config):
     with pytest.raises(ValueError, match="unknown sampler 'nope'"):
         _gen(unet, sched_config, sampler="nope")
-    assert set(SAMPLERS) == {"ddpm", "ddim", "euler", "heun", "dpmpp"}
+    assert {"ddpm", "ddim", "euler", "heun", "dpmpp"} <= set(SAMPLERS)
 
 
 def test_sampler_config_defaults_come_from_the_registry():
