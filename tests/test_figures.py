@@ -167,7 +167,7 @@ def test_figure_table_names_every_figure_once():
     real function and has a caption; a row without a table has its own rule; every figure
     rule of the workflow is a row."""
     names = [spec.name for spec in FIGURE_TABLE]
-    assert len(names) == len(set(names)) == 20
+    assert len(names) == len(set(names)) >= 20
     assert {
         "fig4_minority_vs_depth",
         "fig_bypass",
