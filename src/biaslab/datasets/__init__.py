@@ -21,10 +21,15 @@ Each source module offers the same interface, looked up in :data:`SOURCES`:
   fraction ``fraction``;
 * ``train_manifest(train, grid, fraction)``: its counts table;
 * optionally ``ATTRIBUTE_TARGET`` (the attribute classifier beside the class classifier) and
-  ``same_seed_labels(settings)`` (the labelling of the same-seed figures).
+  ``same_seed_labels(settings)`` (the labelling of the same-seed figures);
+* the family's card, read by the plan before any job: ``family_settings(config, dataset)``
+  (class-conditional families: source, resolution, classes, data settings), and optionally
+  ``check_config(config)`` / ``check_files(config)`` (its settings and files, raising
+  ``ConfigError`` naming the key), ``check_training_sets(config, fractions)`` (depth
+  families) and ``attributes_of`` / ``own_weights_of`` (a labeller of its bias attribute).
 
-Adding a dataset: one module with that interface and one entry in :data:`SOURCES`. Shared
-helpers live in :mod:`.common`, the subpackage's leaf.
+Adding a dataset: one module with that interface, one entry in :data:`SOURCES` and its schema
+section. Shared helpers live in :mod:`.common`, the subpackage's leaf.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from biaslab.datasets.common import class_indices, rho_of
 
 __all__ = [
     "ATTRIBUTE_TARGETS",
+    "attributes_of",
+    "own_weights_of",
     "CONDITIONAL_DATASETS",
     "SOURCES",
     "build_base",
@@ -83,6 +90,19 @@ def facts(dataset: str) -> dict[str, Any]:
         "features_scope": getattr(src, "FEATURES_SCOPE", "base"),
         "attribute_targets": (target,) if target else (),
     }
+
+
+def attributes_of(images: np.ndarray, dataset: str, classes) -> dict[str, np.ndarray]:
+    """The bias attribute(s) of a family's images by its own labeller (its card's
+    ``attributes_of``: coloured MNIST's background colours); families whose bias is read by an
+    attribute classifier (``ATTRIBUTE_TARGET``) have none."""
+    return SOURCES[dataset].attributes_of(images, dataset, classes)
+
+
+def own_weights_of(images: np.ndarray, dataset: str, classes, own: np.ndarray) -> dict:
+    """Each image's weight of its own attribute value (its card's ``own_weights_of``), keyed
+    as ``attributes_of``: what the probe reads of a colour blend."""
+    return SOURCES[dataset].own_weights_of(images, dataset, classes, own)
 
 
 def classifier_view(base: dict[str, np.ndarray], target: str) -> dict[str, np.ndarray]:

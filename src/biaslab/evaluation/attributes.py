@@ -47,7 +47,7 @@ def conditional_attribute(
     (``colour_mnist.attributes_of``; Multi-Color MNIST's left half is the main one), or
     BFFHQ's gender by the attribute classifier at ``attribute_classifier_path`` (which must
     have two classes). ``x``: the images in model range, when the caller has them."""
-    from biaslab.datasets.colour_mnist import attributes_of
+    from biaslab.datasets import attributes_of
 
     if attribute_classifier_path:
         bias_clf, bias_classes = load_classifier(attribute_classifier_path)

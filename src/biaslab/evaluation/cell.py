@@ -177,7 +177,7 @@ def conditional_readout(c: Classified) -> Readout:
     training set's measured ``training_rho`` (and ``training_rho_right``); the robust
     readout ``rho_model_confident``: rho_model among the samples the class classifier
     recognises (confidence >= ``metrics.confidence_threshold``), so that noise is not counted."""
-    from biaslab.datasets.colour_mnist import attributes_of
+    from biaslab.datasets import attributes_of
 
     if "labels" not in c.samples:
         raise ValueError("samples: no conditioning labels (is the model class-conditional?)")

@@ -239,7 +239,7 @@ def subject(
     for unconditional models). The bias attribute: coloured MNIST's background colour (left
     half for Multi-Color), BFFHQ's gender (``attribute_classifier_path``); unconditional
     families have none apart from the class (the minority is ``classes[1]``)."""
-    from biaslab.datasets.colour_mnist import attributes_of, own_weights_of
+    from biaslab.datasets import attributes_of, own_weights_of
 
     classifier, classes = load_classifier(classifier_path)
     lookup = {int(c): i for i, c in enumerate(classes)}
