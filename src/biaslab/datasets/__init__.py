@@ -45,15 +45,15 @@ from biaslab.datasets.common import class_indices, rho_of
 
 __all__ = [
     "ATTRIBUTE_TARGETS",
-    "attributes_of",
-    "own_weights_of",
     "CONDITIONAL_DATASETS",
     "SOURCES",
+    "attributes_of",
     "build_base",
     "build_train",
     "class_indices",
     "classifier_view",
     "facts",
+    "own_weights_of",
     "rho_of",
     "same_seed_labels",
 ]

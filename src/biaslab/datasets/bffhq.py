@@ -39,11 +39,14 @@ import pandas as pd
 
 from biaslab.base.errors import ConfigError, as_config_error
 from biaslab.datasets.common import (
+    aligned_pool_base,
+    aligned_pool_train,
     class_counts_manifest,
     colour_manifest,
     open_image,
+    rho_counts,
+    rho_indices,
     rho_of,
-    split_heldout,
 )
 
 #: class-conditional models; the skew is the bias-conflicting share ``1 - rho``
@@ -200,70 +203,12 @@ def load_bffhq(cfg: BFFHQConfig, indices: np.ndarray | None = None) -> dict[str,
     return {"x": x, **scan, "aligned": scan["target"] == scan["bias"]}
 
 
-def bffhq_rho_counts(
-    n_aligned: np.ndarray, n_conflict: np.ndarray, rho: float, n_per_class: int | None
-) -> tuple[int, int]:
-    """Per-class counts (aligned, conflicting) with aligned share ``rho``, the same for every
-    class; ``n_per_class`` None takes the largest that every class's pool allows."""
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho: {rho} is not in [0, 1]")
-    if n_per_class is None:
-        caps = []
-        for a, c in zip(n_aligned, n_conflict, strict=True):
-            cap_a = a / rho if rho > 0 else np.inf
-            cap_c = c / (1 - rho) if rho < 1 else np.inf
-            caps.append(min(cap_a, cap_c))
-        n_per_class = int(min(caps))
-    k_align = round(n_per_class * rho)
-    k_conf = n_per_class - k_align
-    for cls, (a, c) in enumerate(zip(n_aligned, n_conflict, strict=True)):
-        if k_align > a or k_conf > c:
-            raise ValueError(
-                f"data.n_per_class: {n_per_class} images per class at rho {rho} need {k_align} "
-                f"aligned and {k_conf} conflicting images of class {cls}, but the pool has "
-                f"{a} and {c}"
-            )
-    if n_per_class < 1:
-        raise ValueError(f"rho {rho}: the pool leaves no images per class")
-    return k_align, k_conf
-
-
-def bffhq_rho_indices(
-    target: np.ndarray,
-    bias: np.ndarray,
-    rho: float,
-    *,
-    n_per_class: int | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Sorted indices of a class-balanced subset in which a share ``rho`` of each target
-    class is bias-aligned (``bias == target``). Fixed per-(class, aligned) permutations by
-    ``seed`` are cut at the counts, so subsets at different rho share what they can."""
-    target, bias = np.asarray(target), np.asarray(bias)
-    classes = np.unique(target)
-    rng = np.random.default_rng(seed)
-    pools = []
-    for c in classes:
-        al = rng.permutation(np.flatnonzero((target == c) & (bias == c)))
-        co = rng.permutation(np.flatnonzero((target == c) & (bias != c)))
-        pools.append((al, co))
-    k_al, k_co = bffhq_rho_counts(
-        np.array([a.size for a, _ in pools]), np.array([c.size for _, c in pools]), rho, n_per_class
-    )
-    return np.sort(np.concatenate([np.concatenate([a[:k_al], c[:k_co]]) for a, c in pools]))
-
-
 # ------------------------------------------------ the pipeline's base and training sets
 
 
 def make_bffhq_base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
-    """BFFHQ pool (``parts``) split per (age, gender) group into held-in / held-out; the
-    classifiers' sets are the largest gender-balanced (rho = 0.5) subsets of each part, so
-    neither the age nor the gender classifier can read one attribute off the other.
-
-    Keys: ``pool_x``, ``pool_y`` (age), ``pool_bias`` (gender): the held-in pool the training
-    sets are drawn from; ``x_in``/``y_in``/``bias_in`` and ``x_out``/``y_out``/``bias_out``:
-    the decorrelated classifier sets; ``classes`` [0, 1]."""
+    """The BFFHQ pool (``parts``) as an aligned-pool base set (``common.aligned_pool_base``:
+    held-in pool, gender-balanced classifier sets), class = age, bias = gender."""
     pool = load_bffhq(
         BFFHQConfig(
             root=settings["root"],
@@ -271,46 +216,19 @@ def make_bffhq_base(settings: dict[str, Any]) -> dict[str, np.ndarray]:
             resolution=int(settings["resolution"]),
         )
     )
-    group = 2 * pool["target"] + pool["bias"]
-    a = split_heldout(
-        pool["x"], group, range(4), settings["heldout_fraction"], settings["split_seed"], "BFFHQ"
-    )
-    out = {
-        "pool_x": a["x_in"],
-        "pool_y": a["y_in"] // 2,
-        "pool_bias": a["y_in"] % 2,
-        "classes": np.array([0, 1], dtype=np.int64),
-    }
-    for part in ("in", "out"):
-        t, b = a[f"y_{part}"] // 2, a[f"y_{part}"] % 2
-        idx = bffhq_rho_indices(t, b, 0.5, seed=int(settings["split_seed"]))
-        out[f"x_{part}"], out[f"y_{part}"], out[f"bias_{part}"] = (
-            a[f"x_{part}"][idx],
-            t[idx],
-            b[idx],
-        )
-    return out
+    return aligned_pool_base(pool["x"], pool["target"], pool["bias"], settings, "BFFHQ")
 
 
 def make_bffhq_train(
     base: dict[str, np.ndarray], settings: dict[str, Any], rho: float
 ) -> dict[str, np.ndarray]:
-    """The training set at aligned share ``rho``, drawn from the held-in pool of
-    :func:`make_bffhq_base`; ``base_index`` = its rows of the pool."""
-    idx = bffhq_rho_indices(
-        base["pool_y"],
-        base["pool_bias"],
-        rho,
-        n_per_class=settings.get("n_per_class"),
-        seed=int(settings["split_seed"]),
-    )
-    return {
-        "x": base["pool_x"][idx],
-        "y": base["pool_y"][idx],
-        "bias": base["pool_bias"][idx],
-        "classes": base["classes"],
-        "base_index": np.asarray(idx, dtype=np.int64),
-    }
+    """The training set at aligned share ``rho`` (``common.aligned_pool_train``)."""
+    return aligned_pool_train(base, settings, rho)
+
+
+#: The pool subsampling (``common``), under the names BFFHQ's tests and notes use.
+bffhq_rho_counts = rho_counts
+bffhq_rho_indices = rho_indices
 
 
 # ------------------------------------------------- the source interface of biaslab.datasets

@@ -9,6 +9,7 @@ this package (the config checks), and parsing imports no torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,6 +127,113 @@ def skewed_counts(
 def rho_of(fraction: float) -> float:
     """rho_data of a conditional dataset from its bias-conflicting share."""
     return round(1.0 - float(fraction), 10)
+
+
+def rho_counts(
+    n_aligned: np.ndarray, n_conflict: np.ndarray, rho: float, n_per_class: int | None
+) -> tuple[int, int]:
+    """Per-class counts (aligned, conflicting) with aligned share ``rho``, the same for every
+    class; ``n_per_class`` None takes the largest that every class's pool allows."""
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho: {rho} is not in [0, 1]")
+    if n_per_class is None:
+        caps = []
+        for a, c in zip(n_aligned, n_conflict, strict=True):
+            cap_a = a / rho if rho > 0 else np.inf
+            cap_c = c / (1 - rho) if rho < 1 else np.inf
+            caps.append(min(cap_a, cap_c))
+        n_per_class = int(min(caps))
+    k_align = round(n_per_class * rho)
+    k_conf = n_per_class - k_align
+    for cls, (a, c) in enumerate(zip(n_aligned, n_conflict, strict=True)):
+        if k_align > a or k_conf > c:
+            raise ValueError(
+                f"data.n_per_class: {n_per_class} images per class at rho {rho} need {k_align} "
+                f"aligned and {k_conf} conflicting images of class {cls}, but the pool has "
+                f"{a} and {c}"
+            )
+    if n_per_class < 1:
+        raise ValueError(f"rho {rho}: the pool leaves no images per class")
+    return k_align, k_conf
+
+
+def rho_indices(
+    target: np.ndarray,
+    bias: np.ndarray,
+    rho: float,
+    *,
+    n_per_class: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sorted indices of a class-balanced subset in which a share ``rho`` of each target
+    class is bias-aligned (``bias == target``). Fixed per-(class, aligned) permutations by
+    ``seed`` are cut at the counts, so subsets at different rho share what they can."""
+    target, bias = np.asarray(target), np.asarray(bias)
+    classes = np.unique(target)
+    rng = np.random.default_rng(seed)
+    pools = []
+    for c in classes:
+        al = rng.permutation(np.flatnonzero((target == c) & (bias == c)))
+        co = rng.permutation(np.flatnonzero((target == c) & (bias != c)))
+        pools.append((al, co))
+    k_al, k_co = rho_counts(
+        np.array([a.size for a, _ in pools]), np.array([c.size for _, c in pools]), rho, n_per_class
+    )
+    return np.sort(np.concatenate([np.concatenate([a[:k_al], c[:k_co]]) for a, c in pools]))
+
+
+def aligned_pool_base(
+    x: np.ndarray, target: np.ndarray, bias: np.ndarray, settings: dict[str, Any], name: str
+) -> dict[str, np.ndarray]:
+    """A class-conditional family's base set from a pool of images with a binary class
+    ``target`` and a binary bias attribute ``bias`` (aligned: ``bias == target``), split per
+    (class, bias) group into held-in / held-out; the classifiers' sets are the largest
+    bias-balanced (rho = 0.5) subsets of each part, so neither the class nor the attribute
+    classifier can read one off the other.
+
+    Keys: ``pool_x``, ``pool_y``, ``pool_bias``: the held-in pool the training sets are drawn
+    from; ``x_in``/``y_in``/``bias_in`` and ``x_out``/``y_out``/``bias_out``: the decorrelated
+    classifier sets; ``classes`` [0, 1]."""
+    group = 2 * np.asarray(target) + np.asarray(bias)
+    a = split_heldout(
+        x, group, range(4), settings["heldout_fraction"], settings["split_seed"], name
+    )
+    out = {
+        "pool_x": a["x_in"],
+        "pool_y": a["y_in"] // 2,
+        "pool_bias": a["y_in"] % 2,
+        "classes": np.array([0, 1], dtype=np.int64),
+    }
+    for part in ("in", "out"):
+        t, b = a[f"y_{part}"] // 2, a[f"y_{part}"] % 2
+        idx = rho_indices(t, b, 0.5, seed=int(settings["split_seed"]))
+        out[f"x_{part}"], out[f"y_{part}"], out[f"bias_{part}"] = (
+            a[f"x_{part}"][idx],
+            t[idx],
+            b[idx],
+        )
+    return out
+
+
+def aligned_pool_train(
+    base: dict[str, np.ndarray], settings: dict[str, Any], rho: float
+) -> dict[str, np.ndarray]:
+    """The training set at aligned share ``rho``, drawn from the held-in pool of
+    :func:`aligned_pool_base`; ``base_index`` = its rows of the pool."""
+    idx = rho_indices(
+        base["pool_y"],
+        base["pool_bias"],
+        rho,
+        n_per_class=settings.get("n_per_class"),
+        seed=int(settings["split_seed"]),
+    )
+    return {
+        "x": base["pool_x"][idx],
+        "y": base["pool_y"][idx],
+        "bias": base["pool_bias"][idx],
+        "classes": base["classes"],
+        "base_index": np.asarray(idx, dtype=np.int64),
+    }
 
 
 def class_indices(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
