@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from biaslab.base.columns import depth_sort_key, untreated_mask
+from biaslab.base.columns import UNTREATED, depth_sort_key, untreated_mask
 from biaslab.figures.common import (
     UNLEARNED_NOTE,
     Bands,
@@ -352,7 +352,7 @@ _BYPASS_BASE = [*SETTING, "guidance", "bypass_schedule"]
 def _bypass_sweeps(cells: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Per (dataset, setting, bypass schedule) with p > 0: its cells and those of p = 0 of the
     same setting (whose bypass_schedule is "constant")."""
-    cells = cells[untreated_mask(cells, ("intervene",))]
+    cells = cells[untreated_mask(cells, tuple(k for k in UNTREATED if k != "bypass"))]
     zero = cells[cells["bypass"] == 0]
     rows = []
     for key, g in cells[cells["bypass"] > 0].groupby(["dataset", *_BYPASS_BASE], sort=True):
