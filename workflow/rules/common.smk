@@ -120,7 +120,7 @@ def cells_params(cells):
 
 
 def twin_samples(cells):
-    """Input function: each intervened cell's unintervened twin's samples."""
+    """Input function: the samples of each treated cell's untreated twin."""
     return lambda wc: TARGETS.twin_samples(wc, cells)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from biaslab.base.errors import ConfigError
+
 # Order matters only for display. ``rho_data`` / ``rho_right`` (nominal bias alignment of the
 # training set) exist only for the coloured-MNIST datasets, where ``minority_fraction`` is the
 # bias-conflicting share ``1 - rho_data``.
@@ -101,6 +103,48 @@ UNTREATED = {
     "bypass": {"bypass": 0.0, "bypass_schedule": "constant"},
     "intervene": {"intervene": 1.0, "intervene_mode": "none"},
 }
+
+
+#: The mode a treated row takes when it names none (a treatment without an entry keeps its
+#: "off" mode: a constant bypass).
+TREATED_MODE = {"intervene": INTERVENE_DEFAULT_MODE}
+#: How a default reads in the configuration reference where a table value cannot say it.
+DEFAULT_TEXT = {
+    "intervene_mode": f"`{INTERVENE_DEFAULT_MODE}` when `intervene` is set, else `none`"
+}
+
+
+def resolve_treatments(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A typed grid row's treatment modes, checked and filled in place: a mode other than its
+    "off" value needs its treatment on (``bypass_schedule`` without ``bypass``,
+    ``intervene_mode`` without ``intervene``), and a treatment on without a mode takes
+    ``TREATED_MODE``. Errors name ``where`` and the key."""
+    for knob, off in UNTREATED.items():
+        mode = next(k for k in off if k != knob)
+        if row[knob] == off[knob] and row[mode] != off[mode]:
+            raise ConfigError(
+                f"{where}.{mode}: set without {knob} (it is off at {fmt_value(off[knob])})"
+            )
+        if row[knob] != off[knob] and row[mode] == off[mode] and knob in TREATED_MODE:
+            row[mode] = TREATED_MODE[knob]
+    return row
+
+
+def treatment_labels(key: Mapping[str, Any]) -> list[str]:
+    """How the treatments a row applies read in figure labels: ``bypass p=0.5 ramped``,
+    ``SAE x4 probability`` (a missing or NaN value reads as off)."""
+    parts = []
+    bypass, ratio = key.get("bypass"), key.get("intervene")
+    if _given(bypass) and bypass != 0:
+        ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
+        parts.append(f"bypass p={fmt_value(bypass)}{ramp}")
+    if _given(ratio) and ratio != 1:
+        parts.append(f"SAE x{fmt_value(ratio)} {key.get('intervene_mode', '')}".strip())
+    return parts
+
+
+def _given(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 def untreated(row: Mapping[str, Any], knob: str) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from typing import Any
 
 from biaslab.base.columns import (
     GRID_COLUMNS,
-    INTERVENE_DEFAULT_MODE,
     KNOB_COLUMNS,
     KNOB_TYPES,
     fmt_value,
+    resolve_treatments,
 )
 from biaslab.base.errors import ConfigError, as_config_error  # noqa: F401 (re-exported)
 from biaslab.datasets import SOURCES
@@ -125,13 +125,7 @@ def resolve_sampling_grid(
                 f"{where}.guidance: guidance needs a class-conditional model; the depth models "
                 "are unconditional (sweep guidance in conditional.grid)"
             )
-        if out["bypass"] == 0.0 and out["bypass_schedule"] != "constant":
-            raise ConfigError(f"{where}.bypass_schedule: set without a bypass fraction")
-        if out["intervene"] == 1.0 and out["intervene_mode"] != "none":
-            raise ConfigError(f"{where}.intervene_mode: set without an intervene ratio (1 = off)")
-        if out["intervene"] != 1.0 and out["intervene_mode"] == "none":
-            out["intervene_mode"] = INTERVENE_DEFAULT_MODE
-        rows.append(out)
+        rows.append(resolve_treatments(out, where))
     keys = [tuple(r.values()) for r in rows]
     dup = {k for k in keys if keys.count(k) > 1}
     if dup:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from biaslab.base.columns import INTERVENE_DEFAULT_MODE, KNOB_DEFAULTS
+from biaslab.base.columns import DEFAULT_TEXT, KNOB_DEFAULTS
 from biaslab.sampling.registry import SAMPLERS
 
 SAMPLER_ROWS = "sampler_grid"
@@ -85,8 +85,8 @@ def _as_list(v: Any) -> list[Any]:
 
 def knob_default(knob: str) -> str:
     """A sampler knob's default as the registry gives it: per sampler where they differ."""
-    if knob == "intervene_mode":
-        return f"`{INTERVENE_DEFAULT_MODE}` when `intervene` is set, else `none`"
+    if knob in DEFAULT_TEXT:
+        return DEFAULT_TEXT[knob]
     having = {n: s.default(knob) for n, s in SAMPLERS.items() if knob in s.knobs}
     if not having or len(set(map(str, having.values()))) == 1:
         value = next(iter(having.values())) if having else KNOB_DEFAULTS[knob]

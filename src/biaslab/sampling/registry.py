@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from biaslab.base.columns import KNOB_CHOICES, KNOB_COLUMNS, KNOB_DEFAULTS, KNOB_TYPES, fmt_value
+from biaslab.base.columns import (
+    KNOB_CHOICES,
+    KNOB_COLUMNS,
+    KNOB_DEFAULTS,
+    KNOB_TYPES,
+    fmt_value,
+    treatment_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -159,9 +166,4 @@ def setting_label(key: Mapping[str, Any]) -> str:
             parts.append(f"{spacing} spacing")
     if _present(key, "guidance") and key["guidance"] != 0:
         parts.append(f"w={fmt_value(key['guidance'])}")
-    if _present(key, "bypass") and key["bypass"] != 0:
-        ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
-        parts.append(f"bypass p={fmt_value(key['bypass'])}{ramp}")
-    if _present(key, "intervene") and key["intervene"] != 1:
-        parts.append(f"SAE x{fmt_value(key['intervene'])} {key.get('intervene_mode', '')}".strip())
-    return ", ".join(parts)
+    return ", ".join(parts + treatment_labels(key))

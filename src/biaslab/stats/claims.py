@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biaslab.base.columns import GRID_COLUMNS, fmt_value
+from biaslab.base.columns import GRID_COLUMNS, KNOB_COLUMNS, fmt_value
 from biaslab.stats import intervals as stats
 from biaslab.stats.contrasts import METRIC_KEYS, MODEL, across_row, cell_columns, vary_value
 
@@ -238,14 +238,7 @@ _SHOWN = (
     "dataset",
     "minority_fraction",
     "depth",
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "intervene",
-    "intervene_mode",
+    *(k for k in KNOB_COLUMNS if k not in ("bypass_schedule", "timestep_spacing")),
     "objective",
 )
 
