@@ -322,7 +322,10 @@ def test_paper_config_dry_run_lists_full_grid(tmp_path):
     assert planned_cells(proc.stdout) == 72 * 11 + 72 * 26 + 36 * 3
     # one job per model for its cells, and one for the intervened cells of each SAE model
     assert model_jobs(counts) == 144 and model_jobs(counts, "intervene") == 72 + 36
-    assert counts["fig_sampler_study"] == 6  # with the FID frontier
+    # the sampler study's six figures, the FID frontier with them, one rule each
+    study = ["rho_vs_rho_data", "rho_vs_steps", "rho_vs_guidance", "bypass"]
+    study += ["bias_diversity_frontier", "bias_quality_frontier"]
+    assert all(counts[f"fig_{name}"] == 1 for name in study)
     print(f"paper dry run: {elapsed:.1f} s")
 
 
