@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from biaslab.base.columns import KNOB_COLUMNS, UNTREATED
 from biaslab.figures.common import (
     Bands,
     band_legend,
@@ -54,16 +55,7 @@ __all__ = [
 ]
 
 #: The knobs a sweep holds fixed (everything but the intervention's own).
-_BASE = (
-    "sampler",
-    "steps",
-    "eta",
-    "s_churn",
-    "guidance",
-    "bypass",
-    "bypass_schedule",
-    "timestep_spacing",
-)
+_BASE = tuple(k for k in KNOB_COLUMNS if k not in UNTREATED["intervene"])
 #: (metric, y label, scale, the range it lives in); the minority share: its robust readout.
 _PANELS = (
     ("fd", "Fairness Discrepancy to uniform (0 = balanced)", 1.0, (0.0, np.inf)),
