@@ -12,7 +12,6 @@ from PIL import Image
 
 from biaslab.datasets.bffhq import (
     BFFHQConfig,
-    bffhq_rho_indices,
     load_bffhq,
     parse_bffhq_name,
     scan_bffhq,
@@ -23,6 +22,7 @@ from biaslab.datasets.celeba import (
     check_celeba_root,
     load_celeba,
 )
+from biaslab.datasets.common import rho_indices
 
 # The 40 CelebA attribute names in the order of list_attr_celeba.txt.
 ATTRS = (
@@ -299,26 +299,26 @@ def test_bffhq_scan_and_load(bffhq_root):
     np.testing.assert_array_equal(sub["x"], out["x"][[5, 1]])
 
 
-def test_bffhq_rho_indices(bffhq_root):
+def test_rho_indices(bffhq_root):
     scan = scan_bffhq(bffhq_root, ("0.5pct", "valid", "test"))
     t, b = scan["target"], scan["bias"]
     # pool per class: age 0: 7 aligned, 5 conflicting; age 1: 7 aligned, 4 conflicting
     for rho, n in ((0.5, 8), (0.8, 8)):
-        idx = bffhq_rho_indices(t, b, rho, n_per_class=n, seed=0)
+        idx = rho_indices(t, b, rho, n_per_class=n, seed=0)
         assert idx.size == 2 * n
         for c in (0, 1):
             sel = t[idx] == c
             assert sel.sum() == n
             assert (b[idx][sel] == c).sum() == round(n * rho)
-        np.testing.assert_array_equal(idx, bffhq_rho_indices(t, b, rho, n_per_class=n, seed=0))
+        np.testing.assert_array_equal(idx, rho_indices(t, b, rho, n_per_class=n, seed=0))
     # largest class-balanced set at rho 0.9: limited by 7 aligned -> 7 per class
-    idx = bffhq_rho_indices(t, b, 0.9)
+    idx = rho_indices(t, b, 0.9)
     assert idx.size == 2 * 7
     assert (t[idx] == b[idx]).sum() == 2 * 6
     with pytest.raises(ValueError, match=r"data\.n_per_class"):
-        bffhq_rho_indices(t, b, 0.5, n_per_class=12)
+        rho_indices(t, b, 0.5, n_per_class=12)
     with pytest.raises(ValueError, match="rho"):
-        bffhq_rho_indices(t, b, 1.5)
+        rho_indices(t, b, 1.5)
 
 
 def test_bffhq_errors(tmp_path, bffhq_root):

@@ -94,7 +94,7 @@ def intervened(row: Mapping[str, Any]) -> bool:
     """Whether a grid row intervenes on the mid-block through the SAE
     (``biaslab.difflens.steps``)."""
     v = row.get("intervene", KNOB_DEFAULTS["intervene"])
-    return v is not None and not (isinstance(v, float) and math.isnan(v)) and float(v) != 1.0
+    return is_given(v) and float(v) != 1.0
 
 
 #: Each treatment knob's "off" values. A treated cell's twin is the same row with these: same
@@ -135,15 +135,16 @@ def treatment_labels(key: Mapping[str, Any]) -> list[str]:
     ``SAE x4 probability`` (a missing or NaN value reads as off)."""
     parts = []
     bypass, ratio = key.get("bypass"), key.get("intervene")
-    if _given(bypass) and bypass != 0:
+    if is_given(bypass) and bypass != 0:
         ramp = " ramped" if key.get("bypass_schedule") == "linear" else ""
         parts.append(f"bypass p={fmt_value(bypass)}{ramp}")
-    if _given(ratio) and ratio != 1:
+    if is_given(ratio) and ratio != 1:
         parts.append(f"SAE x{fmt_value(ratio)} {key.get('intervene_mode', '')}".strip())
     return parts
 
 
-def _given(v: Any) -> bool:
+def is_given(v: Any) -> bool:
+    """A table value that is there: neither None nor NaN."""
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 

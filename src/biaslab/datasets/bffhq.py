@@ -21,9 +21,10 @@ is 0 = young, 1 = old; the gender label's meaning is as reported by the dataset 
 (64) with the same filter as CelebA (``common.prepare_face``). The loader pools the folders
 named in ``parts`` (default: the 0.5pct training set, valid and test, as in the public code
 of "How I Met Your Bias", which pools them to reach high aligned fractions rho), and
-:func:`bffhq_rho_indices` subsamples the pool to a chosen rho = share of aligned images in
-each age class. The loader checks what it can of this assumed layout: every image name must
-parse, and inside ``align``/``conflict`` folders the labels must agree with the folder names.
+:func:`biaslab.datasets.common.rho_indices` subsamples the pool to a chosen rho = share of
+aligned images in each age class. The loader checks what it can of this assumed layout: every
+image name must parse, and inside ``align``/``conflict`` folders the labels must agree with the
+folder names.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ from biaslab.datasets.common import (
     class_counts_manifest,
     colour_manifest,
     open_image,
-    rho_counts,
-    rho_indices,
     rho_of,
 )
 
@@ -224,11 +223,6 @@ def make_bffhq_train(
 ) -> dict[str, np.ndarray]:
     """The training set at aligned share ``rho`` (``common.aligned_pool_train``)."""
     return aligned_pool_train(base, settings, rho)
-
-
-#: The pool subsampling (``common``), under the names BFFHQ's tests and notes use.
-bffhq_rho_counts = rho_counts
-bffhq_rho_indices = rho_indices
 
 
 # ------------------------------------------------- the source interface of biaslab.datasets

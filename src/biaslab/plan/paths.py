@@ -30,8 +30,3 @@ BENCHMARK = "results/benchmarks/{rule}/" + MODEL + ".tsv"
 def figure(stem: str, ext: str) -> str:
     """The file of figure ``stem`` (its name, or a per-model path under it)."""
     return f"results/figures/{stem}.{ext}"
-
-
-def model_path(template: str, **wildcards: str) -> str:
-    """``template`` with ``{MODEL}`` filled in from the model's wildcards."""
-    return template.replace("{MODEL}", MODEL).format(**wildcards)

@@ -58,6 +58,15 @@ class Targets:
     study_rows: Sequence[Mapping[str, Any]] = ()
     study_models: Sequence[str] = ()
 
+    def __post_init__(self) -> None:
+        # each cell path by its knob values, and each pretrained row by its cell path: the
+        # twin and row lookups of the input functions, built once
+        self._cell_of = {
+            name: {_key(row): cell for row, cell in cells} for name, cells in self.cells.items()
+        }
+        self._pretrained_cell_of = {_key(row): cell for row, cell in self.pretrained_cells}
+        self._pretrained_row_of = {cell: row for row, cell in self.pretrained_cells}
+
     @classmethod
     def of(
         cls,
@@ -110,7 +119,7 @@ class Targets:
     def eval_files(self, file: str) -> list[str]:
         """``file`` of every cell of every model (``results/eval/<model>/<cell>/``)."""
         return [
-            f"results/eval/{paths.MODEL.format(**m)}/{cell}/{file}"
+            f"{paths.EVAL_OF.format(MODEL=paths.MODEL.format(**m), cell=cell)}/{file}"
             for m in self.models()
             for cell in self.model_cells(m["dataset"], m["fraction"], m["depth"])
         ]
@@ -118,7 +127,7 @@ class Targets:
     def same_seed_tables(self) -> list[str]:
         """The same-seed similarity table of every intervened cell."""
         return [
-            f"results/eval/{paths.MODEL.format(**m)}/{cell}/same_seed.parquet"
+            f"{paths.EVAL_OF.format(MODEL=paths.MODEL.format(**m), cell=cell)}/same_seed.parquet"
             for m in self.models()
             if self.plan[m["dataset"]].has_sae(m["fraction"], m["depth"])
             for row, cell in self.cells[m["dataset"]]
@@ -128,8 +137,8 @@ class Targets:
     def twin_cells(self, name: str, cells: Cells) -> list[str]:
         """Each intervened cell's unintervened twin (same knobs, ``untreated``): the cell its
         samples are compared with, seed for seed. ``plan.difflens`` checks each has one."""
-        by_key = {_key(row): cell for row, cell in self.cells[name]}
-        return [by_key[_key(untreated(row, "intervene"))] for row, _cell in cells]
+        cell_of = self._cell_of[name]
+        return [cell_of[_key(untreated(row, "intervene"))] for row, _cell in cells]
 
     def model_inputs(self, m: Mapping[str, str]) -> dict[str, Any]:
         """What a model job's cells read (``jobs.cells.ModelFiles``)."""
@@ -221,14 +230,13 @@ class Targets:
         ]
 
     def pretrained_row(self, cell: str) -> Mapping[str, Any]:
-        return dict((c, r) for r, c in self.pretrained_cells)[cell]
+        return self._pretrained_row_of[cell]
 
     def study_files(self, name: str, file: str) -> list[str]:
         """``file`` of the bypass study's cells of model ``name``, in bypass order."""
-        by_key = {_key(row): cell for row, cell in self.pretrained_cells}
         return [
-            f"{paths.PRETRAINED_CELL_OF.format(pretrained=name, cell=by_key[_key(r)])}/{file}"
-            for r in self.study_rows
+            f"{paths.PRETRAINED_CELL_OF.format(pretrained=name, cell=cell)}/{file}"
+            for cell in (self._pretrained_cell_of[_key(r)] for r in self.study_rows)
         ]
 
     def pretrained_twin(self, name: str, cell: str) -> dict[str, str]:
@@ -238,9 +246,10 @@ class Targets:
         twin = untreated(row, "bypass")
         if float(row["bypass"]) == 0.0 or twin not in self.model_rows[name]:
             return {}
-        by_key = {_key(r): c for r, c in self.pretrained_cells}
-        twin_cell = by_key[_key(twin)]
-        return {"reference": f"results/pretrained/{name}/{twin_cell}/samples.npz"}
+        cell = paths.PRETRAINED_CELL_OF.format(
+            pretrained=name, cell=self._pretrained_cell_of[_key(twin)]
+        )
+        return {"reference": f"{cell}/samples.npz"}
 
     # -- what a run makes ---------------------------------------------------------------
     def draws(self, spec: FigureSpec) -> bool:

@@ -8,7 +8,6 @@ Adding a sampler = ``sampling.samplers.sample_<name>`` + a row of ``SAMPLERS`` +
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from biaslab.base.columns import (
     KNOB_DEFAULTS,
     KNOB_TYPES,
     fmt_value,
+    is_given,
     treatment_labels,
 )
 
@@ -142,28 +142,23 @@ def network_evaluations(row: Mapping[str, Any]) -> int:
     return n * (2 if float(row.get("guidance", 0) or 0) else 1)
 
 
-def _present(key: Mapping[str, Any], name: str) -> bool:
-    v = key.get(name)
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
 def setting_label(key: Mapping[str, Any]) -> str:
     """``ddpm, 1000 steps, η=1`` from a dict of sampler knobs: sampler, steps, then the knobs
     that are on (the sampler's own knobs, a timestep spacing other than the sampler's default
     as ``leading spacing``, guidance, bypass)."""
     parts = []
-    if _present(key, "sampler"):
+    if is_given(key.get("sampler")):
         parts.append(str(key["sampler"]))
-    if _present(key, "steps"):
+    if is_given(key.get("steps")):
         parts.append(f"{fmt_value(key['steps'])} steps")
     spec = SAMPLERS.get(str(key.get("sampler")))
     for knob, symbol in (spec.knob_symbols if spec else {}).items():
-        if _present(key, knob):
+        if is_given(key.get(knob)):
             parts.append(f"{symbol}={fmt_value(key[knob])}")
     spacing = key.get("timestep_spacing")
-    if spec and "timestep_spacing" in spec.knobs and _present(key, "timestep_spacing"):
+    if spec and "timestep_spacing" in spec.knobs and is_given(key.get("timestep_spacing")):
         if spacing != spec.default("timestep_spacing"):
             parts.append(f"{spacing} spacing")
-    if _present(key, "guidance") and key["guidance"] != 0:
+    if is_given(key.get("guidance")) and key["guidance"] != 0:
         parts.append(f"w={fmt_value(key['guidance'])}")
     return ", ".join(parts + treatment_labels(key))
